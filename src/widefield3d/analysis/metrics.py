@@ -31,8 +31,6 @@ from widefield3d.errors import InputError
 
 DataRange = float | Literal["gt"]
 
-METRIC_NAMES = ("mse", "rmse", "mae", "psnr", "ssim", "pearson")
-
 _SSIM_WIN_SIZE = 7
 
 
