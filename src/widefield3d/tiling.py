@@ -1,0 +1,365 @@
+"""Tiled inference of image-to-image networks on inputs of any size, with bounded memory.
+
+Geometry (per spatial axis, in input pixels; ``d`` = divisor, ``h`` = halo, ``b`` = blend):
+
+* The image is virtually extended by reflection (numpy ``mode="reflect"``, repeated for short axes). The
+  low-side extension ``P = ceil(h / d) * d`` is a multiple of ``d``, so every tile window starts on the
+  network's pooling grid of the image.
+* Tile ``k`` feeds the network the window ``[k*s - P, k*s - P + T)`` (``T`` = ``tile`` rounded down to a
+  multiple of ``d``) and keeps the output of ``[k*s, k*s + s + b)``: at least ``h`` pixels of context
+  remain on both sides. The step ``s`` is the largest multiple of ``d`` with ``s + b + P + h <= T``.
+* Neighbouring kept regions overlap by exactly ``b`` pixels, where they are cross-faded with raised-cosine
+  weights that sum to one; the weights are separable over axes. An axis that fits into one window
+  (``P + N + h <= T``) gets a single, shorter window and no blending.
+
+Hence, if ``h`` is at least the network's receptive radius, each output pixel is computed from exactly
+the input it would see in whole-image inference on the reflection-padded image (padded by ``P`` and
+enough at the far side), so tiled and whole-image outputs agree to float precision; with a smaller
+halo the errors are cross-faded instead of producing seams.
+
+Memory: tiles are processed in strips along the first spatial axis that needs more than one tile. For
+each strip the input band (window rows x full padded extent of the other axes) is read once from the
+source (numpy, zarr or dask; the source is never materialised whole), the blended output of the strip is
+accumulated, its finished rows are written to ``out`` and the rest (the ``b`` rows shared with the next
+strip) is carried over. Peak memory is about one input band, one output strip and one batch of tiles
+with the network's activations.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from torch import nn
+
+from widefield3d.errors import InputError
+
+__all__ = ["predict_tiled"]
+
+IntOrTuple = int | tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class _AxisPlan:
+    """Tiling of one spatial axis; lengths in input pixels unless stated."""
+
+    size: int  # image extent N
+    window: int  # network input length T per tile (multiple of the divisor)
+    step: int  # distance s between neighbouring windows (multiple of the divisor)
+    blend: int  # overlap b of neighbouring kept regions (0 for a single tile)
+    pad: int  # context P before the first image pixel (multiple of the divisor)
+    count: int  # number of tiles
+    scale: int  # output pixels per input pixel
+
+    def start(self, k: int) -> int:
+        """First image pixel (may be negative: reflected) of window ``k``."""
+        return k * self.step - self.pad
+
+    def kept(self, k: int) -> tuple[int, int]:
+        """Image pixels ``[lo, hi)`` whose output tile ``k`` contributes."""
+        lo = k * self.step
+        return lo, min(self.size, lo + self.step + self.blend)
+
+    @property
+    def padded(self) -> int:
+        """Length of the virtually padded extent covered by all windows."""
+        return (self.count - 1) * self.step + self.window
+
+    @property
+    def strip(self) -> int:
+        """Output pixels held for one strip along this axis."""
+        return min(self.size, self.step + self.blend) * self.scale
+
+    def weights(self, k: int) -> np.ndarray:
+        """Blending weights (float32, output pixels) over the kept region of tile ``k``."""
+        lo, hi = self.kept(k)
+        w = np.ones((hi - lo) * self.scale, np.float32)
+        n = self.blend * self.scale
+        if n:
+            ramp = np.sin(0.5 * np.pi * (np.arange(n) + 0.5) / n) ** 2
+            if k > 0:
+                w[:n] = ramp
+            if k < self.count - 1:
+                w[self.step * self.scale : self.step * self.scale + n] = ramp[::-1]
+        return w
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def _plan_axis(name: str, size: int, tile: int, halo: int, blend: int, divisor: int, scale: int) -> _AxisPlan:
+    if tile < divisor:
+        raise InputError(f"predict_tiled: tile={tile} along {name} is smaller than the network divisor {divisor}")
+    tile -= tile % divisor
+    pad = _round_up(halo, divisor)
+    single = _round_up(pad + size + halo, divisor)
+    if single <= tile:
+        return _AxisPlan(size, single, single, 0, pad, 1, scale)
+    step = (tile - pad - blend - halo) // divisor * divisor
+    if step < max(divisor, blend):
+        need = _round_up(pad + blend + halo + _round_up(max(divisor, blend), divisor), divisor)
+        raise InputError(
+            f"predict_tiled: tile={tile} along {name} is too small for halo={halo}, blend={blend} and "
+            f"divisor={divisor}; use tile >= {need}, a smaller halo or a smaller blend"
+        )
+    return _AxisPlan(size, tile, step, blend, pad, math.ceil((size - blend) / step), scale)
+
+
+def _per_axis(name: str, value, ndim: int, minimum: int) -> tuple[int, ...]:
+    values = (value,) * ndim if not isinstance(value, (tuple, list)) else tuple(value)
+    if len(values) != ndim or not all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= minimum for v in values
+    ):
+        raise InputError(f"predict_tiled: {name}={value!r} must be an integer >= {minimum} or {ndim} of them")
+    return tuple(int(v) for v in values)
+
+
+def _reflect(index: np.ndarray, size: int) -> np.ndarray:
+    """Map pixel indices outside ``[0, size)`` by (repeated) reflection, like ``np.pad(mode="reflect")``."""
+    if size == 1:
+        return np.zeros_like(index)
+    period = 2 * (size - 1)
+    index = np.mod(index, period)
+    return np.where(index < size, index, period - index)
+
+
+def _read(image, ranges: list[np.ndarray]) -> np.ndarray:
+    """Read ``image[:, ranges...]`` (reflected pixel indices per axis) as float32, touching only its bounding box."""
+    ranges = [_reflect(r, n) for r, n in zip(ranges, image.shape[1:])]
+    box = tuple(slice(int(r.min()), int(r.max()) + 1) for r in ranges)
+    raw = np.asarray(image[(slice(None), *box)])
+    local = [r - b.start for r, b in zip(ranges, box)]
+    if any(not np.array_equal(r, np.arange(len(r))) for r in local):
+        raw = raw[(slice(None), *np.ix_(*local))]
+    return raw.astype(np.float32, copy=False)
+
+
+def _along(axis: int, index: slice, ndim: int) -> tuple[slice, ...]:
+    """Index of a channel-first array selecting ``index`` along spatial ``axis``."""
+    key = [slice(None)] * (ndim + 1)
+    key[1 + axis] = index
+    return tuple(key)
+
+
+def _resolve_device(device: str | torch.device) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InputError(f"predict_tiled: device={device!r} is not 'auto', 'cpu' or 'cuda[:N]'") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"predict_tiled: device={device!r} but CUDA is not available; use 'cpu' or 'auto'")
+    return resolved
+
+
+def _check_image(model: nn.Module, image) -> int:
+    """Validate the model and image; return the number of spatial axes."""
+    if not isinstance(model, nn.Module):
+        raise InputError(f"predict_tiled: model must be a torch.nn.Module, got {type(model).__name__}")
+    if not all(hasattr(image, a) for a in ("shape", "dtype", "__getitem__")):
+        raise InputError(f"predict_tiled: image must be a numpy, zarr or dask array, got {type(image).__name__}")
+    shape, dtype = tuple(image.shape), np.dtype(image.dtype)
+    if dtype.kind not in "uif":
+        raise InputError(f"predict_tiled: image dtype {dtype} is not numeric (integer or float)")
+    ndim = getattr(model, "ndim", len(shape) - 1)
+    if len(shape) - 1 != ndim or ndim not in (2, 3):
+        axes = "C" + "ZYX"[-ndim:] if ndim in (2, 3) else "CYX or CZYX"
+        raise InputError(f"predict_tiled: image shape {shape} does not match the {axes} axes the model expects")
+    if min(shape) < 1:
+        raise InputError(f"predict_tiled: image shape {shape} has an empty axis")
+    in_channels = getattr(model, "in_channels", shape[0])
+    if shape[0] != in_channels:
+        raise InputError(f"predict_tiled: image has {shape[0]} channels (axis 0) but the model takes {in_channels}")
+    return ndim
+
+
+def predict_tiled(
+    model: nn.Module,
+    image,
+    *,
+    tile: IntOrTuple = 256,
+    halo: IntOrTuple | None = None,
+    blend: IntOrTuple = 32,
+    divisor: IntOrTuple | None = None,
+    scale: IntOrTuple = 1,
+    out_channels: int | None = None,
+    batch_size: int = 4,
+    device: str | torch.device = "cpu",
+    out=None,
+    progress: bool = True,
+    amp: bool = False,
+):
+    """Run an image-to-image network over an image of any size, tile by tile, with seamless blending.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Maps ``(B, C_in, *S)`` to ``(B, C_out, *(S * scale))`` (float32). Set to ``eval()`` and moved to
+        ``device`` (its training flag is restored afterwards). Optional attributes used when present:
+        ``ndim``, ``in_channels``, ``downsampling_factor``, ``receptive_radius``.
+    image : array-like
+        Channel-first ``(C, Y, X)`` for a 2D model or ``(C, Z, Y, X)`` for a 3D model; numpy, zarr.Array or
+        dask array of any integer/float dtype, fed to the network as float32 values without normalisation.
+        Read band by band; a zarr or dask input is never loaded whole.
+    tile : int or tuple of int
+        Network input window per tile, in input pixels (per spatial axis if a tuple); rounded down to a
+        multiple of ``divisor``. An axis shorter than a window gets one shorter window.
+    halo : int or tuple of int, optional
+        Context, in input pixels, kept around each tile's retained output and discarded. Default: the
+        model's ``receptive_radius`` if it has one (tiled output then equals whole-image output to float
+        precision), else ``tile // 8``.
+    blend : int or tuple of int
+        Overlap, in input pixels, of neighbouring tiles' retained regions, cross-faded with raised-cosine
+        weights that sum to one.
+    divisor : int or tuple of int, optional
+        Network input sizes must be multiples of this; default ``model.downsampling_factor`` or 1.
+    scale : int or tuple of int
+        Output pixels per input pixel. An int scales the lateral axes (Y, X) only: in 3D, Z is unchanged.
+        A tuple gives one factor per spatial axis.
+    out_channels : int, optional
+        Expected output channels; default ``out.shape[0]`` if ``out`` is given, else what the network returns.
+    batch_size : int
+        Tiles per forward pass.
+    device : {"cpu", "cuda", "cuda:N", "auto"} or torch.device
+        Where the network runs; "auto" picks CUDA when available.
+    out : writable array-like, optional
+        ``(C_out, *(spatial * scale))`` target (numpy or zarr.Array), written strip by strip; values are
+        cast by its own assignment. Default: a new float32 numpy array.
+    progress : bool
+        Show a rich progress bar over tiles.
+    amp : bool
+        Run the network under float16 autocast on CUDA (ignored on CPU).
+
+    Returns
+    -------
+    numpy.ndarray or the given ``out``
+        ``(C_out, *(spatial * scale))``.
+
+    Raises
+    ------
+    InputError
+        Inconsistent image, model, geometry, device or ``out``.
+    """
+    ndim = _check_image(model, image)
+    names = "ZYX"[-ndim:]
+    divisor = _per_axis("divisor", divisor if divisor is not None else getattr(model, "downsampling_factor", 1), ndim, 1)
+    tile = _per_axis("tile", tile, ndim, 1)
+    if halo is None:
+        halo = getattr(model, "receptive_radius", None)
+        halo = tuple(t // 8 for t in tile) if halo is None else halo
+    halo = _per_axis("halo", halo, ndim, 0)
+    blend = _per_axis("blend", blend, ndim, 0)
+    if isinstance(scale, (int, np.integer)):
+        scale = (1,) * (ndim - 2) + (scale, scale)
+    scale = _per_axis("scale", scale, ndim, 1)
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise InputError(f"predict_tiled: batch_size={batch_size!r} must be a positive integer")
+    plans = [
+        _plan_axis(names[i], image.shape[1 + i], tile[i], halo[i], blend[i], divisor[i], scale[i]) for i in range(ndim)
+    ]
+    out_spatial = tuple(p.size * p.scale for p in plans)
+    if out is not None:
+        if not hasattr(out, "__setitem__") or len(getattr(out, "shape", ())) != ndim + 1 or tuple(out.shape[1:]) != out_spatial:
+            raise InputError(
+                f"predict_tiled: out must be a writable array of shape (C_out, {', '.join(map(str, out_spatial))}), "
+                f"got {getattr(out, 'shape', type(out).__name__)}"
+            )
+        if out_channels is not None and out.shape[0] != out_channels:
+            raise InputError(f"predict_tiled: out has {out.shape[0]} channels but out_channels={out_channels}")
+        out_channels = out.shape[0]
+    dev = _resolve_device(device)
+
+    was_training = model.training
+    model.eval().to(dev)
+    columns = (TextColumn("[bold]tiles"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    try:
+        with torch.inference_mode(), Progress(*columns, disable=not progress) as bar:
+            task = bar.add_task("tiles", total=math.prod(p.count for p in plans))
+            return _run(model, image, plans, dev, amp, batch_size, out, out_channels, lambda n: bar.advance(task, n))
+    finally:
+        model.train(was_training)
+
+
+def _run(model, image, plans, dev, amp, batch_size, out, out_channels, advance):
+    """Strip-wise tiled inference; see the module docstring for the geometry."""
+    ndim = len(plans)
+    axis = next((i for i, p in enumerate(plans) if p.count > 1), 0)
+    strip = plans[axis]
+    others = [i for i in range(ndim) if i != axis]
+    acc = None
+    for k in range(strip.count):
+        ranges = [
+            np.arange(strip.start(k), strip.start(k) + strip.window) if i == axis else np.arange(-p.pad, p.padded - p.pad)
+            for i, p in enumerate(plans)
+        ]
+        band = _read(image, ranges)
+        tiles = [dict(zip(others, js)) | {axis: k} for js in itertools.product(*(range(plans[i].count) for i in others))]
+        for first in range(0, len(tiles), batch_size):
+            batch = tiles[first : first + batch_size]
+            windows = [
+                band[(slice(None), *(slice(0, p.window) if i == axis else slice(t[i] * p.step, t[i] * p.step + p.window)
+                                     for i, p in enumerate(plans)))]
+                for t in batch
+            ]
+            y = _forward(model, np.stack(windows), dev, amp)
+            if acc is None:
+                out_channels = _check_output(y, windows[0].shape, plans, out_channels)
+                if out is None:
+                    out = np.empty((out_channels, *(p.size * p.scale for p in plans)), np.float32)
+                acc = np.zeros((out_channels, *(p.strip if i == axis else p.size * p.scale for i, p in enumerate(plans))),
+                               np.float32)
+            for t, y_tile in zip(batch, y):
+                _accumulate(acc, y_tile, t, plans, axis)
+            advance(len(batch))
+        done = (strip.step if k < strip.count - 1 else strip.size - k * strip.step) * strip.scale
+        origin = k * strip.step * strip.scale
+        out[_along(axis, slice(origin, origin + done), ndim)] = acc[_along(axis, slice(0, done), ndim)]
+        if k < strip.count - 1:  # carry the rows shared with the next strip
+            carry = strip.blend * strip.scale
+            acc[_along(axis, slice(0, carry), ndim)] = acc[_along(axis, slice(done, done + carry), ndim)]
+            acc[_along(axis, slice(carry, None), ndim)] = 0
+    return out
+
+
+def _forward(model: nn.Module, windows: np.ndarray, dev: torch.device, amp: bool) -> np.ndarray:
+    x = torch.from_numpy(windows).to(dev)
+    autocast = torch.autocast("cuda", dtype=torch.float16) if amp and dev.type == "cuda" else contextlib.nullcontext()
+    with autocast:
+        y = model(x)
+    if not isinstance(y, torch.Tensor):
+        raise InputError(f"predict_tiled: the model returned {type(y).__name__}, not a tensor")
+    return y.float().cpu().numpy()
+
+
+def _check_output(y: np.ndarray, window_shape: tuple[int, ...], plans: list[_AxisPlan], out_channels: int | None) -> int:
+    """Check the first network output against the tiling geometry; return its channel count."""
+    expected = tuple(p.window * p.scale for p in plans)
+    if y.ndim != len(plans) + 2 or y.shape[2:] != expected:
+        raise InputError(
+            f"predict_tiled: the model maps a {window_shape[1:]} tile to {tuple(y.shape[2:])}, expected {expected} "
+            f"for scale={tuple(p.scale for p in plans)}; pass the model's up-scaling as scale="
+        )
+    if out_channels is not None and y.shape[1] != out_channels:
+        raise InputError(f"predict_tiled: the model returns {y.shape[1]} channels but {out_channels} are expected")
+    return y.shape[1]
+
+
+def _accumulate(acc: np.ndarray, y_tile: np.ndarray, tile: dict[int, int], plans: list[_AxisPlan], axis: int) -> None:
+    """Add the weighted kept region of one tile's output ``(C_out, *window*scale)`` into the strip buffer."""
+    src, dst, weight = [slice(None)], [slice(None)], None
+    for i, p in enumerate(plans):
+        lo, hi = p.kept(tile[i])
+        n = (hi - lo) * p.scale
+        src.append(slice(p.pad * p.scale, p.pad * p.scale + n))
+        start = 0 if i == axis else lo * p.scale
+        dst.append(slice(start, start + n))
+        w = p.weights(tile[i]).reshape((-1,) + (1,) * (len(plans) - 1 - i))
+        weight = w if weight is None else weight * w
+    acc[tuple(dst)] += y_tile[tuple(src)] * weight
