@@ -1,0 +1,890 @@
+"""Read and write microscopy images with their axes, physical spacing (µm) and channel names.
+
+An :class:`Image` couples pixel data with an axes string over ``TCZYX`` (RGB is ``C=3``), the pixel spacing in
+micrometres of its spatial axes, and optional channel names. :func:`read` and :func:`write` choose the format from
+the file extension:
+
+==========================  ===================================================================================
+``.ome.tif``, ``.ome.tiff``  OME-TIFF: ``PhysicalSizeX/Y/Z`` in µm and channel names in the OME-XML.
+``.tif``, ``.tiff``          ImageJ hyperstack (axes TZCYX, ``resolution`` in pixels per µm, ``spacing`` = z step,
+                             ``unit=micron``, channel names as slice labels), which Fiji opens with its scale.
+                             ImageJ holds only uint8, uint16, int16 and float32; any other dtype is written as
+                             OME-TIFF inside the ``.tif`` (bit-exact, same metadata, opened by Fiji through
+                             Bio-Formats) and a ``UserWarning`` says so.
+``.ome.zarr``, ``.zarr``     OME-Zarr, NGFF 0.5 on Zarr v3 (one resolution level ``s0``; scale in
+                             ``coordinateTransformations`` in µm, axes with units, channel names as ``omero``
+                             labels). Dask data are written chunk by chunk.
+``.png``                     one plane, gray (uint8 or uint16) or RGB(A) uint8; spacing in ``pHYs``.
+``.jpg``, ``.jpeg``          one plane, gray or RGB uint8, lossy; spacing in the JFIF density when it fits.
+``.npy``                     the array, plus a JSON sidecar ``<file>.json`` with axes, spacing and channel names.
+==========================  ===================================================================================
+
+Every file also carries a small JSON *record* (OME MapAnnotation, ImageJ property, PNG text chunk, JPEG
+comment, or the ``.npy`` sidecar) with the exact axes, shape, spacing and channel names, so that singleton axes
+and spacings the standard fields round (TIFF resolution, pHYs) survive a round trip bit for bit. The standard
+fields win wherever another program changed them. Images read back always have their axes in ``TCZYX`` order.
+
+Writers go through :func:`atomic_output`, so an error or Ctrl-C never leaves a partial file. Bad files and arrays
+raise :class:`~widefield3d.errors.InputError` with one line naming the file and the problem; :func:`check_array`
+and :func:`require_ndim` hold the array checks for reuse by other modules.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import math
+import os
+import shutil
+import uuid
+import warnings
+import xml.etree.ElementTree as ElementTree
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+import tifffile
+import zarr
+from PIL import Image as PILImage
+from PIL import PngImagePlugin
+
+from widefield3d.errors import InputError
+
+__all__ = [
+    "AXES",
+    "SUPPORTED_EXTENSIONS",
+    "Image",
+    "atomic_output",
+    "canonical_axes",
+    "check_array",
+    "check_axes",
+    "create_ome_zarr",
+    "read",
+    "require_ndim",
+    "write",
+]
+
+AXES = "TCZYX"
+"""Allowed axis letters, in the canonical order of images read back."""
+SPATIAL_AXES = "ZYX"
+
+_FORMATS = {  # longest suffixes first: ".ome.tif" must win over ".tif"
+    ".ome.tiff": "OME-TIFF",
+    ".ome.tif": "OME-TIFF",
+    ".ome.zarr": "OME-Zarr",
+    ".tiff": "TIFF",
+    ".tif": "TIFF",
+    ".zarr": "OME-Zarr",
+    ".png": "PNG",
+    ".jpeg": "JPEG",
+    ".jpg": "JPEG",
+    ".npy": "NPY",
+}
+SUPPORTED_EXTENSIONS = tuple(_FORMATS)
+
+_RECORD_KEY = "widefield3d"
+_IMAGEJ_DTYPES = {np.dtype(t) for t in ("uint8", "uint16", "int16", "float32")}
+_UM_PER_UNIT = {
+    "µm": 1.0, "\u03bcm": 1.0, "um": 1.0, "micron": 1.0, "microns": 1.0, "micrometer": 1.0, "micrometre": 1.0,
+    "\\u00b5m": 1.0, "nm": 1e-3, "nanometer": 1e-3, "nanometre": 1e-3, "mm": 1e3, "millimeter": 1e3,
+    "millimetre": 1e3, "cm": 1e4, "centimeter": 1e4, "m": 1e6, "meter": 1e6, "metre": 1e6,
+    "å": 1e-4, "angstrom": 1e-4, "inch": 25400.0,
+}
+_CHANNEL_COLORS = ("FF0000", "00FF00", "0000FF", "FF00FF", "00FFFF", "FFFF00")
+_LIBRARY_ERRORS = (OSError, ValueError, KeyError, IndexError, TypeError, EOFError, RuntimeError, SyntaxError)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# checks shared with other modules
+
+
+def require_ndim(image_or_array: Any, allowed: Iterable[int], name: str) -> None:
+    """Raise InputError unless the array (or ``Image.data``) has one of the ``allowed`` numbers of dimensions.
+
+    Parameters
+    ----------
+    image_or_array : Image, numpy.ndarray, dask.array.Array or anything with ``ndim`` and ``shape``
+    allowed : iterable of int
+        Accepted numbers of dimensions, e.g. ``{2, 3}``.
+    name : str
+        The file or argument named in the message.
+    """
+    data = image_or_array.data if isinstance(image_or_array, Image) else image_or_array
+    allowed = sorted(set(allowed))
+    if data.ndim not in allowed:
+        contiguous = len(allowed) > 2 and allowed == list(range(allowed[0], allowed[-1] + 1))
+        wanted = f"{allowed[0]}-D to {allowed[-1]}-D" if contiguous else " or ".join(f"{n}-D" for n in allowed)
+        raise InputError(f"{name}: expected a {wanted} array, got {data.ndim}-D with shape {tuple(data.shape)}")
+
+
+def check_array(data: Any, name: str, *, ndim: Iterable[int] = (1, 2, 3, 4, 5), check_values: bool = True) -> None:
+    """Raise InputError if ``data`` cannot be an image: wrong dtype, number of dimensions, size or values.
+
+    Checks, in order: a real numeric dtype (integers or floats; bool, complex, object and strings are refused),
+    ``data.ndim in ndim``, no zero-size dimension, and (when ``check_values``) no NaN or Inf.
+
+    Parameters
+    ----------
+    data : numpy.ndarray or dask.array.Array
+    name : str
+        The file or argument named in the message.
+    ndim : iterable of int
+        Accepted numbers of dimensions (default 1 to 5).
+    check_values : bool
+        Look for NaN/Inf. On a dask array this reads every chunk once.
+    """
+    dtype = _check_dtype(data.dtype, name)
+    require_ndim(data, ndim, name)
+    if 0 in data.shape:
+        raise InputError(f"{name}: empty array (shape {tuple(data.shape)} has a zero-size dimension)")
+    if check_values and dtype.kind == "f":
+        finite = da.isfinite(data) if isinstance(data, da.Array) else np.isfinite(data)
+        n_bad = int(np.asarray((~finite).sum()))
+        if n_bad:
+            raise InputError(f"{name}: contains {n_bad} NaN/Inf values; clean or mask them first")
+
+
+def _check_dtype(dtype: Any, name: str) -> np.dtype:
+    dtype = np.dtype(dtype)
+    if dtype.kind == "b":
+        raise InputError(f"{name}: dtype bool is not supported; store masks as uint8 (mask.astype(np.uint8))")
+    if dtype.kind not in "iuf":
+        raise InputError(f"{name}: dtype {dtype} is not a real number type; use uint8, uint16, int16, float32 "
+                         "or float64")
+    return dtype
+
+
+def _check_letters(axes: Any, name: str) -> str:
+    if not isinstance(axes, str) or not axes:
+        raise InputError(f"{name}: axes must be a non-empty string over {AXES} such as 'ZYX', got {axes!r}")
+    unknown = sorted(set(axes) - set(AXES))
+    if unknown:
+        raise InputError(f"{name}: axes '{axes}' contain {''.join(unknown)!r}; use letters from {AXES}")
+    repeated = sorted({a for a in axes if axes.count(a) > 1})
+    if repeated:
+        raise InputError(f"{name}: axes '{axes}' repeat {''.join(repeated)!r}")
+    return axes
+
+
+def check_axes(axes: Any, shape: Sequence[int], name: str) -> str:
+    """Return ``axes`` if it is a valid axes string for data of this shape, else raise InputError.
+
+    Valid means unique letters from ``TCZYX``, one per dimension.
+    """
+    _check_letters(axes, name)
+    if len(axes) != len(shape):
+        raise InputError(f"{name}: axes '{axes}' name {len(axes)} dimensions but the data have {len(shape)} "
+                         f"(shape {tuple(shape)})")
+    return axes
+
+
+def canonical_axes(axes: str) -> str:
+    """The letters of ``axes`` in ``TCZYX`` order, e.g. ``'YXC'`` -> ``'CYX'``."""
+    return "".join(a for a in AXES if a in axes)
+
+
+def _spacing_dict(spacing: Mapping[str, float] | Sequence[float] | None, name: str) -> dict[str, float]:
+    """Spacing as ``{'Z': dz, 'Y': dy, 'X': dx}`` (µm) from a mapping or a ``(dz, dy, dx)`` sequence."""
+    if spacing is None:
+        return {}
+    if not isinstance(spacing, Mapping):
+        values = list(spacing)
+        if len(values) != 3:
+            raise InputError(f"{name}: spacing must be a mapping over Z, Y, X or a (dz, dy, dx) triple, got {spacing!r}")
+        spacing = dict(zip(SPATIAL_AXES, values))
+    result = {}
+    for key, value in spacing.items():
+        axis = str(key).upper()
+        if axis not in SPATIAL_AXES:
+            raise InputError(f"{name}: spacing key {key!r} is not one of Z, Y, X")
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise InputError(f"{name}: spacing of {axis} must be a number of µm, got {value!r}") from None
+        if not (math.isfinite(value) and value > 0):
+            raise InputError(f"{name}: spacing of {axis} must be a positive finite number of µm, got {value}")
+        result[axis] = value
+    return result
+
+
+def _check_channel_names(names: Any, axes: str, shape: Sequence[int], name: str) -> list[str] | None:
+    if names is None:
+        return None
+    if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+        raise InputError(f"{name}: channel_names must be a list of strings, got {names!r}")
+    n_channels = shape[axes.index("C")] if "C" in axes else 1
+    if len(names) != n_channels:
+        raise InputError(f"{name}: {len(names)} channel names for {n_channels} channel(s) "
+                         f"(axes '{axes}', shape {tuple(shape)})")
+    return list(names)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the image
+
+
+@dataclass(eq=False)
+class Image:
+    """Pixel data with axes, physical spacing and channel names.
+
+    Parameters
+    ----------
+    data : numpy.ndarray or dask.array.Array
+        The pixels (anything else is converted with ``numpy.asarray``).
+    axes : str
+        One unique letter from ``TCZYX`` per dimension, in data order, e.g. ``'ZYX'``, ``'CYX'`` (RGB: C=3).
+    spacing_um : dict of str to float, or (dz, dy, dx)
+        Pixel spacing in µm, keyed by ``'Z'``, ``'Y'``, ``'X'``. Kept for the spatial axes of ``axes`` only;
+        one without a value gets 1.0.
+    channel_names : list of str, optional
+        One name per index of the C axis (one name if there is no C axis).
+    """
+
+    data: Any
+    axes: str
+    spacing_um: dict[str, float] | Sequence[float] | None = None
+    channel_names: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.data, da.Array):
+            self.data = np.asarray(self.data)
+        self.axes = check_axes(self.axes, self.data.shape, "Image")
+        given = _spacing_dict(self.spacing_um, "Image.spacing_um")
+        self.spacing_um = {a: given.get(a, 1.0) for a in SPATIAL_AXES if a in self.axes}
+        self.channel_names = _check_channel_names(self.channel_names, self.axes, self.data.shape, "Image")
+
+    @property
+    def spacing_zyx(self) -> tuple[float, float, float]:
+        """``(dz, dy, dx)`` in µm, 1.0 where unknown."""
+        dz, dy, dx = (self.spacing_um.get(a, 1.0) for a in SPATIAL_AXES)
+        return dz, dy, dx
+
+    def as_axes(self, target: str) -> Image:
+        """The same image with axes ``target``: reordered, with singleton axes inserted or removed.
+
+        ``Image(stack, 'ZYX').as_axes('CZYX')`` adds a C axis of size 1; an axis missing from ``target`` must have
+        size 1. Numpy data stay views; dask data stay lazy.
+        """
+        _check_letters(target, f"Image.as_axes({target!r})")
+        for axis, size in zip(self.axes, self.data.shape):
+            if axis not in target and size != 1:
+                raise InputError(f"Image.as_axes({target!r}): cannot drop axis {axis} of size {size} "
+                                 f"(axes '{self.axes}', shape {tuple(self.data.shape)})")
+        data = self.data[tuple(slice(None) if a in target else 0 for a in self.axes)]
+        kept = [a for a in self.axes if a in target]
+        added = [a for a in target if a not in self.axes]
+        data = data[(Ellipsis,) + (None,) * len(added)]
+        order = kept + added
+        data = data.transpose([order.index(a) for a in target])
+        names = None if self.channel_names is None else list(self.channel_names)
+        return replace(self, data=data, axes=target, spacing_um=dict(self.spacing_um), channel_names=names)
+
+    def transpose_to(self, axes: str) -> Image:
+        """The same image with its axes reordered to ``axes``, which must hold exactly the same letters."""
+        if sorted(axes) != sorted(self.axes):
+            raise InputError(f"Image.transpose_to({axes!r}): not a reordering of the axes '{self.axes}'")
+        return self.as_axes(axes)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# atomic output
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a hidden temporary sibling of ``path`` to write to; rename it over ``path`` on success.
+
+    The temporary lives in the same directory (``.tmp-<random>-<name>``, keeping the extension), so the rename
+    is atomic for files (``os.replace``). A directory (e.g. ``.zarr``) replaces an old one by moving the old one
+    aside, renaming the new one in, then deleting the old one (restored if the rename fails). On any exception,
+    KeyboardInterrupt included, the temporary is deleted and the exception re-raised, so ``path`` is either the
+    old content or the complete new one. Missing parent directories are created.
+
+    Examples
+    --------
+    >>> with atomic_output("model/weights.safetensors") as tmp:  # doctest: +SKIP
+    ...     save_file(tensors, tmp)
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex[:8]
+    tmp = path.with_name(f".tmp-{token}-{path.name}")
+    try:
+        yield tmp
+        if not (tmp.exists() or tmp.is_symlink()):
+            raise FileNotFoundError(f"{path}: nothing was written to the temporary {tmp.name}")
+        if tmp.is_dir() or path.is_dir():
+            _swap_in(tmp, path, path.with_name(f".old-{token}-{path.name}"))
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def _swap_in(new: Path, path: Path, backup: Path) -> None:
+    if not (path.exists() or path.is_symlink()):
+        os.rename(new, path)
+        return
+    os.rename(path, backup)
+    try:
+        os.rename(new, path)
+    except BaseException:
+        os.rename(backup, path)
+        raise
+    _remove(backup)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# read
+
+
+@dataclass
+class _Parsed:
+    """What a format reader found, before the common checks: data in file layout and the known metadata."""
+
+    data: Any
+    axes: str | None  # None: guess from the shape
+    spacing: dict[str, float]  # known values only
+    channel_names: list[str] | None = None
+    record: dict[str, Any] | None = None
+
+
+def _format_of(path: Path) -> str:
+    name = path.name.lower()
+    for suffix, fmt in _FORMATS.items():
+        if name.endswith(suffix):
+            return fmt
+    raise InputError(f"{path}: unknown image extension {''.join(path.suffixes) or '(none)'!r}; supported: "
+                     + ", ".join(SUPPORTED_EXTENSIONS))
+
+
+class _ErrorLog(logging.Handler):
+    """Collects the errors tifffile logs instead of raising (e.g. a truncated IFD chain)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def _unreadable_as_input_error(path: Path, fmt: str) -> Iterator[None]:
+    log = _ErrorLog()
+    tiff_logger = logging.getLogger("tifffile")
+    tiff_logger.addHandler(log)
+    try:
+        yield
+        if log.messages:
+            raise InputError(f"{path}: corrupt or truncated {fmt} file ({log.messages[0].splitlines()[0]})")
+    except InputError:
+        raise
+    except _LIBRARY_ERRORS as exc:
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise InputError(f"{path}: corrupt or truncated {fmt} file ({detail})") from exc
+    finally:
+        tiff_logger.removeHandler(log)
+
+
+def _um(value: float, unit: str | None) -> float | None:
+    """``value`` in ``unit`` converted to µm (None for an unknown unit); no unit means µm."""
+    factor = 1.0 if unit is None else _UM_PER_UNIT.get(unit.strip().lower())
+    return None if factor is None else float(value) * factor
+
+
+def _record_json(axes: str, shape: Sequence[int], spacing: Mapping[str, float], names: list[str] | None) -> str:
+    """The exact metadata record for an array of ``shape`` handed to a format library with ``axes``."""
+    return json.dumps({_RECORD_KEY: 1, "axes": axes, "shape": [int(s) for s in shape],
+                       "spacing_um": dict(spacing), "channel_names": names})
+
+
+def _parse_record(text: str | bytes | None, path: Path) -> dict[str, Any] | None:
+    """The record if ``text`` is one (other programs' comments give None); raise if ours is damaged."""
+    if text is None:
+        return None
+    try:
+        record = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(record, dict) or _RECORD_KEY not in record:
+        return None
+    try:
+        record["axes"] = str(record["axes"])
+        record["shape"] = [int(s) for s in record["shape"]]
+        record["spacing_um"] = _spacing_dict(record.get("spacing_um"), "record")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{path}: corrupt widefield3d metadata record ({exc})") from exc
+    return record
+
+
+def _guess_axes(shape: Sequence[int]) -> str:
+    """Axes for data without usable axes metadata: 3-D or 4-D with 3 or 4 last -> (Z)YXC, else TCZYX's tail."""
+    if len(shape) in (3, 4) and shape[-1] in (3, 4):
+        return "ZYXC"[-len(shape):]
+    return AXES[-len(shape):]
+
+
+def _read_tiff(path: Path, lazy: bool) -> _Parsed:
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        for flavour, is_flavour in (("ome", tif.is_ome), ("imagej", tif.is_imagej)):
+            if is_flavour and series.kind != flavour:
+                raise InputError(f"{path}: corrupt or truncated TIFF file ({flavour} metadata describe "
+                                 "more data than the file holds)")
+        if tif.is_ome:
+            parsed = _ome_metadata(tif.ome_metadata, path)
+        elif tif.is_imagej:
+            parsed = _imagej_metadata(tif, series, path)
+        else:
+            parsed = _Parsed(None, None, _plain_tiff_spacing(tif.pages.first))
+        axes = series.axes
+        if (tif.is_ome or tif.is_imagej) and not ("S" in axes and "C" in axes) and set(axes) <= set(AXES + "S"):
+            parsed.axes = axes.replace("S", "C")  # else: plain TIFF, or letters like Q or I: guess from the shape
+        parsed.data = None if lazy else series.asarray()
+        shape = series.shape
+    if lazy:
+        store = tifffile.imread(path, aszarr=True, series=0, level=0)
+        parsed.data = da.from_zarr(zarr.open_array(store, mode="r")).reshape(shape)
+    return parsed
+
+
+def _ome_metadata(xml: str, path: Path) -> _Parsed:
+    root = ElementTree.fromstring(xml)
+    pixels = next((e for e in root.iter() if e.tag.endswith("}Pixels")), None)
+    if pixels is None:
+        raise InputError(f"{path}: corrupt OME-TIFF file (no Pixels element in its OME-XML)")
+    spacing = {}
+    for axis in "XYZ":
+        value = pixels.get(f"PhysicalSize{axis}")
+        um = None if value is None else _um(float(value), pixels.get(f"PhysicalSize{axis}Unit", "µm"))
+        if um is not None:
+            spacing[axis] = um
+    names = [c.get("Name") for c in pixels if c.tag.endswith("}Channel")]
+    record = None
+    for annotation in root.iter():
+        if annotation.tag.endswith("}MapAnnotation") and annotation.get("Namespace") == _RECORD_KEY:
+            record = next((m.text for m in annotation.iter() if m.tag.endswith("}M") and m.get("K") == "record"),
+                          None)
+    return _Parsed(None, None, spacing, names if names and None not in names else None, _parse_record(record, path))
+
+
+def _imagej_metadata(tif: tifffile.TiffFile, series: tifffile.TiffPageSeries, path: Path) -> _Parsed:
+    meta = tif.imagej_metadata or {}
+    unit = str(meta.get("unit", "micron"))
+    spacing = {}
+    if "spacing" in meta and _um(1.0, unit) is not None:
+        spacing["Z"] = _um(float(meta["spacing"]), unit)
+    for axis, tag in (("X", "XResolution"), ("Y", "YResolution")):
+        resolution = tif.pages.first.tags.valueof(tag)
+        if resolution and resolution[0] > 0 and _um(1.0, unit) is not None:
+            spacing[axis] = _um(resolution[1] / resolution[0], unit)
+    labels = meta.get("Labels")
+    names = None
+    if labels:
+        n_channels = series.shape[series.axes.index("C")] if "C" in series.axes else 1
+        planes = np.asarray(labels, dtype=object)
+        if planes.size % n_channels == 0:
+            planes = planes.reshape(-1, n_channels)
+            if (planes == planes[0]).all():
+                names = [str(n) for n in planes[0]]
+    record = _parse_record((meta.get("Properties") or {}).get(_RECORD_KEY), path)
+    return _Parsed(None, None, spacing, names, record)
+
+
+def _plain_tiff_spacing(page: tifffile.TiffPage) -> dict[str, float]:
+    """Pixel size from TIFF resolution tags when their unit is centimetres (inch values are screen DPI)."""
+    if page.tags.valueof("ResolutionUnit") != tifffile.RESUNIT.CENTIMETER:
+        return {}
+    spacing = {}
+    for axis, tag in (("X", "XResolution"), ("Y", "YResolution")):
+        resolution = page.tags.valueof(tag)
+        if resolution and resolution[0] > 0:
+            spacing[axis] = 1e4 * resolution[1] / resolution[0]
+    return spacing
+
+
+def _read_ome_zarr(path: Path, lazy: bool) -> _Parsed:
+    group = zarr.open_group(str(path), mode="r")
+    attrs = group.attrs.asdict()
+    ome = attrs.get("ome", attrs)
+    if not ome.get("multiscales"):
+        raise InputError(f"{path}: not an OME-Zarr image (no 'multiscales' metadata)")
+    multiscale = ome["multiscales"][0]
+    dataset = multiscale["datasets"][0]
+    array = group[dataset["path"]]
+    entries = multiscale.get("axes") or list(AXES[-array.ndim:].lower())
+    names = [(a["name"] if isinstance(a, dict) else a) for a in entries]
+    units = [(a.get("unit") if isinstance(a, dict) else None) for a in entries]
+    axes = check_axes("".join(n.upper() for n in names), array.shape, f"{path}: multiscales axes")
+    scale = np.ones(array.ndim)
+    for transform in dataset.get("coordinateTransformations", []) + multiscale.get("coordinateTransformations", []):
+        if transform.get("type") == "scale":
+            scale = scale * np.asarray(transform["scale"], dtype=float)
+    spacing = {}
+    for axis, value, unit in zip(axes, scale, units):
+        um = _um(value, unit)
+        if axis in SPATIAL_AXES and um is not None:
+            spacing[axis] = um
+    channels = (ome.get("omero") or {}).get("channels") or []
+    labels = [c.get("label") for c in channels]
+    data = da.from_zarr(array) if lazy else array[...]
+    return _Parsed(data, axes, spacing, labels if labels and None not in labels else None)
+
+
+_PIL_MODES = {"1": "L", "P": "RGB", "PA": "RGBA", "CMYK": "RGB", "YCbCr": "RGB", "LAB": "RGB", "HSV": "RGB",
+              "La": "LA", "RGBa": "RGBA", "RGBX": "RGB"}
+
+
+def _read_pil(path: Path, lazy: bool) -> _Parsed:
+    with PILImage.open(path) as picture:
+        picture.load()
+        info = dict(picture.info)
+        mode = "RGBA" if picture.mode == "P" and "transparency" in info else _PIL_MODES.get(picture.mode)
+        data = np.asarray(picture.convert(mode) if mode else picture)
+    text = info.get("comment") if "comment" in info else info.get(_RECORD_KEY)
+    parsed = _Parsed(data, "YX" if data.ndim == 2 else "YXC", {}, record=_parse_record(text, path))
+    if lazy:
+        parsed.data = da.from_array(data)
+    return parsed
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
+
+
+def _read_npy(path: Path, lazy: bool) -> _Parsed:
+    data = np.load(path, mmap_mode="r" if lazy else None, allow_pickle=False)
+    sidecar = _sidecar(path)
+    record = None
+    if sidecar.exists():
+        record = _parse_record(sidecar.read_text(encoding="utf-8"), sidecar)
+        if record is None:
+            raise InputError(f"{sidecar}: not a widefield3d metadata sidecar (expected JSON with axes and spacing)")
+    return _Parsed(da.from_array(data) if lazy else data, None, {}, record=record)
+
+
+_READERS = {"OME-TIFF": _read_tiff, "TIFF": _read_tiff, "OME-Zarr": _read_ome_zarr, "PNG": _read_pil,
+            "JPEG": _read_pil, "NPY": _read_npy}
+
+
+def _merge_spacing(known: dict[str, float], exact: dict[str, float]) -> dict[str, float]:
+    """Known spacing, refined by the record's exact values where they agree (1e-6 relative)."""
+    merged = dict(known)
+    for axis, value in exact.items():
+        if axis not in known or math.isclose(known[axis], value, rel_tol=1e-6):
+            merged[axis] = value
+    return merged
+
+
+def read(path: str | os.PathLike[str], *, lazy: bool = False, axes: str | None = None) -> Image:
+    """Read an image file with its axes, spacing (µm) and channel names.
+
+    Parameters
+    ----------
+    path : str or Path
+        A file with one of :data:`SUPPORTED_EXTENSIONS` (see the module docstring for each format). TIFFs
+        without OME or ImageJ metadata are read too: 2-D -> YX; 3-D or 4-D with a last dimension of 3 or 4 ->
+        RGB(A) with C last; otherwise the last letters of TCZYX (3-D -> ZYX). Only the first TIFF series is read.
+    lazy : bool
+        Return a dask array instead of loading the pixels: backed by zarr for OME-Zarr and TIFF (through
+        ``tifffile``'s zarr store), by a memory map for ``.npy``. PNG and JPEG are decoded and wrapped.
+        NaN/Inf are then not checked, and a damaged pixel block only fails when it is computed.
+    axes : str, optional
+        Axes of the data as stored in the file, overriding the metadata or the guess (e.g. ``'CYX'`` for a
+        plain 3-channel TIFF that would be read as ZYX); must have one letter per dimension.
+
+    Returns
+    -------
+    Image
+        Axes in TCZYX order; spacing in µm (1.0 where the file has none).
+
+    Raises
+    ------
+    InputError
+        Missing file, unknown extension, corrupt or truncated file, more than 5 or 0 dimensions, empty array,
+        non-numeric dtype, NaN/Inf (eager reads), or an ``axes`` that does not fit the data.
+    """
+    path = Path(path)
+    if not (path.exists() or path.is_symlink()):
+        raise InputError(f"{path}: file not found")
+    fmt = _format_of(path)
+    with _unreadable_as_input_error(path, fmt):
+        parsed = _READERS[fmt](path, lazy)
+    data, record = parsed.data, parsed.record
+    check_array(data, str(path), check_values=not lazy)
+    if axes is not None:
+        file_axes = check_axes(axes, data.shape, f"{path} (axes argument)")
+    elif record and [n for n in record["shape"] if n != 1] == [n for n in data.shape if n != 1]:
+        file_axes = check_axes(record["axes"], record["shape"], f"{path}: metadata record")
+        data = data.reshape(record["shape"])  # restores the singleton axes that readers squeeze away
+    else:
+        file_axes = check_axes(parsed.axes or _guess_axes(data.shape), data.shape, str(path))
+    spacing = _merge_spacing(parsed.spacing, record["spacing_um"] if record else {})
+    names = parsed.channel_names or (record or {}).get("channel_names")
+    n_channels = data.shape[file_axes.index("C")] if "C" in file_axes else 1
+    if names is not None and len(names) != n_channels:
+        names = None
+    image = Image(data, file_axes, spacing, names)
+    return image.as_axes(canonical_axes(file_axes))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# write
+
+
+def write(path: str | os.PathLike[str], image: Image, *, chunks: Sequence[int] | None = None,
+          jpeg_quality: int = 95) -> Path:
+    """Write ``image`` to ``path`` in the format its extension names, atomically.
+
+    Parameters
+    ----------
+    path : str or Path
+        Output file (or directory for OME-Zarr); parent directories are created, an old file is replaced.
+    image : Image
+        Any axes order (written in TCZYX order; TIFF-ImageJ in TZCYX). Dask data are streamed chunk by chunk
+        to OME-Zarr; the other formats compute them first.
+    chunks : sequence of int, optional
+        OME-Zarr chunk shape in TCZYX order of the image's axes (default: the dask chunks, else 1 along T and C,
+        up to 16 along Z and 256 along Y and X).
+    jpeg_quality : int
+        JPEG quality, 1-100.
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    InputError
+        Unknown extension, an array :func:`check_array` refuses (NaN/Inf included), no Y or X axis, or data the
+        format cannot hold (PNG/JPEG: one gray or RGB plane of uint8, PNG also uint16 gray).
+    """
+    path = Path(path)
+    fmt = _format_of(path)
+    if not isinstance(image, Image):
+        raise InputError(f"{path}: write() needs a widefield3d.io.Image, got {type(image).__name__}")
+    streaming = fmt == "OME-Zarr" and isinstance(image.data, da.Array)
+    if isinstance(image.data, da.Array) and not streaming:
+        image = replace(image, data=image.data.compute())
+    check_array(image.data, str(path), check_values=not streaming)
+    if "Y" not in image.axes or "X" not in image.axes:
+        raise InputError(f"{path}: an image needs Y and X axes, got axes '{image.axes}'")
+    image = image.as_axes(canonical_axes(image.axes))
+    if fmt == "OME-Zarr":
+        _write_ome_zarr(path, image, chunks)
+    elif fmt in ("PNG", "JPEG"):
+        _write_pil(path, image, fmt, jpeg_quality)
+    else:
+        {"OME-TIFF": _write_ome_tiff, "TIFF": _write_imagej_tiff, "NPY": _write_npy}[fmt](path, image)
+    return path
+
+
+def _write_ome_tiff(path: Path, image: Image) -> None:
+    record = _record_json(image.axes, image.data.shape, image.spacing_um, image.channel_names)
+    metadata: dict[str, Any] = {"axes": image.axes, "MapAnnotation": {"Namespace": _RECORD_KEY, "record": record}}
+    for axis, value in image.spacing_um.items():
+        metadata[f"PhysicalSize{axis}"] = value
+        metadata[f"PhysicalSize{axis}Unit"] = "µm"
+    if image.channel_names:
+        metadata["Channel"] = {"Name": image.channel_names}
+    with atomic_output(path) as tmp:
+        tifffile.imwrite(tmp, image.data, ome=True, photometric="minisblack", metadata=metadata)
+
+
+def _write_imagej_tiff(path: Path, image: Image) -> None:
+    if image.data.dtype not in _IMAGEJ_DTYPES:
+        warnings.warn(f"{path}: ImageJ cannot hold {image.data.dtype}; writing bit-exact OME-TIFF into this .tif "
+                      "(Fiji opens it through Bio-Formats)", UserWarning, stacklevel=3)
+        _write_ome_tiff(path, image)
+        return
+    order = "".join(a for a in "TZCYX" if a in image.axes)
+    image = image.as_axes(order)
+    spacing = image.spacing_um
+    metadata: dict[str, Any] = {
+        "axes": order, "unit": "micron",
+        "Properties": {_RECORD_KEY: _record_json(order, image.data.shape, spacing, image.channel_names)},
+    }
+    if "Z" in spacing:
+        metadata["spacing"] = spacing["Z"]
+    n_channels = image.data.shape[order.index("C")] if "C" in order else 1
+    if n_channels > 1:
+        metadata["mode"] = "composite"
+    if image.channel_names:
+        n_planes = math.prod(n for a, n in zip(order, image.data.shape) if a in "TZC")
+        metadata["Labels"] = image.channel_names * (n_planes // n_channels)
+    with atomic_output(path) as tmp:
+        tifffile.imwrite(tmp, image.data, imagej=True, photometric="minisblack", metadata=metadata,
+                         resolution=(1.0 / spacing["X"], 1.0 / spacing["Y"]))
+
+
+def _write_npy(path: Path, image: Image) -> None:
+    record = _record_json(image.axes, image.data.shape, image.spacing_um, image.channel_names)
+    with atomic_output(path) as tmp, atomic_output(_sidecar(path)) as tmp_sidecar:
+        with open(tmp, "wb") as file:
+            np.save(file, np.asarray(image.data), allow_pickle=False)
+        tmp_sidecar.write_text(record, encoding="utf-8")
+
+
+def _write_pil(path: Path, image: Image, fmt: str, jpeg_quality: int) -> None:
+    shape = dict(zip(image.axes, image.data.shape))
+    n_channels = shape.get("C", 1)
+    extra = [a for a in image.axes if a not in "CYX" and shape[a] > 1]
+    allowed = {"PNG": {np.dtype("uint8"): (1, 3, 4), np.dtype("uint16"): (1,)}, "JPEG": {np.dtype("uint8"): (1, 3)}}
+    if extra or n_channels not in allowed[fmt].get(image.data.dtype, ()):
+        raise InputError(f"{path}: {fmt} holds one plane, gray or RGB "
+                         f"({'uint8 or uint16 gray, RGB(A) uint8' if fmt == 'PNG' else 'uint8'}); got axes "
+                         f"'{image.axes}' with shape {tuple(image.data.shape)} and dtype {image.data.dtype} "
+                         "(use .tif, .ome.tif or .ome.zarr)")
+    plane_axes = "YXC" if n_channels > 1 else "YX"
+    layout = image.as_axes("".join(a for a in image.axes if a not in plane_axes) + plane_axes)
+    record = _record_json(layout.axes, layout.data.shape, image.spacing_um, image.channel_names)
+    picture = PILImage.fromarray(np.ascontiguousarray(layout.data.reshape(layout.data.shape[-len(plane_axes):])))
+    dpi = (25400.0 / image.spacing_um["X"], 25400.0 / image.spacing_um["Y"])
+    with atomic_output(path) as tmp:
+        if fmt == "PNG":
+            text = PngImagePlugin.PngInfo()
+            text.add_text(_RECORD_KEY, record)
+            picture.save(tmp, format="PNG", pnginfo=text, dpi=dpi)
+        else:
+            options: dict[str, Any] = {}
+            if all(1 <= round(d) <= 65535 for d in dpi):  # JFIF density is 16-bit dots per inch
+                options["dpi"] = tuple(round(d) for d in dpi)
+            picture.save(tmp, format="JPEG", quality=jpeg_quality, subsampling=0, comment=record, **options)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# OME-Zarr
+
+
+def _omero(n_channels: int, names: list[str] | None, low: Sequence[float], high: Sequence[float]) -> dict:
+    """NGFF ``omero`` channel metadata: labels, colours and display windows from ``low`` to ``high``."""
+    colors = ("FFFFFF",) if n_channels == 1 else _CHANNEL_COLORS
+    channels = []
+    for c in range(n_channels):
+        lo, hi = float(low[c]), float(high[c])
+        channel = {"color": colors[c % len(colors)], "active": True,
+                   "window": {"min": lo, "max": hi, "start": lo, "end": hi}}
+        if names:
+            channel["label"] = names[c]
+        channels.append(channel)
+    return {"channels": channels}
+
+
+def _default_chunks(shape: Sequence[int], axes: str) -> tuple[int, ...]:
+    limit = {"T": 1, "C": 1, "Z": 16, "Y": 256, "X": 256}
+    return tuple(min(int(n), limit[a]) for n, a in zip(shape, axes))
+
+
+def create_ome_zarr(path: str | os.PathLike[str], shape: Sequence[int], dtype: Any, axes: str,
+                    spacing_um: Mapping[str, float] | Sequence[float] | None,
+                    chunks: Sequence[int] | None = None, channel_names: list[str] | None = None,
+                    name: str | None = None) -> zarr.Array:
+    """Create an OME-Zarr image (NGFF 0.5) and return its writable full-resolution array.
+
+    The metadata (axes with units, scale in µm, ``omero`` channels) are written now; the array is filled with
+    zeros until written, e.g. tile by tile, so results larger than memory can be stored. For an all-or-nothing
+    output, create it inside :func:`atomic_output` and fill it before the block ends.
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``.ome.zarr`` directory; an existing one is overwritten.
+    shape : sequence of int
+    dtype : numpy dtype-like
+        A real numeric type.
+    axes : str
+        In TCZYX order (NGFF requires time, channel, then space), with Y and X, e.g. ``'CZYX'``.
+    spacing_um : mapping over 'Z', 'Y', 'X', or (dz, dy, dx)
+        Pixel spacing in µm (1.0 where absent).
+    chunks : sequence of int, optional
+        Chunk shape (default: 1 along T and C, up to 16 along Z, 256 along Y and X).
+    channel_names : list of str, optional
+        One per index of C.
+    name : str, optional
+        Image name in the metadata (default: the directory name).
+
+    Returns
+    -------
+    zarr.Array
+        The dataset ``s0``, indexed in ``axes`` order.
+    """
+    path = Path(path)
+    shape = tuple(int(n) for n in shape)
+    dtype = _check_dtype(dtype, str(path))
+    check_axes(axes, shape, str(path))
+    if 0 in shape:
+        raise InputError(f"{path}: empty array (shape {shape} has a zero-size dimension)")
+    if axes != canonical_axes(axes) or "Y" not in axes or "X" not in axes:
+        raise InputError(f"{path}: OME-Zarr axes must be in TCZYX order and include Y and X, got '{axes}'")
+    spacing = _spacing_dict(spacing_um, f"{path}: spacing_um")
+    names = _check_channel_names(channel_names, axes, shape, str(path))
+    chunks = _default_chunks(shape, axes) if chunks is None else tuple(int(c) for c in chunks)
+    if len(chunks) != len(shape) or min(chunks) < 1:
+        raise InputError(f"{path}: chunks {chunks} must give one positive size per axis of '{axes}'")
+    n_channels = shape[axes.index("C")] if "C" in axes else 1
+    if dtype.kind == "f":
+        low, high = [0.0] * n_channels, [1.0] * n_channels
+    else:
+        low, high = [np.iinfo(dtype).min] * n_channels, [np.iinfo(dtype).max] * n_channels
+    with warnings.catch_warnings():  # ome_zarr.writer deprecates its Scaler class at import time
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from ome_zarr.writer import write_multiscales_metadata
+    group = zarr.open_group(str(path), mode="w", zarr_format=3)
+    array = group.create_array("s0", shape=shape, dtype=dtype, chunks=chunks, fill_value=0,
+                               dimension_names=[a.lower() for a in axes])
+    ngff_axes = []
+    for a in axes:
+        entry = {"name": a.lower(), "type": {"T": "time", "C": "channel"}.get(a, "space")}
+        if a in SPATIAL_AXES:
+            entry["unit"] = "micrometer"
+        ngff_axes.append(entry)
+    scale = [spacing.get(a, 1.0) if a in SPATIAL_AXES else 1.0 for a in axes]
+    write_multiscales_metadata(
+        group, datasets=[{"path": "s0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}],
+        axes=ngff_axes, name=name or path.name, metadata={"omero": _omero(n_channels, names, low, high)})
+    return array
+
+
+def _finite_block(block: np.ndarray, source: str) -> np.ndarray:
+    if not np.isfinite(block).all():
+        raise InputError(f"{source}: contains NaN/Inf values (found while writing chunk by chunk); clean or mask "
+                         "them first")
+    return block
+
+
+def _write_ome_zarr(path: Path, image: Image, chunks: Sequence[int] | None) -> None:
+    data = image.data
+    if chunks is None and isinstance(data, da.Array):
+        chunks = data.chunksize
+    not_channel = tuple(i for i, a in enumerate(image.axes) if a != "C")
+    with atomic_output(path) as tmp:
+        array = create_ome_zarr(tmp, data.shape, data.dtype, image.axes, image.spacing_um, chunks,
+                                image.channel_names, name=path.name)
+        if isinstance(data, da.Array):
+            data = data.rechunk(array.chunks)  # one dask block per zarr chunk: no two writers share a chunk
+            if data.dtype.kind == "f":
+                data = data.map_blocks(_finite_block, source=str(path), dtype=data.dtype)
+            stored = da.store(data, array, lock=False, compute=False)
+            _, low, high = dask.compute(stored, data.min(axis=not_channel), data.max(axis=not_channel))
+        else:
+            array[...] = data
+            low, high = data.min(axis=not_channel), data.max(axis=not_channel)
+        group = zarr.open_group(str(tmp), mode="r+")
+        n_channels = int(np.size(low))
+        omero = _omero(n_channels, image.channel_names, np.ravel(low), np.ravel(high))
+        group.attrs["ome"] = {**group.attrs["ome"], "omero": omero}
