@@ -80,7 +80,7 @@ def test_lazy_read_does_not_load_pixels(tmp_path, monkeypatch):
         chunk.write_bytes(b"garbage")
     lazy = io.read(zarr_path, lazy=True)  # the damaged chunks are only decoded on compute
     assert lazy.data.shape == image.data.shape
-    with pytest.raises(Exception, match="(?i)zstd|decompress"):
+    with pytest.raises(Exception, match=r"(?i)zstd|decompress"):
         lazy.data.compute()
 
     tiff_path = io.write(tmp_path / "image.tif", image)
@@ -341,7 +341,8 @@ def test_corrupt_ome_zarr(tmp_path):
         io.read(tmp_path / "plain.zarr")
 
 
-@pytest.mark.parametrize("shape,message", [((), "got 0-D"), ((1, 1, 1, 1, 2, 2), "expected a 1-D to 5-D array, got 6-D")])
+@pytest.mark.parametrize("shape,message",
+                         [((), "got 0-D"), ((1, 1, 1, 1, 2, 2), "expected a 1-D to 5-D array, got 6-D")])
 def test_wrong_number_of_dimensions(tmp_path, shape, message):
     np.save(tmp_path / "a.npy", np.ones(shape, np.float32))
     with pytest.raises(InputError, match=rf"a\.npy: .*{message}"):
@@ -409,29 +410,26 @@ def test_formats_refuse_data_they_cannot_hold(tmp_path):
 
 @pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
 def test_atomic_output_leaves_nothing_when_the_body_raises(tmp_path, error):
-    with pytest.raises(error):
-        with io.atomic_output(tmp_path / "out.bin") as tmp:
-            assert tmp.parent == tmp_path and tmp.name.startswith(".") and tmp.name.endswith("out.bin")
-            tmp.write_bytes(b"partial")
-            raise error()
+    with pytest.raises(error), io.atomic_output(tmp_path / "out.bin") as tmp:
+        assert tmp.parent == tmp_path and tmp.name.startswith(".") and tmp.name.endswith("out.bin")
+        tmp.write_bytes(b"partial")
+        raise error()
     assert os.listdir(tmp_path) == []
 
 
 def test_atomic_output_zarr_directory_left_nothing(tmp_path):
-    with pytest.raises(KeyboardInterrupt):
-        with io.atomic_output(tmp_path / "out.ome.zarr") as tmp:
-            io.create_ome_zarr(tmp, (4, 4), "uint8", "YX", None)[...] = 7
-            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), io.atomic_output(tmp_path / "out.ome.zarr") as tmp:
+        io.create_ome_zarr(tmp, (4, 4), "uint8", "YX", None)[...] = 7
+        raise KeyboardInterrupt
     assert os.listdir(tmp_path) == []
 
 
 def test_atomic_output_keeps_the_old_file_on_failure_and_replaces_it_on_success(tmp_path):
     target = tmp_path / "report.txt"
     target.write_text("old")
-    with pytest.raises(ValueError):
-        with io.atomic_output(target) as tmp:
-            tmp.write_text("new but broken")
-            raise ValueError("disk full")
+    with pytest.raises(ValueError), io.atomic_output(target) as tmp:
+        tmp.write_text("new but broken")
+        raise ValueError("disk full")
     assert target.read_text() == "old" and os.listdir(tmp_path) == ["report.txt"]
     with io.atomic_output(target) as tmp:
         tmp.write_text("new")
@@ -459,7 +457,6 @@ def test_zarr_directory_is_replaced_whole(tmp_path):
 
 
 def test_atomic_output_body_that_writes_nothing(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nothing was written"):
-        with io.atomic_output(tmp_path / "x.txt"):
-            pass
+    with pytest.raises(FileNotFoundError, match="nothing was written"), io.atomic_output(tmp_path / "x.txt"):
+        pass
     assert os.listdir(tmp_path) == []

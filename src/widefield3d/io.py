@@ -32,7 +32,6 @@ and :func:`require_ndim` hold the array checks for reuse by other modules.
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import logging
 import math
@@ -97,6 +96,7 @@ _UM_PER_UNIT = {
     "å": 1e-4, "angstrom": 1e-4, "inch": 25400.0,
 }
 _CHANNEL_COLORS = ("FF0000", "00FF00", "0000FF", "FF00FF", "00FFFF", "FFFF00")
+# what tifffile, zarr, numcodecs, PIL, numpy and ElementTree (ParseError is a SyntaxError) raise on damaged files
 _LIBRARY_ERRORS = (OSError, ValueError, KeyError, IndexError, TypeError, EOFError, RuntimeError, SyntaxError)
 
 
@@ -196,7 +196,8 @@ def _spacing_dict(spacing: Mapping[str, float] | Sequence[float] | None, name: s
     if not isinstance(spacing, Mapping):
         values = list(spacing)
         if len(values) != 3:
-            raise InputError(f"{name}: spacing must be a mapping over Z, Y, X or a (dz, dy, dx) triple, got {spacing!r}")
+            raise InputError(f"{name}: spacing must be a mapping over Z, Y, X or a (dz, dy, dx) triple, "
+                             f"got {spacing!r}")
         spacing = dict(zip(SPATIAL_AXES, values))
     result = {}
     for key, value in spacing.items():
@@ -485,14 +486,15 @@ def _ome_metadata(xml: str, path: Path) -> _Parsed:
 
 def _imagej_metadata(tif: tifffile.TiffFile, series: tifffile.TiffPageSeries, path: Path) -> _Parsed:
     meta = tif.imagej_metadata or {}
-    unit = str(meta.get("unit", "micron"))
+    factor = _um(1.0, str(meta["unit"])) if "unit" in meta else None  # no unit: ImageJ calls it uncalibrated
     spacing = {}
-    if "spacing" in meta and _um(1.0, unit) is not None:
-        spacing["Z"] = _um(float(meta["spacing"]), unit)
-    for axis, tag in (("X", "XResolution"), ("Y", "YResolution")):
-        resolution = tif.pages.first.tags.valueof(tag)
-        if resolution and resolution[0] > 0 and _um(1.0, unit) is not None:
-            spacing[axis] = _um(resolution[1] / resolution[0], unit)
+    if factor is not None:
+        if "spacing" in meta:
+            spacing["Z"] = float(meta["spacing"]) * factor
+        for axis, tag in (("X", "XResolution"), ("Y", "YResolution")):
+            resolution = tif.pages.first.tags.valueof(tag)
+            if resolution and resolution[0] > 0:
+                spacing[axis] = resolution[1] / resolution[0] * factor
     labels = meta.get("Labels")
     names = None
     if labels:
@@ -659,8 +661,8 @@ def write(path: str | os.PathLike[str], image: Image, *, chunks: Sequence[int] |
         Any axes order (written in TCZYX order; TIFF-ImageJ in TZCYX). Dask data are streamed chunk by chunk
         to OME-Zarr; the other formats compute them first.
     chunks : sequence of int, optional
-        OME-Zarr chunk shape in TCZYX order of the image's axes (default: the dask chunks, else 1 along T and C,
-        up to 16 along Z and 256 along Y and X).
+        OME-Zarr chunk shape, one size per axis of the image in TCZYX order (default: the dask chunks, else 1
+        along T and C, up to 16 along Z and 256 along Y and X).
     jpeg_quality : int
         JPEG quality, 1-100.
 
