@@ -1,0 +1,262 @@
+"""The `widefield3d` command line: parse, call the API, report. Bad input: one line, exit status 2."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import click
+import numpy as np
+import typer
+from rich.console import Console
+
+from widefield3d.errors import InputError, Widefield3DError
+
+app = typer.Typer(
+    help="3D vision for wide-field microscopes: refocus, multi-focal, confocal-like stacks, volumes, simulation.",
+    no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+)
+simulate_app = typer.Typer(help="Physical microscope simulator: PSFs, samples, acquisitions, datasets.",
+                           no_args_is_help=True)
+app.add_typer(simulate_app, name="simulate")
+console = Console(stderr=True)
+
+
+class Modality(str, Enum):
+    widefield = "widefield"
+    confocal = "confocal"
+    brightfield = "brightfield"
+
+
+def parse_triple(text: str, name: str, cast=float) -> tuple:
+    """'a,b,c' -> (a, b, c)."""
+    try:
+        values = tuple(cast(v) for v in text.split(","))
+    except ValueError:
+        raise InputError(f"{name}: expected three comma-separated numbers Z,Y,X, got {text!r}") from None
+    if len(values) != 3:
+        raise InputError(f"{name}: expected three comma-separated numbers Z,Y,X, got {text!r}")
+    return values
+
+
+def parse_range(text: str, name: str = "--z") -> np.ndarray:
+    """'start:stop:step' (inclusive of stop) or a single number -> focal depths in µm."""
+    try:
+        parts = [float(p) for p in text.split(":")]
+    except ValueError:
+        raise InputError(f"{name}: expected START:STOP:STEP or a number (µm), got {text!r}") from None
+    if len(parts) == 1:
+        return np.array(parts)
+    if len(parts) != 3 or parts[2] <= 0 or parts[1] < parts[0]:
+        raise InputError(f"{name}: expected START:STOP:STEP with STOP >= START and STEP > 0, got {text!r}")
+    start, stop, step = parts
+    return start + step * np.arange(int(np.floor((stop - start) / step + 1e-9)) + 1)
+
+
+def _microscope(preset_name, **overrides):
+    from widefield3d.optics.microscope import Microscope, preset
+
+    base = preset(preset_name) if preset_name else Microscope()
+    return base.with_(**{k: v for k, v in overrides.items() if v is not None})
+
+
+@simulate_app.command("psf")
+def simulate_psf(
+    output: Annotated[Path, typer.Option("-o", "--output", help="OME-TIFF or OME-Zarr file")],
+    preset: Annotated[Optional[str], typer.Option(help="microscope preset to start from")] = None,
+    modality: Annotated[Modality, typer.Option()] = Modality.widefield,
+    na: Annotated[Optional[float], typer.Option(help="numerical aperture")] = None,
+    wavelength: Annotated[Optional[float], typer.Option(help="emission wavelength (µm)")] = None,
+    ex_wavelength: Annotated[Optional[float], typer.Option(help="excitation wavelength (µm), confocal")] = None,
+    pinhole_au: Annotated[Optional[float], typer.Option(help="pinhole diameter (Airy units), confocal")] = None,
+    immersion_index: Annotated[Optional[float], typer.Option()] = None,
+    sample_index: Annotated[Optional[float], typer.Option()] = None,
+    depth: Annotated[Optional[float], typer.Option(help="depth below the coverslip (µm)")] = None,
+    dxy: Annotated[float, typer.Option(help="lateral pixel (µm)")] = 0.1,
+    dz: Annotated[float, typer.Option(help="axial step (µm)")] = 0.25,
+    shape: Annotated[str, typer.Option(help="Z,Y,X sizes, odd")] = "41,65,65",
+) -> None:
+    """Compute a wide-field or confocal PSF (centre plane sums to 1)."""
+    from widefield3d import io
+    from widefield3d.optics.psf import psf as make_psf
+
+    m = _microscope(preset, modality=modality.value, na=na, emission_wavelength_um=wavelength,
+                    excitation_wavelength_um=ex_wavelength, pinhole_au=pinhole_au, immersion_index=immersion_index,
+                    sample_index=sample_index, depth_um=depth)
+    zyx = parse_triple(shape, "--shape", int)
+    kernel = make_psf(m, zyx, (dz, dxy, dxy))
+    io.write(output, io.Image(kernel, axes="ZYX", spacing_um={"Z": dz, "Y": dxy, "X": dxy}))
+    console.print(f"wrote {output}: {m.modality} PSF {kernel.shape}, NA {m.na}, depth {m.depth_um} µm")
+
+
+@simulate_app.command("sample")
+def simulate_sample(
+    output: Annotated[Path, typer.Option("-o", "--output", help="OME-TIFF or OME-Zarr file")],
+    kind: Annotated[str, typer.Option(help="beads|nuclei|worm|filaments|tissue|tilted-beads|curved-beads|cytology")],
+    shape: Annotated[str, typer.Option(help="Z,Y,X grid size")] = "60,512,512",
+    spacing: Annotated[str, typer.Option(help="dz,dy,dx in µm")] = "0.5,0.1625,0.1625",
+    seed: Annotated[int, typer.Option()] = 0,
+    angle: Annotated[Optional[float], typer.Option(help="tilt in degrees (tilted-beads)")] = None,
+    radius: Annotated[Optional[float], typer.Option(help="cylinder radius in µm (curved-beads)")] = None,
+) -> None:
+    """Generate a ground-truth sample (3D fluorescence density, or stain concentrations for cytology)."""
+    from widefield3d import io
+    from widefield3d.sim.samples import SAMPLE_KINDS, make_sample
+
+    if kind not in SAMPLE_KINDS:
+        raise InputError(f"--kind: unknown sample {kind!r}; choose one of: {', '.join(SAMPLE_KINDS)}")
+    extra = {}
+    if angle is not None:
+        extra["angle_deg"] = angle
+    if radius is not None:
+        extra["radius_um"] = radius
+    dzyx = parse_triple(spacing, "--spacing")
+    sample = make_sample(kind, parse_triple(shape, "--shape", int), dzyx, seed=seed, **extra)
+    axes = "CZYX" if sample.density.ndim == 4 else "ZYX"
+    io.write(output, io.Image(sample.density, axes=axes, spacing_um=dict(zip("ZYX", dzyx)),
+                              channel_names=sample.channel_names))
+    console.print(f"wrote {output}: {kind} sample {sample.density.shape}, spacing {dzyx} µm")
+
+
+def _sample_from_file(path: Path):
+    from widefield3d import io
+    from widefield3d.sim.samples import RUIFROK_HE, Sample
+
+    stains = {"hematoxylin": RUIFROK_HE[0], "eosin": RUIFROK_HE[1]}
+
+    image = io.read(path)
+    spacing = image.spacing_zyx
+    if image.axes == "ZYX":
+        return Sample(np.asarray(image.data, dtype=np.float32), spacing, kind=path.name)
+    if image.axes == "CZYX" and image.channel_names and all(c in stains for c in image.channel_names):
+        absorb = np.array([stains[c] for c in image.channel_names], dtype=np.float32)
+        return Sample(np.asarray(image.data, dtype=np.float32), spacing, kind=path.name,
+                      channel_names=list(image.channel_names), absorbance_rgb=absorb)
+    raise InputError(f"{path}: a sample must be a ZYX density or CZYX stain concentrations, got axes {image.axes}")
+
+
+def _beside(output: Path, tag: str) -> Path:
+    name = output.name
+    for ext in (".ome.tif", ".ome.tiff", ".ome.zarr", ".tif", ".tiff", ".zarr", ".npy"):
+        if name.endswith(ext):
+            return output.with_name(f"{name[: -len(ext)]}_{tag}{ext}")
+    return output.with_name(f"{output.stem}_{tag}{output.suffix}")
+
+
+@simulate_app.command("acquire")
+def simulate_acquire(
+    truth: Annotated[Path, typer.Argument(help="sample file written by `simulate sample`")],
+    output: Annotated[Path, typer.Option("-o", "--output")],
+    z: Annotated[str, typer.Option(help="focal depths START:STOP:STEP in µm from the sample's first plane")],
+    preset: Annotated[Optional[str], typer.Option(help="microscope preset")] = None,
+    modality: Annotated[Optional[Modality], typer.Option()] = None,
+    na: Annotated[Optional[float], typer.Option()] = None,
+    magnification: Annotated[Optional[float], typer.Option()] = None,
+    depth: Annotated[Optional[float], typer.Option(help="depth below the coverslip (µm)")] = None,
+    photons: Annotated[float, typer.Option(help="photons at the brightest pixel")] = 1000.0,
+    read_noise: Annotated[float, typer.Option(help="read noise (e- rms)")] = 1.5,
+    scattering_length: Annotated[Optional[float], typer.Option(help="scattering mean free path (µm)")] = None,
+    drift: Annotated[Optional[float], typer.Option(help="rms lateral drift per frame (pixels)")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Image a sample: writes OUT (camera counts), OUT_clean (expected photons) and OUT_truth."""
+    from widefield3d import io
+    from widefield3d.sim.acquisition import acquire
+    from widefield3d.sim.camera import Camera
+
+    sample = _sample_from_file(truth)
+    m = _microscope(preset, modality=modality.value if modality else None, na=na, magnification=magnification,
+                    depth_um=depth)
+    kwargs = dict(camera=Camera(photons=photons, read_noise_e=read_noise), seed=seed)
+    if m.modality != "brightfield":
+        kwargs.update(scattering_length_um=scattering_length, drift_px=drift)
+    acq = acquire(sample, m, parse_range(z), **kwargs)
+    spacing = dict(zip("ZYX", acq.spacing_um))
+    for path, data in ((output, acq.noisy), (_beside(output, "clean"), acq.clean), (_beside(output, "truth"), acq.truth)):
+        io.write(path, io.Image(data, axes=acq.axes, spacing_um=spacing, channel_names=acq.channel_names))
+    console.print(f"wrote {output} (+ _clean, _truth): {m.modality} {acq.axes} {acq.noisy.shape}")
+
+
+@simulate_app.command("dataset")
+def simulate_dataset_cmd(
+    preset: Annotated[str, typer.Option(help="dataset preset")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="directory")],
+    n: Annotated[int, typer.Option(help="number of fields of view")] = 10,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Simulate many fields of view with ground truth, for training and evaluation (resumable)."""
+    from widefield3d.sim.dataset import simulate_dataset
+
+    path = simulate_dataset(preset, output, n, seed=seed)
+    console.print(f"wrote {n} fields to {path}")
+
+
+@app.command()
+def evaluate(
+    pred: Annotated[Path, typer.Argument(help="prediction")],
+    gt: Annotated[Path, typer.Argument(help="ground truth")],
+    per_plane: Annotated[bool, typer.Option("--per-plane", help="one row per plane as well")] = False,
+    data_range: Annotated[Optional[float], typer.Option(help="data range for PSNR/SSIM (default: of the ground truth)")] = None,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="CSV file")] = None,
+) -> None:
+    """Compare a prediction with its ground truth: MSE, RMSE, MAE, PSNR, SSIM, Pearson."""
+    from widefield3d import io
+    from widefield3d.analysis.metrics import evaluate as run_evaluate
+    from widefield3d.analysis.metrics import format_table, write_metrics_csv
+
+    p, g = io.read(pred), io.read(gt)
+    if p.data.shape != g.data.shape:
+        raise InputError(f"{pred}: shape {p.data.shape} differs from {gt}: {g.data.shape}")
+    channel_axis = p.axes.index("C") if "C" in p.axes else None
+    plane_axis = p.axes.index("Z") if "Z" in p.axes else 0
+    rows = run_evaluate(np.asarray(p.data, dtype=np.float64), np.asarray(g.data, dtype=np.float64),
+                        data_range=data_range if data_range is not None else "gt", per_plane=per_plane,
+                        plane_axis=plane_axis, channel_axis=channel_axis)
+    Console().print(format_table(rows, title=f"{pred.name} vs {gt.name}"))
+    if output:
+        write_metrics_csv(rows, output)
+        console.print(f"wrote {output}")
+
+
+@app.command()
+def info(path: Annotated[Path, typer.Argument(help="image file")]) -> None:
+    """Show axes, shape, dtype, spacing and channel names of an image file."""
+    from widefield3d import io
+
+    image = io.read(path, lazy=True)
+    spacing = ", ".join(f"{k}={v:g} µm" for k, v in image.spacing_um.items())
+    Console().print(f"{path}: axes {image.axes}, shape {tuple(image.data.shape)}, dtype {image.data.dtype}, {spacing}"
+                    + (f", channels {image.channel_names}" if image.channel_names else ""))
+
+
+@app.command()
+def demo(
+    output: Annotated[Path, typer.Option("-o", "--output", help="output directory")] = Path("demo-output"),
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Simulate a worm, image one plane and a +-10 µm stack, and write a report with figures."""
+    from widefield3d.demo import run_demo
+
+    report = run_demo(output, seed=seed)
+    console.print(f"wrote {report}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors print one line and exit 2; Ctrl-C exits 130."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except Widefield3DError as err:
+        console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(2)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        console.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

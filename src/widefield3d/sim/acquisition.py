@@ -1,0 +1,340 @@
+"""Image formation: turn a sample (3D density on a fine grid) into what a microscope records.
+
+Fluorescence (wide-field or confocal): the image of the focal plane at depth ``z`` is the sum over the
+sample's planes ``z'`` of that plane convolved with the PSF at defocus ``z - z'`` (a depth-invariant 3D
+convolution, with the PSF of the microscope's ``depth_um``). It is computed on the sample's fine lateral grid,
+then integrated onto camera pixels (sum over ``k x k`` fine pixels, ``k = pixel / fine spacing``), then turned
+into photons and camera counts by :mod:`widefield3d.sim.camera`.
+
+Thick scattering samples (``scattering_length_um``): light emitted at depth ``d`` below the sample's top
+reaches the objective unscattered with probability ``exp(-d / ls)``; the rest arrives as a haze, a Gaussian
+blur whose width grows with depth (``sigma = 0.5 d``), the same on every focal plane. A confocal pinhole
+passes the ballistic light attenuated on both the excitation and emission paths (``exp(-2 d / ls)``) and only
+the fraction of the haze that falls into the pinhole.
+
+Bright-field (RGB, absorbing stains): Beer-Lambert in the log domain. For each colour the optical density of
+every plane is blurred by the defocus PSF at that colour's wavelength (an incoherent model, valid for a
+condenser aperture matched to the objective), summed over depth, and transmitted intensity is
+``10 ** (-OD)``. The exact ray model of Yamaguchi lives in ``optics.brightfield`` (volume reconstruction).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import fft as sfft
+from scipy import ndimage
+
+from widefield3d.errors import InputError
+from widefield3d.optics.microscope import Microscope
+from widefield3d.optics.psf import psf_planes, widefield_planes
+from widefield3d.sim.camera import Camera, expose, lateral_drift
+from widefield3d.sim.samples import Sample
+
+RGB_WAVELENGTHS_UM = (0.61, 0.54, 0.465)
+"""Centre wavelengths of the red, green and blue channels of a colour camera (µm)."""
+
+
+@dataclass
+class Acquisition:
+    """A simulated measurement with its ground truth, on the camera grid.
+
+    ``noisy`` is what the camera records (ADU, integer), ``clean`` the expected photon counts without
+    noise, ``truth`` the sample density resampled onto the same pixels and planes. Axes are ``ZYX``
+    (fluorescence stacks), ``YX`` (one plane or surface) or ``CZYX`` (bright-field RGB).
+    """
+
+    noisy: np.ndarray
+    clean: np.ndarray
+    truth: np.ndarray
+    axes: str
+    spacing_um: tuple[float, float, float]
+    z_um: np.ndarray
+    microscope: Microscope
+    camera: Camera
+    channel_names: list[str] | None = None
+    drift_px: np.ndarray | None = None
+    extras: dict = field(default_factory=dict)
+
+
+def _oversampling(sample: Sample, m: Microscope) -> int:
+    dy, dx = sample.spacing_um[1:]
+    if abs(dy - dx) > 1e-9 * dx:
+        raise InputError(f"sample pixels must be square, got dy={dy} dx={dx} µm")
+    k = m.pixel_um / dx
+    if round(k) < 1 or abs(k - round(k)) > 1e-3:
+        raise InputError(
+            f"sample lateral spacing {dx:g} µm must be the camera pixel {m.pixel_um:g} µm divided by an integer"
+        )
+    return int(round(k))
+
+
+def _bin(image: np.ndarray, k: int) -> np.ndarray:
+    """Sum k x k blocks over the last two axes (integration onto camera pixels)."""
+    if k == 1:
+        return image
+    *lead, ny, nx = image.shape
+    ny, nx = ny // k * k, nx // k * k
+    return image[..., :ny, :nx].reshape(*lead, ny // k, k, nx // k, k).sum(axis=(-3, -1))
+
+
+def _psf_size(max_defocus_um: float, m: Microscope, dxy: float, field_px: int) -> int:
+    """Odd lateral PSF size holding the defocused cone (with margin), at most about the field."""
+    sin_t = min(m.na / m.sample_index, 0.95)
+    radius_um = 1.3 * abs(max_defocus_um) * sin_t / np.sqrt(1 - sin_t**2) + 6 * m.emission_wavelength_um / m.na
+    half = int(np.ceil(radius_um / dxy))
+    half = min(half, field_px)
+    return 2 * half + 1
+
+
+def _sample_z(sample: Sample) -> np.ndarray:
+    return np.arange(sample.density.shape[-3]) * sample.spacing_um[0]
+
+
+def _planes_by_offset(z_out: np.ndarray, z_in: np.ndarray) -> dict[float, list[tuple[int, int]]]:
+    groups: dict[float, list[tuple[int, int]]] = {}
+    for k, zo in enumerate(z_out):
+        for j, zi in enumerate(z_in):
+            groups.setdefault(round(float(zo - zi), 6), []).append((k, j))
+    return groups
+
+
+def convolve_planes(
+    volume: np.ndarray, z_in: np.ndarray, z_out: np.ndarray, planes_at, psf_size: int, weights: np.ndarray | None = None
+) -> np.ndarray:
+    """Images at focal depths ``z_out`` of a (Z, Y, X) volume with planes at ``z_in`` (µm).
+
+    ``planes_at(offsets) -> (n, psf_size, psf_size)`` gives the PSF at defocus ``z_out - z_in``; the
+    sum over input planes is done in the Fourier domain with linear (zero-padded) convolution.
+    ``weights`` (per input plane) scale each plane's contribution. Returns float32 (len(z_out), Y, X).
+    """
+    nz, ny, nx = volume.shape
+    shape = (sfft.next_fast_len(ny + psf_size - 1, real=True), sfft.next_fast_len(nx + psf_size - 1, real=True))
+    live = [j for j in range(nz) if volume[j].any()]
+    if not live:
+        return np.zeros((len(z_out), ny, nx), dtype=np.float32)
+    spectra = {j: sfft.rfft2(volume[j], s=shape, workers=-1) for j in live}
+    if weights is not None:
+        for j in live:
+            spectra[j] *= weights[j]
+    out = np.zeros((len(z_out), shape[0], shape[1] // 2 + 1), dtype=np.complex64)
+    groups = _planes_by_offset(np.asarray(z_out), np.asarray(z_in)[live])
+    offsets = np.array(sorted(groups))
+    psfs = planes_at(offsets)
+    for offset, psf in zip(offsets, psfs):
+        otf = sfft.rfft2(psf, s=shape, workers=-1).astype(np.complex64)
+        for k, jj in groups[float(offset)]:
+            out[k] += spectra[live[jj]] * otf
+    images = sfft.irfft2(out, s=shape, workers=-1)
+    c = psf_size // 2
+    return np.ascontiguousarray(images[:, c : c + ny, c : c + nx], dtype=np.float32)
+
+
+def _haze(volume: np.ndarray, depth_um: np.ndarray, scattered: np.ndarray, dxy: float) -> np.ndarray:
+    """Scattered light: each plane's scattered fraction blurred by a Gaussian of sigma 0.5 x depth, summed."""
+    haze = np.zeros(volume.shape[1:], dtype=np.float32)
+    for j in range(volume.shape[0]):
+        if scattered[j] > 0 and volume[j].any():
+            sigma_px = max(0.5 * depth_um[j] / dxy, 0.5)
+            haze += scattered[j] * ndimage.gaussian_filter(volume[j], sigma_px, mode="constant", truncate=3.0)
+    return haze
+
+
+def _validate_z(z_um, sample: Sample, name: str = "z") -> np.ndarray:
+    z = np.atleast_1d(np.asarray(z_um, dtype=np.float64))
+    if z.ndim != 1 or z.size == 0 or not np.all(np.isfinite(z)):
+        raise InputError(f"{name}: focal positions must be a non-empty list of finite depths in µm")
+    return z
+
+
+def _truth_at(sample_volume: np.ndarray, z_in: np.ndarray, z_out: np.ndarray, k: int) -> np.ndarray:
+    """Sample density averaged onto camera pixels and linearly interpolated to depths ``z_out``."""
+    binned = _bin(sample_volume, k) / (k * k)
+    pos = np.interp(z_out, z_in, np.arange(len(z_in)), left=-1, right=len(z_in))
+    out = np.zeros((len(z_out),) + binned.shape[1:], dtype=np.float32)
+    for i, p in enumerate(pos):
+        if 0 <= p <= len(z_in) - 1:
+            lo = int(np.floor(p))
+            hi = min(lo + 1, len(z_in) - 1)
+            w = p - lo
+            out[i] = (1 - w) * binned[lo] + w * binned[hi]
+    return out
+
+
+def _fluorescence_clean(
+    sample: Sample, m: Microscope, z_out: np.ndarray, scattering_length_um: float | None, oversample: int
+) -> np.ndarray:
+    if sample.density.ndim != 3:
+        raise InputError(f"sample {sample.kind!r} is not a fluorescence density (Z, Y, X); got {sample.density.shape}")
+    z_in = _sample_z(sample)
+    dxy = sample.spacing_um[2]
+    max_defocus = float(np.max(np.abs(z_out[:, None] - z_in[None, :])))
+    size = _psf_size(max_defocus, m, dxy, max(sample.density.shape[1:]))
+    confocal = m.modality == "confocal"
+
+    def planes_at(offsets):
+        return psf_planes(m, offsets, size, dxy, oversample=oversample)
+
+    weights = None
+    haze = None
+    if scattering_length_um is not None:
+        if scattering_length_um <= 0:
+            raise InputError(f"scattering length must be positive, got {scattering_length_um} µm")
+        ballistic = np.exp(-z_in / scattering_length_um)
+        scattered = 1 - ballistic
+        weights = ballistic
+        if confocal:  # both paths attenuate; the pinhole passes the haze that falls into its area
+            weights = ballistic**2
+            pinhole_area = np.pi * (m.pinhole_au * m.airy_unit_um / 2) ** 2
+            scattered = scattered * np.minimum(1.0, pinhole_area / (2 * np.pi * np.maximum(0.5 * z_in, dxy) ** 2))
+        haze = _haze(sample.density, z_in, scattered, dxy)
+    images = convolve_planes(sample.density, z_in, z_out, planes_at, size, weights)
+    if haze is not None:
+        images += haze[None]
+    return np.clip(images, 0, None)
+
+
+def _finish(clean_fine: np.ndarray, k: int, camera: Camera, rng, drift_px: float | None):
+    clean = _bin(clean_fine, k)
+    shifts = None
+    if drift_px:
+        clean, shifts = lateral_drift(clean, drift_px, rng)
+    exposure = expose(clean, camera, rng)
+    return exposure, shifts
+
+
+def fluorescence_stack(
+    sample: Sample,
+    microscope: Microscope,
+    z_um,
+    *,
+    camera: Camera | None = None,
+    seed: int = 0,
+    scattering_length_um: float | None = None,
+    drift_px: float | None = None,
+    oversample: int = 3,
+) -> Acquisition:
+    """Wide-field or confocal z-stack (by ``microscope.modality``) at focal depths ``z_um``.
+
+    ``z_um`` are depths in the sample's frame (µm from its first plane). ``drift_px`` is the rms lateral step
+    of a random-walk drift between frames (camera pixels). Returns an :class:`Acquisition` with ``ZYX`` axes.
+    """
+    z = _validate_z(z_um, sample)
+    camera = camera or Camera()
+    rng = np.random.default_rng(seed)
+    k = _oversampling(sample, microscope)
+    fine = _fluorescence_clean(sample, microscope, z, scattering_length_um, oversample)
+    exposure, shifts = _finish(fine, k, camera, rng, drift_px)
+    step = float(np.median(np.diff(z))) if z.size > 1 else microscope.z_step_um
+    return Acquisition(
+        noisy=exposure.adu, clean=exposure.photons_expected, truth=_truth_at(sample.density, _sample_z(sample), z, k),
+        axes="ZYX", spacing_um=(step, microscope.pixel_um, microscope.pixel_um), z_um=z,
+        microscope=microscope, camera=camera, drift_px=shifts,
+    )
+
+
+def fluorescence_plane(sample: Sample, microscope: Microscope, z_um: float, **kwargs) -> Acquisition:
+    """One focal plane at depth ``z_um`` (µm); axes ``YX``. Keyword arguments as :func:`fluorescence_stack`."""
+    stack = fluorescence_stack(sample, microscope, [float(z_um)], **kwargs)
+    stack.noisy, stack.clean, stack.truth = stack.noisy[0], stack.clean[0], stack.truth[0]
+    stack.axes = "YX"
+    return stack
+
+
+def fluorescence_surface(
+    sample: Sample,
+    microscope: Microscope,
+    surface_um: np.ndarray,
+    *,
+    camera: Camera | None = None,
+    seed: int = 0,
+    z_sampling_um: float = 0.1,
+    oversample: int = 3,
+) -> Acquisition:
+    """Image focused on a surface ``z(y, x)`` (µm, one value per camera pixel); axes ``YX``.
+
+    Computed as a fine stack over the surface's depth range (``z_sampling_um`` apart) interpolated
+    linearly per pixel; the error of that interpolation is far below the axial resolution.
+    """
+    surface = np.asarray(surface_um, dtype=np.float64)
+    k = _oversampling(sample, microscope)
+    expected = tuple(s // k for s in sample.density.shape[-2:])
+    if surface.shape != expected or not np.all(np.isfinite(surface)):
+        raise InputError(f"surface must be finite with one depth per camera pixel, shape {expected}; got {surface.shape}")
+    lo, hi = float(surface.min()), float(surface.max())
+    z = np.arange(lo, hi + z_sampling_um, z_sampling_um) if hi > lo else np.array([lo])
+    camera = camera or Camera()
+    rng = np.random.default_rng(seed)
+    clean_stack = _bin(_fluorescence_clean(sample, microscope, z, None, oversample), k)
+    truth_stack = _truth_at(sample.density, _sample_z(sample), z, k)
+    pos = np.clip((surface - lo) / z_sampling_um, 0, len(z) - 1)
+    lo_i = np.floor(pos).astype(int)
+    hi_i = np.minimum(lo_i + 1, len(z) - 1)
+    w = (pos - lo_i).astype(np.float32)
+    yy, xx = np.indices(surface.shape)
+
+    def pick(stack):
+        return (1 - w) * stack[lo_i, yy, xx] + w * stack[hi_i, yy, xx]
+
+    exposure = expose(pick(clean_stack), camera, rng)
+    return Acquisition(
+        noisy=exposure.adu, clean=exposure.photons_expected, truth=pick(truth_stack).astype(np.float32), axes="YX",
+        spacing_um=(microscope.z_step_um, microscope.pixel_um, microscope.pixel_um), z_um=surface.astype(np.float32),
+        microscope=microscope, camera=camera,
+    )
+
+
+def brightfield_stack(
+    sample: Sample,
+    microscope: Microscope,
+    z_um,
+    *,
+    camera: Camera | None = None,
+    seed: int = 0,
+    od_per_um: float = 0.15,
+    oversample: int = 3,
+) -> Acquisition:
+    """RGB bright-field focal planes of an absorbing stained sample; axes ``CZYX`` (C = R, G, B).
+
+    ``sample.density`` holds stain concentrations (S, Z, Y, X) and ``sample.absorbance_rgb`` (S, 3) their
+    optical densities per unit concentration; ``od_per_um`` converts concentration x path length (µm) to
+    optical density. ``clean`` is the transmitted fraction times the photon budget per colour; ``truth`` is
+    the per-colour optical density per µm of each plane (C, Z, Y, X) on camera pixels.
+    """
+    if sample.density.ndim != 4 or sample.absorbance_rgb is None:
+        raise InputError(f"bright-field needs a stained sample (stains, Z, Y, X) with absorbance; got {sample.kind!r}")
+    z = _validate_z(z_um, sample)
+    camera = camera or Camera()
+    rng = np.random.default_rng(seed)
+    k = _oversampling(sample, microscope)
+    z_in = _sample_z(sample)
+    dxy = sample.spacing_um[2]
+    absorb = np.asarray(sample.absorbance_rgb, dtype=np.float32)
+    size = _psf_size(float(np.max(np.abs(z[:, None] - z_in[None, :]))), microscope, dxy,
+                     max(sample.density.shape[-2:]))
+    transmitted, truth = [], []
+    for c, wvl in enumerate(RGB_WAVELENGTHS_UM):
+        od = np.tensordot(absorb[:, c], sample.density, axes=(0, 0)) * (od_per_um * sample.spacing_um[0])
+
+        def planes_at(offsets, wvl=wvl):
+            return widefield_planes(microscope, offsets, size, dxy, wavelength_um=wvl, oversample=oversample)
+
+        blurred = convolve_planes(od.astype(np.float32), z_in, z, planes_at, size)
+        transmitted.append(_bin(10.0 ** (-np.clip(blurred, 0, None)), k) / (k * k))
+        truth.append(_truth_at(od / sample.spacing_um[0], z_in, z, k))
+    clean_fraction = np.stack(transmitted)
+    exposure = expose(clean_fraction / clean_fraction.max(), camera, rng)
+    step = float(np.median(np.diff(z))) if z.size > 1 else microscope.z_step_um
+    return Acquisition(
+        noisy=exposure.adu, clean=exposure.photons_expected, truth=np.stack(truth), axes="CZYX",
+        spacing_um=(step, microscope.pixel_um, microscope.pixel_um), z_um=z, microscope=microscope, camera=camera,
+        channel_names=["R", "G", "B"],
+    )
+
+
+def acquire(sample: Sample, microscope: Microscope, z_um, **kwargs) -> Acquisition:
+    """A stack of the microscope's modality: fluorescence (wide-field/confocal) or bright-field RGB."""
+    if microscope.modality == "brightfield":
+        return brightfield_stack(sample, microscope, z_um, **kwargs)
+    return fluorescence_stack(sample, microscope, z_um, **kwargs)
