@@ -180,7 +180,7 @@ def expose(clean, camera: Camera, rng, *, reference: float | None = None) -> Exp
     rng : numpy.random.Generator or int
         Random generator (or seed).
     reference : float, optional
-        The clean value that maps to ``camera.photons`` expected photons; default ``clean.max()``. Pass the same
+        The clean value that maps to ``camera.photons`` expected photons; default ``clean.max()`` (1 for an all-zero dark frame). Pass the same
         reference to expose several images (planes, frames) on one intensity scale.
 
     Returns
@@ -196,8 +196,8 @@ def expose(clean, camera: Camera, rng, *, reference: float | None = None) -> Exp
         raise InputError("clean image holds NaN or infinite values")
     if reference is None:
         peak = float(arr.max())
-        if not peak > 0:
-            raise InputError("clean image has no positive value to scale to camera.photons")
+        if not peak > 0:  # a dark frame: no signal, only offset, dark and read noise
+            peak = 1.0
     else:
         if not (isinstance(reference, (int, float, np.number)) and np.isfinite(reference) and reference > 0):
             raise InputError(f"reference must be a positive number (the clean value mapped to camera.photons), "

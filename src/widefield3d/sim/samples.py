@@ -16,6 +16,7 @@ thick tissue the scattering mean free path that :mod:`widefield3d.sim.acquisitio
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Callable, Literal
 
@@ -68,6 +69,9 @@ class Sample:
     centres_um: np.ndarray | None = None
     scattering_length_um: float | None = None
 
+    def __post_init__(self):
+        self.spacing_um = tuple(float(d) for d in self.spacing_um)
+
     @property
     def extent_um(self) -> tuple[float, float, float]:
         """``(Z*dz, Y*dy, X*dx)``: size of the grid in µm."""
@@ -98,6 +102,12 @@ def _grid(shape, spacing_um) -> tuple[tuple[int, int, int], np.ndarray]:
 def _positive(name: str, value) -> float:
     if not (isinstance(value, (int, float, np.number)) and np.isfinite(value) and value > 0):
         raise InputError(f"{name} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def _non_negative(name: str, value, upper: float = np.inf) -> float:
+    if not (isinstance(value, (int, float, np.number)) and 0 <= value <= upper):
+        raise InputError(f"{name} must be a number in [0, {upper}], got {value!r}")
     return float(value)
 
 
@@ -173,14 +183,18 @@ def _soft_step(d_um, width_um: float) -> np.ndarray:
     return np.float32(0.5) - np.float32(0.5) * np.tanh(d_um * np.float32(0.851 / width_um))
 
 
-def _patch(centre_um, half_um, sp, shape):
-    """Slices of the voxels within ``half_um`` of ``centre_um`` and their ``(z, y, x)`` offsets from the centre (µm)."""
-    lo = np.maximum(np.ceil((centre_um - half_um) / sp), 0).astype(int)
-    hi = np.minimum(np.floor((centre_um + half_um) / sp) + 1, shape).astype(int)
+def _patch(centre_um, half_um, sp, shape, z_block: tuple[int, int] | None = None):
+    """Slices of the voxels within ``half_um`` of ``centre_um`` and their ``(z, y, x)`` offsets from the centre (µm).
+
+    With ``z_block = (k0, k1)`` only planes ``k0 <= k < k1`` count and the z slice is relative to ``k0``.
+    """
+    k0, k1 = (0, shape[0]) if z_block is None else z_block
+    lo = np.maximum(np.ceil((centre_um - half_um) / sp), (k0, 0, 0)).astype(int)
+    hi = np.minimum(np.floor((centre_um + half_um) / sp) + 1, (k1, shape[1], shape[2])).astype(int)
     if np.any(hi <= lo):
         return None, None
     offs = [np.arange(a, b) * d - c for a, b, d, c in zip(lo, hi, sp, centre_um)]
-    return tuple(slice(a, b) for a, b in zip(lo, hi)), offs
+    return (slice(lo[0] - k0, hi[0] - k0), slice(lo[1], hi[1]), slice(lo[2], hi[2])), offs
 
 
 def _quadratic(m: np.ndarray, offs) -> np.ndarray:
@@ -262,18 +276,20 @@ def _render_beads(shape, sp, centres: np.ndarray, diameter_um: float) -> np.ndar
     reach = radius + ramp / 2  # beyond this distance from the centre a sub-sample is empty
     n_vox = np.ceil(2 * reach / sp).astype(int) + 1  # voxels per axis that the bead can touch
     vox_off = np.stack(np.meshgrid(*[np.arange(n) for n in n_vox], indexing="ij"), -1).reshape(-1, 3)  # (P, 3)
-    subs = [((np.arange(n) + 0.5) / n - 0.5) * d for n, d in zip(n_sub, sp)]
-    sub_off = np.stack(np.meshgrid(*subs, indexing="ij"), -1).reshape(-1, 3)  # (S, 3) µm from the voxel centre
+    subs = [((np.arange(n) + 0.5) / n - 0.5) * d for n, d in zip(n_sub, sp)]  # sub-sample offsets in a voxel, µm
     total = max(1.0, (np.pi / 6) * diameter_um**3 / float(np.prod(sp)))
-    chunk = max(1, 2_000_000 // (len(vox_off) * len(sub_off)))
+    chunk = max(1, 2_000_000 // int(np.prod(n_vox * n_sub)))
     grid_shape = np.asarray(shape)
     for start in range(0, len(centres), chunk):
         c = centres[start : start + chunk]
         cvox = np.floor((c - reach) / sp + 0.5).astype(int)  # (N, 3) first voxel each bead touches
-        # sub-sample positions relative to the bead centre, (N, P, S, 3) -> distances (N, P, S)
-        rel = ((cvox[:, None, :] + vox_off[None]) * sp - c[:, None, :])[:, :, None, :] + sub_off[None, None]
-        dist = np.sqrt(np.einsum("npsk,npsk->nps", rel, rel))
-        frac = np.clip(0.5 - (dist - radius) / ramp, 0.0, 1.0).sum(axis=2)  # (N, P)
+        # squared distance to the bead centre along each axis, (N, voxels, sub-samples), then summed on the 3D grid
+        sq = [(((cvox[:, k, None] + np.arange(n_vox[k])) * sp[k] - c[:, k, None])[:, :, None] + subs[k]) ** 2
+              for k in range(3)]
+        sz, sy, sx = (q.astype(np.float32) for q in sq)
+        d2 = sz[:, :, :, None, None, None, None] + sy[:, None, None, :, :, None, None] + sx[:, None, None, None, None]
+        weight = np.clip(np.float32(0.5 + radius / ramp) - np.sqrt(d2) / np.float32(ramp), 0, 1)
+        frac = weight.sum(axis=(2, 4, 6), dtype=np.float64).reshape(len(c), -1)  # (N, P) in vox_off order
         frac *= total / frac.sum(axis=1, keepdims=True)
         idx = cvox[:, None, :] + vox_off[None]
         inside = np.all((idx >= 0) & (idx < grid_shape), axis=2)
@@ -324,8 +340,8 @@ def beads(
     rng = np.random.default_rng(seed)
     lo = np.full(3, diameter_um / 2)
     hi = np.maximum(extent - sp - diameter_um / 2, lo)
-    centres = _pick_separated("beads", lambda k: _uniform_points(rng, k, lo, hi), n_beads, min_separation_um,
-                              float(np.prod(hi - lo)), 3)
+    centres = _pick_separated("beads", lambda k: _uniform_points(rng, k, lo, hi), n_beads,
+                              _non_negative("min_separation_um", min_separation_um), float(np.prod(hi - lo)), 3)
     return Sample(_render_beads(shape, sp, centres, diameter_um), tuple(sp), "beads", centres_um=centres)
 
 
@@ -361,7 +377,7 @@ def _surface_sample(kind: str, shape, sp, surface_fn, slope_fn, *, n_beads, dens
         z = surface_fn(y, x)
         return np.stack([z, y, x], axis=1)[usable(z, y, x)]
 
-    centres = _pick_separated(f"{kind} beads", draw, n_beads, min_separation_um,
+    centres = _pick_separated(f"{kind} beads", draw, n_beads, _non_negative("min_separation_um", min_separation_um),
                               float(area_el.sum() * sp[1] * sp[2]), 2)
     density = _render_beads(shape, sp, centres, diameter_um)
     return Sample(density, tuple(sp), kind, surface_um=surface.astype(np.float32), centres_um=centres)
@@ -483,7 +499,7 @@ def nuclei(
     brightness_range: tuple[float, float] = (0.5, 1.0),
     seed: int = 0,
 ) -> Sample:
-    """Blurred ellipsoidal nuclei at random, non-overlapping positions.
+    """Blurred ellipsoidal nuclei at random positions, their centres at least a mean diameter apart.
 
     Each nucleus has three random axis lengths (diameters) in ``diameter_range_um``, a random orientation, a random
     brightness in ``brightness_range`` and a soft edge (a step blurred by ``edge_um``). Without ``n_nuclei``,
@@ -496,7 +512,7 @@ def nuclei(
     extent = np.asarray(shape) * sp
     if n_nuclei is None:
         mean_volume = np.pi / 6 * ((dmin + dmax) / 2) ** 3
-        n_nuclei = int(round(_positive("volume_fraction", volume_fraction) * np.prod(extent) / mean_volume))
+        n_nuclei = max(1, int(round(_positive("volume_fraction", volume_fraction) * np.prod(extent) / mean_volume)))
     n_nuclei = _count("n_nuclei", n_nuclei)
     rng = np.random.default_rng(seed)
     centres = _pick_separated("nuclei", lambda k: _uniform_points(rng, k, np.zeros(3), extent - sp), n_nuclei,
@@ -552,8 +568,7 @@ def worm(
     radius = _positive("diameter_um", diameter_um) / 2
     nd_min, nd_max = _range("nucleus_diameter_um", nucleus_diameter_um)
     edge = _positive("edge_um", edge_um)
-    if not (isinstance(autofluorescence, (int, float)) and 0 <= autofluorescence <= 1):
-        raise InputError(f"autofluorescence must be a number in [0, 1], got {autofluorescence!r}")
+    autofluorescence = _non_negative("autofluorescence", autofluorescence, 1.0)
     rng = np.random.default_rng(seed)
     extent = np.asarray(shape) * sp
     # lateral distance to the centre line: 2D Euclidean distance transform on a grid padded by the body radius
@@ -621,8 +636,7 @@ def filaments(
     lmin, lmax = _range("length_range_um", length_range_um)
     pmin, pmax = _range("persistence_range_um", persistence_range_um)
     slab = _positive("slab_um", slab_um)
-    if not (isinstance(z_excursion_um, (int, float)) and z_excursion_um >= 0):
-        raise InputError(f"z_excursion_um must be a non-negative number, got {z_excursion_um!r}")
+    z_excursion_um = _non_negative("z_excursion_um", z_excursion_um)
     extent = np.asarray(shape) * sp
     if n_filaments is None:
         n_filaments = int(round(extent[1] * extent[2] / 200.0))
@@ -670,14 +684,27 @@ def _label_cells(best, second, label, radii, nucleus_fraction, membrane_um, leve
     """
     cyto, nuc, membrane, background = levels
     r_cell = radii[label]
-    with np.errstate(invalid="ignore"):  # inf - inf where no cell reaches; fmin then keeps the finite term
-        rho1 = np.sqrt(best)
-        # distance (µm) to the nearest boundary: a shared face (Voronoi bisector) or the cell's free surface
-        face = np.fmin((np.sqrt(second) - rho1) * np.float32(0.5), np.abs(1 - rho1)) * r_cell
-    out = np.exp(np.float32(-0.5 / membrane_um**2) * face**2) * np.float32(membrane)
+    rho1 = np.sqrt(best)
+    # distance (µm) to the nearest membrane: inside a cell (rho1 < 1) a face shared with a neighbour (the bisector
+    # rho1 = rho2) or the free surface rho = 1, whichever is closer; outside every cell the free surface
+    with np.errstate(invalid="ignore"):  # inf - inf where no cell reaches: fmin/fmax then keep the finite terms
+        face = np.sqrt(second)
+        face -= rho1
+        face *= np.float32(0.5)
+        np.fmin(face, 1 - rho1, out=face)
+        np.fmax(face, rho1 - 1, out=face)
+    face *= r_cell
+    np.square(face, out=face)
+    face *= np.float32(-0.5 / membrane_um**2)
+    out = np.exp(face, out=face)
+    out *= np.float32(membrane)
     inside = _soft_step((rho1 - 1) * r_cell, membrane_um)
-    nucleus = _soft_step((rho1 - np.float32(nucleus_fraction)) * r_cell, membrane_um)
-    out += inside * cyto[label] + nucleus * (nuc[label] - cyto[label]) + background.astype(np.float32) * (1 - inside)
+    out += background.astype(np.float32) * (1 - inside)
+    cyto_voxel = cyto[label]
+    out += inside * cyto_voxel
+    rho1 -= np.float32(nucleus_fraction)
+    rho1 *= r_cell
+    out += _soft_step(rho1, membrane_um) * (nuc[label] - cyto_voxel)
     return out
 
 
@@ -700,7 +727,7 @@ def tissue(
 
     Cell centres sit on a jittered grid of pitch ``cell_diameter_um`` filling the tissue slab (centred in z, or the
     whole z extent if thinner than ``thickness_um``). Each cell is an ellipsoid of random orientation and size
-    (0.55-0.65 pitch, axes varied +-15 %), so neighbours overlap; a voxel belongs to the cell of smallest normalised
+    (0.6-0.75 pitch, axes varied +-15 %), so neighbours overlap; a voxel belongs to the cell of smallest normalised
     ellipsoidal distance ``rho`` (a weighted Voronoi partition), and lies outside every cell (extracellular space)
     where ``rho > 1``. The labelling is: nucleus (``rho < nucleus_fraction``, soft edge, brightness varying 0.7-1 per
     cell) at ``nucleus_level``, cytoplasm at ``cytoplasm_level`` x 0.7-1.3 per cell, a Gaussian membrane of width
@@ -720,8 +747,7 @@ def tissue(
     scattering = _positive("scattering_length_um", scattering_length_um)
     for name, level in [("nucleus_level", nucleus_level), ("cytoplasm_level", cytoplasm_level),
                         ("membrane_level", membrane_level), ("background", background)]:
-        if not (isinstance(level, (int, float)) and 0 <= level):
-            raise InputError(f"{name} must be a non-negative number, got {level!r}")
+        _non_negative(name, level)
     extent = np.asarray(shape) * sp
     rng = np.random.default_rng(seed)
     z_top = max(0.0, (extent[0] - thickness) / 2)
@@ -730,35 +756,42 @@ def tissue(
     hi = np.array([z_bot, extent[1] + pitch / 2, extent[2] + pitch / 2])
     centres = _jittered_grid(rng, lo, hi, pitch, 0.25)
     n = len(centres)
-    radii = pitch * rng.uniform(0.55, 0.65, n)
+    radii = pitch * rng.uniform(0.6, 0.75, n)
     semi = radii[:, None] * rng.uniform(0.85, 1.15, (n, 3))
     rot = _random_rotations(rng, n)
     metrics = _ellipsoid_metrics(semi, rot)
 
-    best = np.full(shape, np.inf, dtype=np.float32)  # rho^2 of the nearest cell
-    second = np.full(shape, np.inf, dtype=np.float32)  # rho^2 of the second nearest
-    label = np.full(shape, -1, dtype=np.int32)
-    # the patch reaches rho = rho_max along the ellipsoid's axes: past the membrane of a free surface
-    rho_max = 1.0 + 3 * w / radii.min()
-    for i, (c, m) in enumerate(zip(centres, metrics)):
-        sl, offs = _patch(c, np.sqrt(np.diag(np.linalg.inv(m))) * rho_max, sp, shape)
-        if sl is None:
-            continue
-        r2 = _quadratic(m, offs)
-        b, s2, lab = best[sl], second[sl], label[sl]
-        lab[r2 < b] = i
-        np.minimum(s2, np.maximum(b, r2), out=s2)  # the new second nearest is min(second, max(nearest, this))
-        np.minimum(b, r2, out=b)
-
     cyto = (cytoplasm_level * rng.uniform(0.7, 1.3, n)).astype(np.float32)
     nuc_level = (nucleus_level * rng.uniform(0.7, 1.0, n)).astype(np.float32)
     z = np.arange(shape[0]) * sp[0]
-    slab = _soft_step(z_top - z, w) * _soft_step(z - z_bot, w)
+    background_z = background * _soft_step(z_top - z, w) * _soft_step(z - z_bot, w)
+    # each cell's patch reaches rho = rho_max along the ellipsoid's axes: past the membrane of a free surface
+    rho_max = 1.0 + 3 * w / radii.min()
+    half = np.sqrt(np.diagonal(np.linalg.inv(metrics), axis1=1, axis2=2)) * rho_max  # (n, 3) µm
+    radii32 = radii.astype(np.float32)
     out = np.empty(shape, dtype=np.float32)
-    for k in range(0, shape[0], 4):  # a few planes at a time keeps the temporaries in cache
-        zs = slice(k, k + 4)
-        out[zs] = _label_cells(best[zs], second[zs], label[zs], radii.astype(np.float32), fn, w,
-                               (cyto, nuc_level, membrane_level, background * slab[zs, None, None]))
+    depth = 16  # planes per block: the block's work arrays stay small and are reused
+    best = np.empty((depth, *shape[1:]), dtype=np.float32)  # rho^2 of the nearest cell
+    second = np.empty_like(best)  # rho^2 of the second nearest
+    label = np.empty(best.shape, dtype=np.int32)
+    for k0 in range(0, shape[0], depth):
+        k1 = min(k0 + depth, shape[0])
+        best.fill(np.inf)
+        second.fill(np.inf)
+        label.fill(-1)
+        for i in np.flatnonzero((centres[:, 0] + half[:, 0] >= k0 * sp[0]) & (centres[:, 0] - half[:, 0] < k1 * sp[0])):
+            sl, offs = _patch(centres[i], half[i], sp, shape, (k0, k1))
+            if sl is None:
+                continue
+            r2 = _quadratic(metrics[i], offs)
+            b, s2, lab = best[sl], second[sl], label[sl]
+            lab[r2 < b] = i
+            np.minimum(s2, np.maximum(b, r2), out=s2)  # the new second nearest is min(second, max(nearest, this))
+            np.minimum(b, r2, out=b)
+        for k in range(k0, k1, 2):  # two planes at a time keep the temporaries in cache
+            zs = slice(k - k0, min(k + 2, k1) - k0)
+            out[k : k + 2] = _label_cells(best[zs], second[zs], label[zs], radii32, fn, w,
+                                          (cyto, nuc_level, membrane_level, background_z[k : k + 2, None, None]))
     out /= max(float(out.max()), 1e-12)
     inside_grid = np.all((centres >= 0) & (centres < extent), axis=1)
     return Sample(out, tuple(sp), "tissue", centres_um=centres[inside_grid], scattering_length_um=scattering)
@@ -796,8 +829,7 @@ def cytology(
     depth = _positive("depth_um", depth_um)
     cov = _positive("coverage", coverage)
     od = _positive("optical_density_per_um", optical_density_per_um)
-    if not (isinstance(cluster_fraction, (int, float)) and 0 <= cluster_fraction <= 1):
-        raise InputError(f"cluster_fraction must be a number in [0, 1], got {cluster_fraction!r}")
+    cluster_fraction = _non_negative("cluster_fraction", cluster_fraction, 1.0)
     rng = np.random.default_rng(seed)
     extent = np.asarray(shape) * sp
     n_cells = int(round(cov * extent[1] * extent[2] / (np.pi / 4 * ((cmin + cmax) / 2) ** 2)))
@@ -864,7 +896,9 @@ def make_sample(kind: str, shape: tuple[int, int, int], spacing_um: tuple[float,
     """Generate a phantom of ``kind`` (one of :data:`SAMPLE_KINDS`); ``kwargs`` go to that kind's generator."""
     if kind not in _GENERATORS:
         raise InputError(f"sample kind must be one of {', '.join(SAMPLE_KINDS)}; got {kind!r}")
-    try:
-        return _GENERATORS[kind](shape, spacing_um, seed=seed, **kwargs)
-    except TypeError as err:
-        raise InputError(f"sample kind {kind!r}: {err}") from None
+    generator = _GENERATORS[kind]
+    accepted = set(inspect.signature(generator).parameters) - {"shape", "spacing_um", "seed"}
+    unknown = sorted(set(kwargs) - accepted)
+    if unknown:
+        raise InputError(f"sample kind {kind!r} takes no {', '.join(unknown)}; it takes {', '.join(sorted(accepted))}")
+    return generator(shape, spacing_um, seed=seed, **kwargs)
