@@ -42,7 +42,7 @@ class Camera(BaseModel):
     bit_depth: int = Field(16, ge=1, le=32, description="ADC bits; output saturates at 2**bit_depth - 1")
     binning: int = Field(1, ge=1, le=64, description="binning factor b: b x b sensor pixels summed per output pixel")
     dark_current_e: float = Field(0.0, ge=0, description="mean dark electrons per sensor pixel per exposure")
-    sensor: Literal["cmos", "ccd"] = Field("cmos", description="where binning happens: after (cmos) or before (ccd) read")
+    sensor: Literal["cmos", "ccd"] = Field("cmos", description="binning after (cmos) or before (ccd) the read-out")
 
     @property
     def max_adu(self) -> int:
@@ -180,8 +180,9 @@ def expose(clean, camera: Camera, rng, *, reference: float | None = None) -> Exp
     rng : numpy.random.Generator or int
         Random generator (or seed).
     reference : float, optional
-        The clean value that maps to ``camera.photons`` expected photons; default ``clean.max()`` (1 for an all-zero dark frame). Pass the same
-        reference to expose several images (planes, frames) on one intensity scale.
+        The clean value that maps to ``camera.photons`` expected photons; default ``clean.max()`` (1 for an all-zero
+        dark frame, which then holds only offset, dark and read noise). Pass the same reference to expose several
+        images (planes, frames) on one intensity scale.
 
     Returns
     -------

@@ -49,8 +49,10 @@ class Sample:
     channel_names : list of str, optional
         Names of the ``S`` stains of a cytology sample (``["hematoxylin", "eosin"]``).
     absorbance_rgb : ndarray, optional
-        ``(S, 3)`` base-10 optical density for R, G, B per µm of path at unit concentration, so that the transmitted
-        fraction of a ray along z is ``10 ** -(sum_s absorbance_rgb[s] * sum_z density[s, z] * dz)``.
+        ``(S, 3)`` base-10 optical density per unit concentration for R, G, B: the unit Ruifrok-Johnston stain
+        vectors. The optical density of a path is ``sum_s absorbance_rgb[s] * od_per_um * sum_z density[s, z] * dz``,
+        where the stain strength ``od_per_um`` (optical density per µm at unit concentration) is a parameter of
+        the bright-field acquisition, not of the sample.
     surface_um : ndarray, optional
         ``(Y, X)`` true z (µm from the first plane) of the surface that carries the beads of ``tilted-beads`` and
         ``curved-beads``; NaN where the surface does not exist (outside a cylinder).
@@ -155,14 +157,14 @@ def _pick_separated(what: str, draw: Callable[[int], np.ndarray], n: int, min_se
     """``n`` random points (µm, ``(n, 3)``) at least ``min_sep_um`` apart, from candidates ``draw(k)``.
 
     ``room`` is the volume (``dim=3``) or area (``dim=2``) the candidates come from; a request beyond the packing
-    fraction where random sequential addition jams (0.38 in 3D, 0.55 in 2D) is refused at once.
+    fraction where random sequential addition jams (0.38 in 3D, 0.55 in 2D) is refused at once (one point always fits).
     """
     if n == 0:
         return np.zeros((0, 3))
     min_sep_um = float(min_sep_um)
     ball = np.pi / 6 * min_sep_um**3 if dim == 3 else np.pi / 4 * min_sep_um**2
     message = f"{what}: {n} do not fit in the available {'volume' if dim == 3 else 'area'} {min_sep_um} µm apart"
-    if n * ball > (0.38 if dim == 3 else 0.55) * room:
+    if n > 1 and n * ball > (0.38 if dim == 3 else 0.55) * room:
         raise InputError(message)
     points = _separated(draw(3 * n + 100), min_sep_um)
     if len(points) < n:
@@ -503,7 +505,7 @@ def nuclei(
 
     Each nucleus has three random axis lengths (diameters) in ``diameter_range_um``, a random orientation, a random
     brightness in ``brightness_range`` and a soft edge (a step blurred by ``edge_um``). Without ``n_nuclei``,
-    the count fills ``volume_fraction`` of the grid. Centres (µm) are in ``centres_um``.
+    the count fills ``volume_fraction`` of the grid (at least one nucleus). Centres (µm) are in ``centres_um``.
     """
     shape, sp = _grid(shape, spacing_um)
     dmin, dmax = _range("diameter_range_um", diameter_range_um)
@@ -723,7 +725,7 @@ def tissue(
     scattering_length_um: float = 100.0,
     seed: int = 0,
 ) -> Sample:
-    """Thick tissue: densely packed cells through ``thickness_um`` of depth, labelled in nucleus, cytoplasm and membrane.
+    """Thick tissue: densely packed cells through ``thickness_um`` of depth, labelled in nucleus, cytoplasm, membrane.
 
     Cell centres sit on a jittered grid of pitch ``cell_diameter_um`` filling the tissue slab (centred in z, or the
     whole z extent if thinner than ``thickness_um``). Each cell is an ellipsoid of random orientation and size
@@ -809,26 +811,24 @@ def cytology(
     nucleus_diameter_um: tuple[float, float] = (5.0, 10.0),
     depth_um: float = 30.0,
     cluster_fraction: float = 0.4,
-    optical_density_per_um: float = 0.1,
     seed: int = 0,
 ) -> Sample:
     """An H&E-stained cytology preparation for bright-field (RGB) imaging: ``(2, Z, Y, X)`` stain concentrations.
 
     Cells (lateral diameters in ``cell_diameter_um``, flattened to 0.4-0.7 of that in z) carry an eosin-stained
     cytoplasm and a hematoxylin-dense nucleus (diameters in ``nucleus_diameter_um``, off-centre by up to a quarter of
-    the free space) with a chromatin texture (0.5 um-correlated granularity); the cytoplasm is weaker where the
+    the free space) with a chromatin texture (0.5 µm-correlated granularity); the cytoplasm is weaker where the
     nucleus is. Cells cover about ``coverage`` of the field's area, are spread over ``depth_um`` of depth (centred in
     z), and a ``cluster_fraction`` of them gather in small clusters (3-8 cells). Overlapping cells add their stain.
 
-    ``absorbance_rgb`` is the Ruifrok-Johnston H&E vectors scaled by ``optical_density_per_um``: a unit
-    concentration along 1 µm of path has that optical density (base 10) at the stain's strongest colour channel.
+    Concentrations peak near 1 (more where cells overlap); ``absorbance_rgb`` holds the unit Ruifrok-Johnston H&E
+    vectors (see :class:`Sample` for how the acquisition turns them into optical density).
     """
     shape, sp = _grid(shape, spacing_um)
     cmin, cmax = _range("cell_diameter_um", cell_diameter_um)
     nmin, nmax = _range("nucleus_diameter_um", nucleus_diameter_um)
     depth = _positive("depth_um", depth_um)
     cov = _positive("coverage", coverage)
-    od = _positive("optical_density_per_um", optical_density_per_um)
     cluster_fraction = _non_negative("cluster_fraction", cluster_fraction, 1.0)
     rng = np.random.default_rng(seed)
     extent = np.asarray(shape) * sp
@@ -874,7 +874,7 @@ def cytology(
     eosin *= 1 - 0.7 * np.clip(hema, 0, 1)
     density = np.stack([hema, eosin])
     return Sample(density, tuple(sp), "cytology", channel_names=["hematoxylin", "eosin"],
-                  absorbance_rgb=(RUIFROK_HE * od).astype(np.float32), centres_um=centres)
+                  absorbance_rgb=RUIFROK_HE.astype(np.float32), centres_um=centres)
 
 
 # ----------------------------------------------------------------------------------------------- dispatch
