@@ -178,7 +178,9 @@ def _fluorescence_clean(
 
     weights = None
     haze = None
-    if scattering_length_um is not None:
+    if scattering_length_um is None:
+        scattering_length_um = sample.scattering_length_um
+    if scattering_length_um is not None and not np.isinf(scattering_length_um):
         if scattering_length_um <= 0:
             raise InputError(f"scattering length must be positive, got {scattering_length_um} µm")
         ballistic = np.exp(-z_in / scattering_length_um)
@@ -218,7 +220,9 @@ def fluorescence_stack(
     """Wide-field or confocal z-stack (by ``microscope.modality``) at focal depths ``z_um``.
 
     ``z_um`` are depths in the sample's frame (µm from its first plane). ``drift_px`` is the rms lateral step
-    of a random-walk drift between frames (camera pixels). Returns an :class:`Acquisition` with ``ZYX`` axes.
+    of a random-walk drift between frames (camera pixels). ``scattering_length_um`` defaults to the sample's
+    own (thick tissue carries one); ``float("inf")`` switches scattering off. Returns an :class:`Acquisition`
+    with ``ZYX`` axes.
     """
     z = _validate_z(z_um, sample)
     camera = camera or Camera()

@@ -42,8 +42,9 @@ class DatasetPreset(BaseModel):
     sample_depth_um: float = Field(30.0, gt=0, description="thickness of the simulated sample grid")
     sample_dz_um: float = Field(0.5, gt=0)
     z_range_um: tuple[float, float] = Field((-10.0, 10.0), description="stack range around the sample's middle")
+    sample_options: dict = Field(default_factory=dict, description="keyword arguments of the sample generator")
     camera: Camera = Camera()
-    scattering_length_um: float | None = None
+    scattering_length_um: float | None = Field(None, description="None: the sample's own (tissue carries one)")
 
 
 DATASET_PRESETS: dict[str, DatasetPreset] = {
@@ -57,12 +58,12 @@ DATASET_PRESETS: dict[str, DatasetPreset] = {
     ),
     "mfpi-cytology-20x075": DatasetPreset(
         microscope="mfpi-cytology-20x075", kinds=("cytology",), modalities=("brightfield",),
-        sample_depth_um=36.0, sample_dz_um=0.9, z_range_um=(-13.5, 13.5), camera=Camera(photons=5000.0, bit_depth=8),
+        sample_depth_um=36.0, sample_dz_um=0.9, z_range_um=(-13.5, 13.5), sample_options={"coverage": 0.9},
+        camera=Camera(photons=5000.0, bit_depth=8, gain_e_per_adu=18.0, offset_adu=5.0, read_noise_e=3.0),
     ),
     "wfcon-60x14-tissue": DatasetPreset(
         microscope="wfcon-60x14", kinds=("tissue",), modalities=("widefield", "confocal"), field_px=256,
-        sample_depth_um=40.0, sample_dz_um=0.5, z_range_um=(-20.0, 19.5), camera=Camera(photons=1000.0),
-        scattering_length_um=100.0,
+        sample_depth_um=44.0, sample_dz_um=0.5, z_range_um=(-20.0, 19.5), camera=Camera(photons=1000.0),
     ),
 }
 
@@ -92,7 +93,7 @@ def simulate_field(p: DatasetPreset, index: int, seed: int) -> dict[str, Acquisi
     m = preset(p.microscope)
     shape = (int(round(p.sample_depth_um / p.sample_dz_um)), p.field_px * p.oversample, p.field_px * p.oversample)
     spacing = (p.sample_dz_um, m.pixel_um / p.oversample, m.pixel_um / p.oversample)
-    sample = make_sample(p.kinds[index % len(p.kinds)], shape, spacing, seed=seed)
+    sample = make_sample(p.kinds[index % len(p.kinds)], shape, spacing, seed=seed, **p.sample_options)
     z = stack_depths(p, m)
     out = {}
     for i, modality in enumerate(p.modalities):
