@@ -1,4 +1,5 @@
-"""Tiled inference equals whole-image inference; blending hides seams; memory stays within bands; bad input is refused."""
+"""Tiled inference equals whole-image inference; blending hides seams; reads and writes go by bands;
+bad input is refused."""
 
 import dask.array as da
 import numpy as np
@@ -122,10 +123,11 @@ def test_input_is_read_in_bands_and_output_written_in_strips():
 
     out = np.zeros((1, 300, 437), np.float32).view(WriteSpy)
     predict_tiled(net, source, tile=128, blend=16, out=out, progress=False)
-    # depth 2: halo 23 -> context 24 before, step 64 (window 128 = 24 + 64 + 16 + 24); ceil((300 - 16) / 64) = 5 strips
+    # depth 2, halo 23: context 24 before; largest step 64 (24 + 64 + 16 + 23 <= 128) -> ceil((300 - 16) / 64) = 5
+    # strips, step balanced to 60 (5 * 60 + 16 >= 300), window 124 (>= 24 + 60 + 16 + 23)
     assert len(source.reads) == len(writes) == 5
-    assert max(source.reads) <= 128 * 437  # never more than one window-high band of the input
-    assert [w[1] for w in writes] == [64] * 4 + [44] and {w[2] for w in writes} == {437}
+    assert max(source.reads) == 124 * 437  # one window-high band of the input at a time
+    assert [w[1] for w in writes] == [60] * 5 and {w[2] for w in writes} == {437}
     assert np.abs(np.asarray(out) - _whole(net, source.data)).max() < 1e-5
 
 
@@ -149,6 +151,7 @@ def test_blending_hides_seams_when_halo_is_too_small():
 
     def error_step_and_size(blend):
         error = predict_tiled(model, image, tile=64, halo=2, blend=blend, progress=False) - truth
+        error = error[:, :-15, :-15]  # the far border misses context that no neighbouring tile can supply
         return max(np.abs(np.diff(error, axis=a)).max() for a in (1, 2)), np.abs(error).max()
 
     seam_step, seam_error = error_step_and_size(0)

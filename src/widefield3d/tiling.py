@@ -5,9 +5,11 @@ Geometry (per spatial axis, in input pixels; ``d`` = divisor, ``h`` = halo, ``b`
 * The image is virtually extended by reflection (numpy ``mode="reflect"``, repeated for short axes). The
   low-side extension ``P = ceil(h / d) * d`` is a multiple of ``d``, so every tile window starts on the
   network's pooling grid of the image.
-* Tile ``k`` feeds the network the window ``[k*s - P, k*s - P + T)`` (``T`` = ``tile`` rounded down to a
-  multiple of ``d``) and keeps the output of ``[k*s, k*s + s + b)``: at least ``h`` pixels of context
-  remain on both sides. The step ``s`` is the largest multiple of ``d`` with ``s + b + P + h <= T``.
+* Tile ``k`` feeds the network the window ``[k*s - P, k*s - P + T)`` and keeps the output of
+  ``[k*s, k*s + s + b)``: at least ``h`` pixels of context remain on both sides. The tile count follows
+  from the largest step ``s`` (a multiple of ``d``, ``>= b``) with ``P + s + b + h <= tile``; then ``s`` is
+  reduced to the smallest such multiple that still covers the axis with that count, and ``T <= tile`` to
+  the smallest multiple of ``d`` with ``P + s + b + h <= T``.
 * Neighbouring kept regions overlap by exactly ``b`` pixels, where they are cross-faded with raised-cosine
   weights that sum to one; the weights are separable over axes. An axis that fits into one window
   (``P + N + h <= T``) gets a single, shorter window and no blending.
@@ -28,6 +30,7 @@ with the network's activations.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import math
 from dataclasses import dataclass
@@ -108,7 +111,10 @@ def _plan_axis(name: str, size: int, tile: int, halo: int, blend: int, divisor: 
             f"predict_tiled: tile={tile} along {name} is too small for halo={halo}, blend={blend} and "
             f"divisor={divisor}; use tile >= {need}, a smaller halo or a smaller blend"
         )
-    return _AxisPlan(size, tile, step, blend, pad, math.ceil((size - blend) / step), scale)
+    count = math.ceil((size - blend) / step)
+    step = _round_up(max(math.ceil((size - blend) / count), blend), divisor)  # same count, less padding
+    count = math.ceil((size - blend) / step)
+    return _AxisPlan(size, _round_up(pad + step + blend + halo, divisor), step, blend, pad, count, scale)
 
 
 def _per_axis(name: str, value, ndim: int, minimum: int) -> tuple[int, ...]:
@@ -209,8 +215,8 @@ def predict_tiled(
         dask array of any integer/float dtype, fed to the network as float32 values without normalisation.
         Read band by band; a zarr or dask input is never loaded whole.
     tile : int or tuple of int
-        Network input window per tile, in input pixels (per spatial axis if a tuple); rounded down to a
-        multiple of ``divisor``. An axis shorter than a window gets one shorter window.
+        Largest network input window per tile, in input pixels (per spatial axis if a tuple). Windows are
+        multiples of ``divisor`` and shrunk to the smallest size that keeps the number of tiles.
     halo : int or tuple of int, optional
         Context, in input pixels, kept around each tile's retained output and discarded. Default: the
         model's ``receptive_radius`` if it has one (tiled output then equals whole-image output to float
@@ -249,7 +255,9 @@ def predict_tiled(
     """
     ndim = _check_image(model, image)
     names = "ZYX"[-ndim:]
-    divisor = _per_axis("divisor", divisor if divisor is not None else getattr(model, "downsampling_factor", 1), ndim, 1)
+    if divisor is None:
+        divisor = getattr(model, "downsampling_factor", 1)
+    divisor = _per_axis("divisor", divisor, ndim, 1)
     tile = _per_axis("tile", tile, ndim, 1)
     if halo is None:
         halo = getattr(model, "receptive_radius", None)
@@ -266,7 +274,8 @@ def predict_tiled(
     ]
     out_spatial = tuple(p.size * p.scale for p in plans)
     if out is not None:
-        if not hasattr(out, "__setitem__") or len(getattr(out, "shape", ())) != ndim + 1 or tuple(out.shape[1:]) != out_spatial:
+        shape = tuple(getattr(out, "shape", ()))
+        if not hasattr(out, "__setitem__") or len(shape) != ndim + 1 or shape[1:] != out_spatial:
             raise InputError(
                 f"predict_tiled: out must be a writable array of shape (C_out, {', '.join(map(str, out_spatial))}), "
                 f"got {getattr(out, 'shape', type(out).__name__)}"
@@ -278,11 +287,12 @@ def predict_tiled(
 
     was_training = model.training
     model.eval().to(dev)
-    columns = (TextColumn("[bold]tiles"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    columns = (TextColumn("tiles"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
     try:
         with torch.inference_mode(), Progress(*columns, disable=not progress) as bar:
             task = bar.add_task("tiles", total=math.prod(p.count for p in plans))
-            return _run(model, image, plans, dev, amp, batch_size, out, out_channels, lambda n: bar.advance(task, n))
+            advance = functools.partial(bar.advance, task)
+            return _run(model, image, plans, dev, amp, batch_size, out, out_channels, advance)
     finally:
         model.train(was_training)
 
@@ -292,35 +302,29 @@ def _run(model, image, plans, dev, amp, batch_size, out, out_channels, advance):
     ndim = len(plans)
     axis = next((i for i, p in enumerate(plans) if p.count > 1), 0)
     strip = plans[axis]
-    others = [i for i in range(ndim) if i != axis]
     acc = None
     for k in range(strip.count):
-        ranges = [
-            np.arange(strip.start(k), strip.start(k) + strip.window) if i == axis else np.arange(-p.pad, p.padded - p.pad)
-            for i, p in enumerate(plans)
-        ]
-        band = _read(image, ranges)
-        tiles = [dict(zip(others, js)) | {axis: k} for js in itertools.product(*(range(plans[i].count) for i in others))]
+        # input band: window k along the strip axis, the whole padded extent along the others
+        origin = [p.start(k) if i == axis else -p.pad for i, p in enumerate(plans)]  # image pixel of band[:, 0, ...]
+        extent = [p.window if i == axis else p.padded for i, p in enumerate(plans)]
+        band = _read(image, [np.arange(o, o + n) for o, n in zip(origin, extent)])
+        tiles = list(itertools.product(*([k] if i == axis else range(p.count) for i, p in enumerate(plans))))
         for first in range(0, len(tiles), batch_size):
             batch = tiles[first : first + batch_size]
-            windows = [
-                band[(slice(None), *(slice(0, p.window) if i == axis else slice(t[i] * p.step, t[i] * p.step + p.window)
-                                     for i, p in enumerate(plans)))]
-                for t in batch
-            ]
-            y = _forward(model, np.stack(windows), dev, amp)
+            windows = np.stack([band[_window(plans, t, origin)] for t in batch])
+            y = _forward(model, windows, dev, amp)
             if acc is None:
-                out_channels = _check_output(y, windows[0].shape, plans, out_channels)
+                out_channels = _check_output(y, windows.shape, plans, out_channels)
                 if out is None:
                     out = np.empty((out_channels, *(p.size * p.scale for p in plans)), np.float32)
-                acc = np.zeros((out_channels, *(p.strip if i == axis else p.size * p.scale for i, p in enumerate(plans))),
-                               np.float32)
+                acc_shape = [p.strip if i == axis else p.size * p.scale for i, p in enumerate(plans)]
+                acc = np.zeros((out_channels, *acc_shape), np.float32)
             for t, y_tile in zip(batch, y):
                 _accumulate(acc, y_tile, t, plans, axis)
             advance(len(batch))
         done = (strip.step if k < strip.count - 1 else strip.size - k * strip.step) * strip.scale
-        origin = k * strip.step * strip.scale
-        out[_along(axis, slice(origin, origin + done), ndim)] = acc[_along(axis, slice(0, done), ndim)]
+        first_row = k * strip.step * strip.scale
+        out[_along(axis, slice(first_row, first_row + done), ndim)] = acc[_along(axis, slice(0, done), ndim)]
         if k < strip.count - 1:  # carry the rows shared with the next strip
             carry = strip.blend * strip.scale
             acc[_along(axis, slice(0, carry), ndim)] = acc[_along(axis, slice(done, done + carry), ndim)]
@@ -328,8 +332,15 @@ def _run(model, image, plans, dev, amp, batch_size, out, out_channels, advance):
     return out
 
 
+def _window(plans: list[_AxisPlan], tile: tuple[int, ...], origin: list[int]) -> tuple[slice, ...]:
+    """Index of tile ``tile``'s network input window in a band whose first pixel is image pixel ``origin``."""
+    return (slice(None), *(slice(p.start(k) - o, p.start(k) - o + p.window) for p, k, o in zip(plans, tile, origin)))
+
+
 def _forward(model: nn.Module, windows: np.ndarray, dev: torch.device, amp: bool) -> np.ndarray:
     x = torch.from_numpy(windows).to(dev)
+    # channels-last convolutions are 1.5-3x faster on CPU (oneDNN) and suit tensor cores on CUDA
+    x = x.contiguous(memory_format=torch.channels_last if x.ndim == 4 else torch.channels_last_3d)
     autocast = torch.autocast("cuda", dtype=torch.float16) if amp and dev.type == "cuda" else contextlib.nullcontext()
     with autocast:
         y = model(x)
@@ -338,12 +349,12 @@ def _forward(model: nn.Module, windows: np.ndarray, dev: torch.device, amp: bool
     return y.float().cpu().numpy()
 
 
-def _check_output(y: np.ndarray, window_shape: tuple[int, ...], plans: list[_AxisPlan], out_channels: int | None) -> int:
+def _check_output(y: np.ndarray, in_shape: tuple[int, ...], plans: list[_AxisPlan], out_channels: int | None) -> int:
     """Check the first network output against the tiling geometry; return its channel count."""
     expected = tuple(p.window * p.scale for p in plans)
     if y.ndim != len(plans) + 2 or y.shape[2:] != expected:
         raise InputError(
-            f"predict_tiled: the model maps a {window_shape[1:]} tile to {tuple(y.shape[2:])}, expected {expected} "
+            f"predict_tiled: the model maps a {in_shape[2:]} tile to {tuple(y.shape[2:])}, expected {expected} "
             f"for scale={tuple(p.scale for p in plans)}; pass the model's up-scaling as scale="
         )
     if out_channels is not None and y.shape[1] != out_channels:
@@ -351,7 +362,7 @@ def _check_output(y: np.ndarray, window_shape: tuple[int, ...], plans: list[_Axi
     return y.shape[1]
 
 
-def _accumulate(acc: np.ndarray, y_tile: np.ndarray, tile: dict[int, int], plans: list[_AxisPlan], axis: int) -> None:
+def _accumulate(acc: np.ndarray, y_tile: np.ndarray, tile: tuple[int, ...], plans: list[_AxisPlan], axis: int) -> None:
     """Add the weighted kept region of one tile's output ``(C_out, *window*scale)`` into the strip buffer."""
     src, dst, weight = [slice(None)], [slice(None)], None
     for i, p in enumerate(plans):
