@@ -171,7 +171,7 @@ def simulate_acquire(
                     depth_um=depth)
     kwargs = dict(camera=Camera(photons=photons, read_noise_e=read_noise), seed=seed)
     if m.modality != "brightfield":
-        kwargs.update(scattering_length_um=scattering_length, drift_px=drift)
+        kwargs.update(scattering_length_um=scattering_length, drift_px=drift, progress=True)
     acq = acquire(sample, m, parse_range(z), **kwargs)
     spacing = dict(zip("ZYX", acq.spacing_um))
     for path, data in ((output, acq.noisy), (_beside(output, "clean"), acq.clean), (_beside(output, "truth"), acq.truth)):

@@ -88,7 +88,7 @@ def run_demo(out_dir: str | Path = "demo-output", *, seed: int = 0, field_px: in
     centre = sample.density.shape[0] * fine[0] / 2
     z = centre + np.arange(-10.0, 10.0 + 0.25, 0.5)
     camera = Camera(photons=2000.0)
-    stack = fluorescence_stack(sample, m, z, camera=camera, seed=seed)
+    stack = fluorescence_stack(sample, m, z, camera=camera, seed=seed, progress=progress)
     plane = fluorescence_plane(sample, m, centre, camera=camera, seed=seed + 1)
     psf_spacing = (0.25, m.pixel_um / k, m.pixel_um / k)
     psf = widefield_psf(m, (81, 65, 65), psf_spacing)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import fft as sfft
 from scipy import ndimage
+from rich.progress import track
 
 from widefield3d.errors import InputError
 from widefield3d.optics.microscope import Microscope
@@ -101,13 +102,20 @@ def _planes_by_offset(z_out: np.ndarray, z_in: np.ndarray) -> dict[float, list[t
 
 
 def convolve_planes(
-    volume: np.ndarray, z_in: np.ndarray, z_out: np.ndarray, planes_at, psf_size: int, weights: np.ndarray | None = None
+    volume: np.ndarray,
+    z_in: np.ndarray,
+    z_out: np.ndarray,
+    planes_at,
+    psf_size: int,
+    weights: np.ndarray | None = None,
+    progress: bool = False,
 ) -> np.ndarray:
     """Images at focal depths ``z_out`` of a (Z, Y, X) volume with planes at ``z_in`` (µm).
 
     ``planes_at(offsets) -> (n, psf_size, psf_size)`` gives the PSF at defocus ``z_out - z_in``; the
     sum over input planes is done in the Fourier domain with linear (zero-padded) convolution.
-    ``weights`` (per input plane) scale each plane's contribution. Returns float32 (len(z_out), Y, X).
+    ``weights`` (per input plane) scale each plane's contribution. ``progress`` shows a bar over defocus
+    values. Returns float32 (len(z_out), Y, X).
     """
     nz, ny, nx = volume.shape
     shape = (sfft.next_fast_len(ny + psf_size - 1, real=True), sfft.next_fast_len(nx + psf_size - 1, real=True))
@@ -122,7 +130,8 @@ def convolve_planes(
     groups = _planes_by_offset(np.asarray(z_out), np.asarray(z_in)[live])
     offsets = np.array(sorted(groups))
     psfs = planes_at(offsets)
-    for offset, psf in zip(offsets, psfs):
+    for offset, psf in track(zip(offsets, psfs), total=len(offsets), description="imaging", disable=not progress,
+                             transient=True):
         otf = sfft.rfft2(psf, s=shape, workers=-1).astype(np.complex64)
         for k, jj in groups[float(offset)]:
             out[k] += spectra[live[jj]] * otf
@@ -163,7 +172,8 @@ def _truth_at(sample_volume: np.ndarray, z_in: np.ndarray, z_out: np.ndarray, k:
 
 
 def _fluorescence_clean(
-    sample: Sample, m: Microscope, z_out: np.ndarray, scattering_length_um: float | None, oversample: int
+    sample: Sample, m: Microscope, z_out: np.ndarray, scattering_length_um: float | None, oversample: int,
+    progress: bool = False,
 ) -> np.ndarray:
     if sample.density.ndim != 3:
         raise InputError(f"sample {sample.kind!r} is not a fluorescence density (Z, Y, X); got {sample.density.shape}")
@@ -191,7 +201,7 @@ def _fluorescence_clean(
             pinhole_area = np.pi * (m.pinhole_au * m.airy_unit_um / 2) ** 2
             scattered = scattered * np.minimum(1.0, pinhole_area / (2 * np.pi * np.maximum(0.5 * z_in, dxy) ** 2))
         haze = _haze(sample.density, z_in, scattered, dxy)
-    images = convolve_planes(sample.density, z_in, z_out, planes_at, size, weights)
+    images = convolve_planes(sample.density, z_in, z_out, planes_at, size, weights, progress)
     if haze is not None:
         images += haze[None]
     return np.clip(images, 0, None)
@@ -216,6 +226,7 @@ def fluorescence_stack(
     scattering_length_um: float | None = None,
     drift_px: float | None = None,
     oversample: int = 3,
+    progress: bool = False,
 ) -> Acquisition:
     """Wide-field or confocal z-stack (by ``microscope.modality``) at focal depths ``z_um``.
 
@@ -228,7 +239,7 @@ def fluorescence_stack(
     camera = camera or Camera()
     rng = np.random.default_rng(seed)
     k = _oversampling(sample, microscope)
-    fine = _fluorescence_clean(sample, microscope, z, scattering_length_um, oversample)
+    fine = _fluorescence_clean(sample, microscope, z, scattering_length_um, oversample, progress)
     exposure, shifts = _finish(fine, k, camera, rng, drift_px)
     step = float(np.median(np.diff(z))) if z.size > 1 else microscope.z_step_um
     return Acquisition(
