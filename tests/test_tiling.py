@@ -67,10 +67,11 @@ def test_multichannel_and_upscaled_output():
     assert np.abs(tiled - _whole(net, image)).max() < 1e-5
 
 
-def test_3d_unet_volume():
+@pytest.mark.parametrize("tile", [(32, 48, 48), (64, 48, 48)])  # strips along Z; Z in one window, strips along Y
+def test_3d_unet_volume(tile):
     net = _net(in_channels=1, out_channels=2, ndim=3, depth=1, width=4)
     image = _image((1, 20, 70, 90), seed=2)
-    tiled = predict_tiled(net, image, tile=(32, 48, 48), blend=4, progress=False)
+    tiled = predict_tiled(net, image, tile=tile, blend=4, progress=False)
     assert tiled.shape == (2, 20, 70, 90)
     assert np.abs(tiled - _whole(net, image)).max() < 1e-5
 
