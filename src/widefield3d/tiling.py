@@ -190,7 +190,7 @@ def predict_tiled(
     model: nn.Module,
     image,
     *,
-    tile: IntOrTuple = 256,
+    tile: IntOrTuple = 512,
     halo: IntOrTuple | None = None,
     blend: IntOrTuple = 32,
     divisor: IntOrTuple | None = None,
