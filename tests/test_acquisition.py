@@ -107,3 +107,13 @@ def test_acquisition_input_errors():
         fluorescence_stack(good, AIR, [np.nan])
     with pytest.raises(InputError, match="stained"):
         brightfield_stack(good, AIR, [1.0])
+
+
+def test_binning_gives_low_resolution_images_with_matching_truth():
+    spacing = (0.5, AIR.pixel_um / 2, AIR.pixel_um / 2)
+    s = make_sample("beads", (12, 64, 64), spacing, seed=0)
+    full = fluorescence_stack(s, AIR, [3.0], camera=NOISELESS)
+    binned = fluorescence_stack(s, AIR, [3.0], camera=NOISELESS.model_copy(update={"binning": 2}))
+    assert binned.noisy.shape == binned.truth.shape == (1, 16, 16)
+    assert binned.spacing_um[2] == pytest.approx(2 * AIR.pixel_um)
+    np.testing.assert_allclose(binned.truth, full.truth.reshape(1, 16, 2, 16, 2).mean(axis=(2, 4)), rtol=1e-5)

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 
 import click
 import numpy as np
+import pydantic
 import typer
 from rich.console import Console
 
@@ -157,6 +158,8 @@ def simulate_acquire(
     depth: Annotated[Optional[float], typer.Option(help="depth below the coverslip (µm)")] = None,
     photons: Annotated[float, typer.Option(help="photons at the brightest pixel")] = 1000.0,
     read_noise: Annotated[float, typer.Option(help="read noise (e- rms)")] = 1.5,
+    binning: Annotated[int, typer.Option(help="camera binning (b x b pixels summed), for low-resolution inputs")] = 1,
+    bit_depth: Annotated[int, typer.Option(help="camera bit depth")] = 16,
     scattering_length: Annotated[Optional[float], typer.Option(help="scattering mean free path (µm)")] = None,
     drift: Annotated[Optional[float], typer.Option(help="rms lateral drift per frame (pixels)")] = None,
     seed: Annotated[int, typer.Option()] = 0,
@@ -166,13 +169,15 @@ def simulate_acquire(
     from widefield3d.sim.acquisition import acquire
     from widefield3d.sim.camera import Camera
 
+    z_um = parse_range(z)
     sample = _sample_from_file(truth)
     m = _microscope(preset, modality=modality.value if modality else None, na=na, magnification=magnification,
                     depth_um=depth)
-    kwargs = dict(camera=Camera(photons=photons, read_noise_e=read_noise), seed=seed)
+    kwargs = dict(camera=Camera(photons=photons, read_noise_e=read_noise, binning=binning, bit_depth=bit_depth),
+                  seed=seed)
     if m.modality != "brightfield":
         kwargs.update(scattering_length_um=scattering_length, drift_px=drift, progress=True)
-    acq = acquire(sample, m, parse_range(z), **kwargs)
+    acq = acquire(sample, m, z_um, **kwargs)
     spacing = dict(zip("ZYX", acq.spacing_um))
     for path, data in ((output, acq.noisy), (_beside(output, "clean"), acq.clean), (_beside(output, "truth"), acq.truth)):
         io.write(path, io.Image(data, axes=acq.axes, spacing_um=spacing, channel_names=acq.channel_names))
@@ -249,6 +254,11 @@ def main(argv: list[str] | None = None) -> None:
         app(args=argv, standalone_mode=False)
     except Widefield3DError as err:
         console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except pydantic.ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        console.print(f"[red]error:[/red] {err.title} {where}: {first['msg']}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except click.ClickException as err:
         err.show()

@@ -207,6 +207,17 @@ def _fluorescence_clean(
     return np.clip(images, 0, None)
 
 
+def _per_output_pixel(truth: np.ndarray, camera: Camera) -> np.ndarray:
+    """Ground truth averaged onto the camera's output pixels (binning x binning sensor pixels)."""
+    b = camera.binning
+    return (_bin(truth, b) / (b * b) if b > 1 else truth).astype(np.float32)
+
+
+def _spacing(dz: float, m: Microscope, camera: Camera) -> tuple[float, float, float]:
+    """(dz, dy, dx) of the recorded image in µm: the object pixel times the binning."""
+    return (float(dz), m.pixel_um * camera.binning, m.pixel_um * camera.binning)
+
+
 def _finish(clean_fine: np.ndarray, k: int, camera: Camera, rng, drift_px: float | None):
     clean = _bin(clean_fine, k)
     shifts = None
@@ -243,8 +254,8 @@ def fluorescence_stack(
     exposure, shifts = _finish(fine, k, camera, rng, drift_px)
     step = float(np.median(np.diff(z))) if z.size > 1 else microscope.z_step_um
     return Acquisition(
-        noisy=exposure.adu, clean=exposure.photons_expected, truth=_truth_at(sample.density, _sample_z(sample), z, k),
-        axes="ZYX", spacing_um=(step, microscope.pixel_um, microscope.pixel_um), z_um=z,
+        noisy=exposure.adu, clean=exposure.photons_expected, truth=_per_output_pixel(_truth_at(sample.density, _sample_z(sample), z, k), camera),
+        axes="ZYX", spacing_um=_spacing(step, microscope, camera), z_um=z,
         microscope=microscope, camera=camera, drift_px=shifts,
     )
 
@@ -294,8 +305,8 @@ def fluorescence_surface(
 
     exposure = expose(pick(clean_stack), camera, rng)
     return Acquisition(
-        noisy=exposure.adu, clean=exposure.photons_expected, truth=pick(truth_stack).astype(np.float32), axes="YX",
-        spacing_um=(microscope.z_step_um, microscope.pixel_um, microscope.pixel_um), z_um=surface.astype(np.float32),
+        noisy=exposure.adu, clean=exposure.photons_expected, truth=_per_output_pixel(pick(truth_stack), camera), axes="YX",
+        spacing_um=_spacing(microscope.z_step_um, microscope, camera), z_um=surface.astype(np.float32),
         microscope=microscope, camera=camera,
     )
 
@@ -342,8 +353,8 @@ def brightfield_stack(
     exposure = expose(clean_fraction / clean_fraction.max(), camera, rng)
     step = float(np.median(np.diff(z))) if z.size > 1 else microscope.z_step_um
     return Acquisition(
-        noisy=exposure.adu, clean=exposure.photons_expected, truth=np.stack(truth), axes="CZYX",
-        spacing_um=(step, microscope.pixel_um, microscope.pixel_um), z_um=z, microscope=microscope, camera=camera,
+        noisy=exposure.adu, clean=exposure.photons_expected, truth=_per_output_pixel(np.stack(truth), camera), axes="CZYX",
+        spacing_um=_spacing(step, microscope, camera), z_um=z, microscope=microscope, camera=camera,
         channel_names=["R", "G", "B"],
     )
 
