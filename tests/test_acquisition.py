@@ -117,3 +117,15 @@ def test_binning_gives_low_resolution_images_with_matching_truth():
     assert binned.noisy.shape == binned.truth.shape == (1, 16, 16)
     assert binned.spacing_um[2] == pytest.approx(2 * AIR.pixel_um)
     np.testing.assert_allclose(binned.truth, full.truth.reshape(1, 16, 2, 16, 2).mean(axis=(2, 4)), rtol=1e-5)
+
+
+def test_lateral_drift_moves_frames_and_records_shifts():
+    spacing = (0.5, AIR.pixel_um / 2, AIR.pixel_um / 2)
+    s = make_sample("beads", (12, 64, 64), spacing, seed=0)
+    still = fluorescence_stack(s, AIR, [2.0, 3.0, 4.0], camera=NOISELESS)
+    drifting = fluorescence_stack(s, AIR, [2.0, 3.0, 4.0], camera=NOISELESS, drift_px=1.0, seed=4)
+    assert drifting.drift_px.shape == (3, 2) and still.drift_px is None
+    moved = np.abs(drifting.drift_px).max(axis=1) > 0.05
+    for i in np.flatnonzero(moved):
+        assert np.abs(drifting.clean[i] - still.clean[i]).max() > 0.01 * still.clean.max()
+    np.testing.assert_array_equal(drifting.truth, still.truth)  # the ground truth does not drift

@@ -20,7 +20,7 @@ condenser aperture matched to the objective), summed over depth, and transmitted
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import fft as sfft
@@ -56,7 +56,6 @@ class Acquisition:
     camera: Camera
     channel_names: list[str] | None = None
     drift_px: np.ndarray | None = None
-    extras: dict = field(default_factory=dict)
 
 
 def _oversampling(sample: Sample, m: Microscope) -> int:
@@ -150,7 +149,7 @@ def _haze(volume: np.ndarray, depth_um: np.ndarray, scattered: np.ndarray, dxy: 
     return haze
 
 
-def _validate_z(z_um, sample: Sample, name: str = "z") -> np.ndarray:
+def _validate_z(z_um, name: str = "z") -> np.ndarray:
     z = np.atleast_1d(np.asarray(z_um, dtype=np.float64))
     if z.ndim != 1 or z.size == 0 or not np.all(np.isfinite(z)):
         raise InputError(f"{name}: focal positions must be a non-empty list of finite depths in µm")
@@ -218,15 +217,6 @@ def _spacing(dz: float, m: Microscope, camera: Camera) -> tuple[float, float, fl
     return (float(dz), m.pixel_um * camera.binning, m.pixel_um * camera.binning)
 
 
-def _finish(clean_fine: np.ndarray, k: int, camera: Camera, rng, drift_px: float | None):
-    clean = _bin(clean_fine, k)
-    shifts = None
-    if drift_px:
-        clean, shifts = lateral_drift(clean, drift_px, rng)
-    exposure = expose(clean, camera, rng)
-    return exposure, shifts
-
-
 def fluorescence_stack(
     sample: Sample,
     microscope: Microscope,
@@ -246,15 +236,20 @@ def fluorescence_stack(
     own (thick tissue carries one); ``float("inf")`` switches scattering off. Returns an :class:`Acquisition`
     with ``ZYX`` axes.
     """
-    z = _validate_z(z_um, sample)
+    z = _validate_z(z_um)
     camera = camera or Camera()
     rng = np.random.default_rng(seed)
     k = _oversampling(sample, microscope)
-    fine = _fluorescence_clean(sample, microscope, z, scattering_length_um, oversample, progress)
-    exposure, shifts = _finish(fine, k, camera, rng, drift_px)
+    clean = _bin(_fluorescence_clean(sample, microscope, z, scattering_length_um, oversample, progress), k)
+    shifts = None
+    if drift_px:
+        clean, shifts = lateral_drift(clean, drift_px, rng)
+        clean = np.clip(clean, 0, None)  # sub-pixel Fourier shifts ring slightly below zero
+    exposure = expose(clean, camera, rng)
+    truth = _per_output_pixel(_truth_at(sample.density, _sample_z(sample), z, k), camera)
     step = float(np.median(np.diff(z))) if z.size > 1 else microscope.z_step_um
     return Acquisition(
-        noisy=exposure.adu, clean=exposure.photons_expected, truth=_per_output_pixel(_truth_at(sample.density, _sample_z(sample), z, k), camera),
+        noisy=exposure.adu, clean=exposure.photons_expected, truth=truth,
         axes="ZYX", spacing_um=_spacing(step, microscope, camera), z_um=z,
         microscope=microscope, camera=camera, drift_px=shifts,
     )
@@ -330,7 +325,7 @@ def brightfield_stack(
     """
     if sample.density.ndim != 4 or sample.absorbance_rgb is None:
         raise InputError(f"bright-field needs a stained sample (stains, Z, Y, X) with absorbance; got {sample.kind!r}")
-    z = _validate_z(z_um, sample)
+    z = _validate_z(z_um)
     camera = camera or Camera()
     rng = np.random.default_rng(seed)
     k = _oversampling(sample, microscope)
