@@ -116,23 +116,21 @@ def simulate_sample(
     dzyx = parse_triple(spacing, "--spacing")
     sample = make_sample(kind, parse_triple(shape, "--shape", int), dzyx, seed=seed, **extra)
     axes = "CZYX" if sample.density.ndim == 4 else "ZYX"
-    io.write(output, io.Image(sample.density, axes=axes, spacing_um=dict(zip("ZYX", dzyx)),
+    io.write(output, io.Image(sample.density, axes=axes, spacing_um=dzyx,
                               channel_names=sample.channel_names))
     console.print(f"wrote {output}: {kind} sample {sample.density.shape}, spacing {dzyx} µm")
 
 
 def _sample_from_file(path: Path):
     from widefield3d import io
-    from widefield3d.sim.samples import RUIFROK_HE, Sample
-
-    stains = {"hematoxylin": RUIFROK_HE[0], "eosin": RUIFROK_HE[1]}
+    from widefield3d.sim.samples import STAIN_ABSORBANCE_RGB, Sample
 
     image = io.read(path)
     spacing = image.spacing_zyx
     if image.axes == "ZYX":
         return Sample(np.asarray(image.data, dtype=np.float32), spacing, kind=path.name)
-    if image.axes == "CZYX" and image.channel_names and all(c in stains for c in image.channel_names):
-        absorb = np.array([stains[c] for c in image.channel_names], dtype=np.float32)
+    if image.axes == "CZYX" and image.channel_names and all(c in STAIN_ABSORBANCE_RGB for c in image.channel_names):
+        absorb = np.array([STAIN_ABSORBANCE_RGB[c] for c in image.channel_names], dtype=np.float32)
         return Sample(np.asarray(image.data, dtype=np.float32), spacing, kind=path.name,
                       channel_names=list(image.channel_names), absorbance_rgb=absorb)
     raise InputError(f"{path}: a sample must be a ZYX density or CZYX stain concentrations, got axes {image.axes}")
@@ -178,9 +176,8 @@ def simulate_acquire(
     if m.modality != "brightfield":
         kwargs.update(scattering_length_um=scattering_length, drift_px=drift, progress=True)
     acq = acquire(sample, m, z_um, **kwargs)
-    spacing = dict(zip("ZYX", acq.spacing_um))
-    for path, data in ((output, acq.noisy), (_beside(output, "clean"), acq.clean), (_beside(output, "truth"), acq.truth)):
-        io.write(path, io.Image(data, axes=acq.axes, spacing_um=spacing, channel_names=acq.channel_names))
+    for path, which in ((output, "noisy"), (_beside(output, "clean"), "clean"), (_beside(output, "truth"), "truth")):
+        io.write(path, acq.as_image(which))
     console.print(f"wrote {output} (+ _clean, _truth): {m.modality} {acq.axes} {acq.noisy.shape}")
 
 

@@ -26,10 +26,6 @@ from widefield3d.sim.camera import Camera  # noqa: E402
 from widefield3d.sim.samples import make_sample  # noqa: E402
 
 
-def _save(path: Path, data: np.ndarray, axes: str, spacing: tuple[float, float, float]) -> None:
-    io.write(path, io.Image(np.asarray(data), axes=axes, spacing_um=dict(zip("ZYX", spacing))))
-
-
 def _sections_figure(stack: np.ndarray, spacing, z_um: np.ndarray) -> plt.Figure:
     dz, dy, dx = spacing
     nz, ny, nx = stack.shape
@@ -93,11 +89,11 @@ def run_demo(out_dir: str | Path = "demo-output", *, seed: int = 0, field_px: in
     psf_spacing = (0.25, m.pixel_um / k, m.pixel_um / k)
     psf = widefield_psf(m, (81, 65, 65), psf_spacing)
 
-    _save(out / "input_plane.ome.tif", plane.noisy, "YX", stack.spacing_um)
-    _save(out / "scanned_stack.ome.tif", stack.noisy, "ZYX", stack.spacing_um)
-    _save(out / "scanned_stack_clean.ome.tif", stack.clean, "ZYX", stack.spacing_um)
-    _save(out / "truth.ome.tif", stack.truth, "ZYX", stack.spacing_um)
-    _save(out / "psf.ome.tif", psf, "ZYX", psf_spacing)
+    io.write(out / "input_plane.ome.tif", plane.as_image("noisy"))
+    io.write(out / "scanned_stack.ome.tif", stack.as_image("noisy"))
+    io.write(out / "scanned_stack_clean.ome.tif", stack.as_image("clean"))
+    io.write(out / "truth.ome.tif", stack.as_image("truth"))
+    io.write(out / "psf.ome.tif", io.Image(psf, axes="ZYX", spacing_um=psf_spacing))
 
     report = Report("widefield3d demo: a simulated C. elegans-like worm under a 20x/0.75 air objective")
     report.text(

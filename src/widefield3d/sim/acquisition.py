@@ -27,6 +27,7 @@ from scipy import fft as sfft
 from scipy import ndimage
 from rich.progress import track
 
+from widefield3d import io
 from widefield3d.errors import InputError
 from widefield3d.optics.microscope import Microscope
 from widefield3d.optics.psf import psf_planes, widefield_planes
@@ -56,6 +57,13 @@ class Acquisition:
     camera: Camera
     channel_names: list[str] | None = None
     drift_px: np.ndarray | None = None
+
+    def as_image(self, which: str = "noisy") -> io.Image:
+        """One of ``noisy``, ``clean`` or ``truth`` as an :class:`io.Image` with axes, spacing and channels."""
+        if which not in ("noisy", "clean", "truth"):
+            raise InputError(f"acquisition has noisy, clean and truth images, not {which!r}")
+        return io.Image(getattr(self, which), axes=self.axes, spacing_um=self.spacing_um,
+                        channel_names=self.channel_names)
 
 
 def _oversampling(sample: Sample, m: Microscope) -> int:

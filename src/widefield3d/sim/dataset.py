@@ -24,7 +24,7 @@ from rich.progress import Progress
 from widefield3d import io
 from widefield3d.errors import InputError
 from widefield3d.optics.microscope import Microscope, preset
-from widefield3d.sim.acquisition import Acquisition, acquire
+from widefield3d.sim.acquisition import acquire
 from widefield3d.sim.camera import Camera
 from widefield3d.sim.samples import make_sample
 
@@ -83,11 +83,6 @@ def stack_depths(p: DatasetPreset, microscope: Microscope) -> np.ndarray:
     return centre + np.arange(lo, hi + microscope.z_step_um / 2, microscope.z_step_um)
 
 
-def _write(path: Path, data: np.ndarray, acq: Acquisition, axes: str) -> None:
-    spacing = dict(zip("ZYX", acq.spacing_um))
-    io.write(path, io.Image(data, axes=axes, spacing_um=spacing, channel_names=acq.channel_names))
-
-
 def simulate_field(p: DatasetPreset, index: int, seed: int) -> dict[str, Acquisition]:
     """All modalities of one field of view; the same sample (ground truth) for every modality."""
     m = preset(p.microscope)
@@ -126,10 +121,10 @@ def simulate_dataset(name: str, out_dir, n: int, seed: int = 0, progress: bool =
                 for mod, acq in acqs.items():
                     (out / mod).mkdir(parents=True, exist_ok=True)
                     (out / f"{mod}_clean").mkdir(parents=True, exist_ok=True)
-                    _write(files[mod], acq.noisy, acq, acq.axes)
-                    _write(files[f"{mod}_clean"], acq.clean, acq, acq.axes)
+                    io.write(files[mod], acq.as_image("noisy"))
+                    io.write(files[f"{mod}_clean"], acq.as_image("clean"))
                 (out / "truth").mkdir(parents=True, exist_ok=True)
-                _write(files["truth"], first.truth, first, first.axes)
+                io.write(files["truth"], first.as_image("truth"))
             fields.append({"name": stem, "kind": p.kinds[i % len(p.kinds)], "seed": field_seed})
             bar.advance(task)
     manifest = {

@@ -31,6 +31,8 @@ SAMPLE_KINDS = ("beads", "nuclei", "worm", "filaments", "tissue", "tilted-beads"
 #: Ruifrok & Johnston (2001) optical-density colour vectors (R, G, B) of hematoxylin and eosin, unit length.
 RUIFROK_HE = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11]], dtype=np.float64)
 RUIFROK_HE /= np.linalg.norm(RUIFROK_HE, axis=1, keepdims=True)
+#: The same vectors by stain name, as the channel names of a cytology sample.
+STAIN_ABSORBANCE_RGB = {"hematoxylin": RUIFROK_HE[0], "eosin": RUIFROK_HE[1]}
 
 
 @dataclass
