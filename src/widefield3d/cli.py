@@ -22,6 +22,9 @@ app = typer.Typer(
 simulate_app = typer.Typer(help="Physical microscope simulator: PSFs, samples, acquisitions, datasets.",
                            no_args_is_help=True)
 app.add_typer(simulate_app, name="simulate")
+train_app = typer.Typer(help="Train a model (Deep-Z, MFPINet, WFCON-Net) on a folder of stacks or a simulated dataset.",
+                        no_args_is_help=True)
+app.add_typer(train_app, name="train")
 console = Console(stderr=True)
 
 
@@ -243,6 +246,20 @@ def demo(
 
     report = run_demo(output, seed=seed)
     console.print(f"wrote {report}")
+
+
+def _register_verbs() -> None:
+    """Each module in ``widefield3d.verbs`` adds its commands (``register(app, train_app)``)."""
+    import importlib
+    import pkgutil
+
+    import widefield3d.verbs
+
+    for module in pkgutil.iter_modules(widefield3d.verbs.__path__):
+        importlib.import_module(f"widefield3d.verbs.{module.name}").register(app, train_app)
+
+
+_register_verbs()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -40,6 +40,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import nn
 
+from widefield3d.device import resolve_device
 from widefield3d.errors import InputError
 
 __all__ = ["predict_tiled"]
@@ -151,18 +152,6 @@ def _along(axis: int, index: slice, ndim: int) -> tuple[slice, ...]:
     key = [slice(None)] * (ndim + 1)
     key[1 + axis] = index
     return tuple(key)
-
-
-def _resolve_device(device: str | torch.device) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise InputError(f"predict_tiled: device={device!r} is not 'auto', 'cpu' or 'cuda[:N]'") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"predict_tiled: device={device!r} but CUDA is not available; use 'cpu' or 'auto'")
-    return resolved
 
 
 def _check_image(model: nn.Module, image) -> int:
@@ -283,7 +272,7 @@ def predict_tiled(
         if out_channels is not None and out.shape[0] != out_channels:
             raise InputError(f"predict_tiled: out has {out.shape[0]} channels but out_channels={out_channels}")
         out_channels = out.shape[0]
-    dev = _resolve_device(device)
+    dev = resolve_device(device, "predict_tiled")
 
     was_training = model.training
     model.eval().to(dev)
