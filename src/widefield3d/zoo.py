@@ -1,0 +1,152 @@
+"""Model files: a model is a directory with ``config.json`` + ``weights.safetensors``.
+
+A trained model directory is the training output directory (it also holds ``log.csv`` and ``checkpoint.pt``).
+Shipped models live in :data:`ZOO_DIR` (``widefield3d/model_zoo/<name>/``, with a README.md) and are found by
+name. Weights are safetensors, never pickle; configs are JSON with the method's name and the package version.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from widefield3d.errors import InputError
+
+ZOO_DIR = Path(__file__).parent / "model_zoo"
+"""Directory of the shipped models, one sub-directory per model."""
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "weights.safetensors"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A shipped model: its zoo name, method (e.g. ``"deepz"``), directory and one-line description."""
+
+    name: str
+    method: str
+    path: Path
+    description: str
+
+    @property
+    def size_mb(self) -> float:
+        """Size of ``weights.safetensors`` in MB (10^6 bytes); 0 if missing."""
+        weights = self.path / WEIGHTS_NAME
+        return weights.stat().st_size / 1e6 if weights.exists() else 0.0
+
+
+def write_config(directory: str | Path, method: str, config: dict) -> Path:
+    """Write ``directory/config.json`` = ``{"method": method, "widefield3d_version": ..., **config}`` atomically."""
+    from widefield3d import __version__
+    from widefield3d.io import atomic_output
+
+    path = Path(directory) / CONFIG_NAME
+    content = {"method": method, "widefield3d_version": __version__,
+               **{k: v for k, v in config.items() if k not in ("method", "widefield3d_version")}}
+    text = json.dumps(content, indent=2, default=str)
+    with atomic_output(path) as tmp:
+        tmp.write_text(text + "\n", encoding="utf-8")
+    return path
+
+
+def read_config(directory: str | Path, method: str | None = None) -> dict:
+    """Read ``directory/config.json``; InputError if it is missing, not a JSON object, or (given ``method``) was
+    written for another method."""
+    path = Path(directory) / CONFIG_NAME
+    if not path.is_file():
+        raise InputError(f"{path}: model config not found")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InputError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(config, dict) or "method" not in config:
+        raise InputError(f"{path}: not a widefield3d model config (no 'method' entry)")
+    if method is not None and config["method"] != method:
+        raise InputError(f"{Path(directory)}: is a {config['method']!r} model, not a {method!r} model")
+    return config
+
+
+def save_weights(directory: str | Path, module) -> Path:
+    """Write the module's state dict to ``directory/weights.safetensors`` atomically (contiguous CPU tensors)."""
+    from safetensors.torch import save_file
+
+    from widefield3d.io import atomic_output
+
+    path = Path(directory) / WEIGHTS_NAME
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
+    with atomic_output(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
+    return path
+
+
+def load_weights(module, directory: str | Path):
+    """Load ``directory/weights.safetensors`` into ``module`` (strict; one-line InputError on any mismatch).
+
+    Tensors are copied onto the module's existing parameters, so the module keeps its device. Returns ``module``.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(directory) / WEIGHTS_NAME
+    if not path.is_file():
+        raise InputError(f"{path}: weights not found")
+    try:
+        tensors = load_file(str(path), device="cpu")
+    except (SafetensorError, OSError) as err:
+        raise InputError(f"{path}: unreadable weights ({err})") from None
+    expected = module.state_dict()
+    problems = []
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing:
+        problems.append(f"missing {_few(missing)}")
+    if unexpected:
+        problems.append(f"unexpected {_few(unexpected)}")
+    shapes = [f"{k} {tuple(tensors[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
+              if k in tensors and tensors[k].shape != v.shape]
+    if shapes:
+        problems.append(f"shape (file vs network) {_few(shapes)}")
+    if problems:
+        raise InputError(f"{path}: weights do not fit the network: {'; '.join(problems)}")
+    module.load_state_dict(tensors, strict=True)
+    return module
+
+
+def _few(items: list[str], n: int = 3) -> str:
+    return ", ".join(items[:n]) + (f" and {len(items) - n} more" if len(items) > n else "")
+
+
+def _is_model_dir(path: Path) -> bool:
+    return (path / CONFIG_NAME).is_file() and (path / WEIGHTS_NAME).is_file()
+
+
+def list_models() -> list[ModelInfo]:
+    """The shipped models (sub-directories of :data:`ZOO_DIR` with a config and weights), sorted by name."""
+    models = []
+    if ZOO_DIR.is_dir():
+        for path in sorted(p for p in ZOO_DIR.iterdir() if p.is_dir() and _is_model_dir(p)):
+            config = read_config(path)
+            models.append(ModelInfo(path.name, str(config["method"]), path, str(config.get("description", ""))))
+    return models
+
+
+def resolve_model(name_or_dir: str | Path, method: str | None = None) -> Path:
+    """A model directory (with config.json + weights.safetensors) or the name of a shipped model -> its directory.
+
+    With ``method``, the model's config must name that method. Unknown names raise a one-line InputError that lists
+    the shipped models.
+    """
+    path = Path(name_or_dir)
+    if path.is_dir():
+        if not _is_model_dir(path):
+            raise InputError(f"{path}: not a model directory (needs {CONFIG_NAME} and {WEIGHTS_NAME})")
+    else:
+        available = [m.name for m in list_models() if method is None or m.method == method]
+        if str(name_or_dir) not in available:
+            listed = ", ".join(available) if available else "none"
+            raise InputError(f"model {str(name_or_dir)!r}: no such directory or shipped model"
+                             + (f" for {method!r}" if method else "") + f" (available: {listed})")
+        path = ZOO_DIR / str(name_or_dir)
+    read_config(path, method)
+    return path
