@@ -146,6 +146,21 @@ def test_resume_after_ctrl_c_matches_uninterrupted_run(tmp_path):
     assert longer.iterations_done == 10
 
 
+def test_hard_interrupt_still_leaves_a_checkpoint(tmp_path):
+    calls = {"n": 0}
+
+    def interrupt_in_iteration_2():
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(_task(on_sample=interrupt_in_iteration_2), _config(), tmp_path, progress=False)
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["iteration"] == 1
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+    assert train(_task(), _config(iterations=2), tmp_path, resume=True, progress=False).iterations_done == 2
+
+
 def test_existing_checkpoint_and_changed_config_are_refused(tmp_path):
     train(_task(), _config(iterations=2), tmp_path, progress=False)
     with pytest.raises(InputError, match="exists; pass --resume"):

@@ -77,6 +77,7 @@ def save_weights(directory: str | Path, module) -> Path:
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
     with atomic_output(path) as tmp:
         save_file(tensors, str(tmp), metadata={"format": "pt"})
+        tmp.chmod(0o644)  # safetensors creates the file owner-only; a model is meant to be shared
     return path
 
 
