@@ -1,0 +1,117 @@
+"""`widefield3d confocal` (WFCON-Net inference) and `widefield3d train wfcon`."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+
+class Network(str, Enum):
+    three_d = "3d"
+    two_d = "2d"
+
+
+def _check_output_name(output: Path) -> None:
+    from widefield3d import io
+    from widefield3d.errors import InputError
+
+    if not output.name.lower().endswith(io.SUPPORTED_EXTENSIONS):
+        raise InputError(f"{output}: unknown image extension; supported: {', '.join(io.SUPPORTED_EXTENSIONS)}")
+
+
+def _read_config_file(path: Path) -> dict:
+    """A JSON or YAML file with (some of) the WFConConfig fields."""
+    import json
+
+    import yaml
+
+    from widefield3d.errors import InputError
+
+    if not path.is_file():
+        raise InputError(f"--config {path}: file not found")
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as err:
+        raise InputError(f"--config {path}: not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'} "
+                         f"({str(err).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"--config {path}: must hold a mapping of WFCON-Net settings")
+    return {k: v for k, v in data.items() if k not in ("method", "widefield3d_version")}
+
+
+def register(app: typer.Typer, train_app: typer.Typer) -> None:
+    """Add ``confocal`` to the main app and ``wfcon`` to ``train``."""
+
+    @app.command("confocal")
+    def confocal_cmd(
+        stack: Annotated[Path, typer.Argument(help="wide-field z-stack (ZYX)")],
+        output: Annotated[Path, typer.Option("-o", "--output", help="confocal-like stack (OME-TIFF, OME-Zarr, ...)")],
+        model: Annotated[str, typer.Option(help="shipped model name or model directory")] = "wfcon-60x14-tissue",
+        z_step: Annotated[Optional[float], typer.Option(
+            help="z step of STACK in µm (default: the model's); larger steps are interpolated first")] = None,
+        device: Annotated[str, typer.Option(help="auto | cpu | cuda[:N]")] = "auto",
+    ) -> None:
+        """Turn a wide-field z-stack into a confocal-like z-stack with WFCON-Net (values on [0, 1])."""
+        import numpy as np
+
+        from widefield3d import io
+        from widefield3d.cli import console
+        from widefield3d.errors import InputError
+        from widefield3d.methods.wfcon import confocal, load
+
+        _check_output_name(output)
+        image = io.read(stack)
+        if image.axes != "ZYX":
+            try:
+                image = image.as_axes("ZYX")
+            except InputError:
+                raise InputError(f"{stack}: needs a ZYX stack, got axes {image.axes} "
+                                 f"shape {tuple(image.data.shape)}") from None
+        m = load(model)
+        result = confocal(np.asarray(image.data), model=m, z_step_um=z_step, device=device, progress=True)
+        _, dy, dx = image.spacing_zyx
+        io.write(output, io.Image(result, axes="ZYX", spacing_um=(m.config.z_step_um, dy, dx)))
+        console.print(f"wrote {output}: confocal-like stack {result.shape}, z step {m.config.z_step_um:g} µm")
+
+    @train_app.command("wfcon")
+    def train_wfcon(
+        data: Annotated[Path, typer.Option(help="folder with widefield/ and confocal/ stacks of the same fields")],
+        output: Annotated[Path, typer.Option("-o", "--output", help="model directory")],
+        config: Annotated[Optional[Path], typer.Option(help="JSON/YAML file of WFConConfig settings")] = None,
+        resume: Annotated[bool, typer.Option("--resume", help="continue the run in the model directory")] = False,
+        perceptual: Annotated[Optional[str], typer.Option(
+            help="discriminator | vgg16:PATH (local VGG-16 weights) | none")] = None,
+        network: Annotated[Optional[Network], typer.Option(help="3d (paper) or its 2d version")] = None,
+        iterations: Annotated[Optional[int], typer.Option(help="override the number of iterations")] = None,
+        device: Annotated[Optional[str], typer.Option(help="auto | cpu | cuda[:N]")] = None,
+    ) -> None:
+        """Train WFCON-Net (3D GAN: LSGAN + 2 L1 + 0.01 perceptual) on paired wide-field/confocal stacks."""
+        from widefield3d.cli import console
+        from widefield3d.errors import InputError
+        from widefield3d.methods.wfcon import WFConConfig, train
+
+        if not data.is_dir():
+            raise InputError(f"--data {data}: not a directory")
+        settings = {}
+        if config is not None:
+            settings = _read_config_file(config)
+        elif resume and (output / "config.json").is_file():
+            settings = _read_config_file(output / "config.json")
+        for key, value in (("perceptual", perceptual), ("network", network.value if network else None)):
+            if value is not None:
+                settings[key] = value
+        trainer = dict(settings.get("trainer") or {})
+        if iterations is not None:
+            trainer["iterations"] = iterations
+        if device is not None:
+            trainer["device"] = device
+        cfg = WFConConfig.model_validate(settings)
+        if trainer:
+            cfg = WFConConfig.model_validate({**settings, "trainer": {**cfg.trainer.model_dump(), **trainer}})
+        result = train(data, output, cfg, resume=resume, progress=True)
+        console.print(f"trained {result.iterations_done} iterations in {result.seconds:.0f} s; best validation MAE "
+                      f"{result.best_metric:.4g} at iteration {result.best_iteration}; model in {output}")
