@@ -147,6 +147,13 @@ def test_patch_cover_covers_the_mask_with_fewer_patches_than_a_grid():
     full = patch_cover(np.ones((512, 512), bool), patch=256)
     assert sorted(full) == [(0, 0), (0, 256), (256, 0), (256, 256)]  # a full field: the exact tiling, no overlap
     assert patch_cover(np.zeros((300, 300), bool), patch=256) == []
+    spread = rng.random((600, 600)) < 0.01  # foreground everywhere: never more patches than the tiling
+    spread_cover = patch_cover(spread, patch=128)
+    assert len(spread_cover) <= 25
+    hit = np.zeros_like(spread)
+    for y0, x0 in spread_cover:
+        hit[y0 : y0 + 128, x0 : x0 + 128] = True
+    assert not (spread & ~hit).any()
     with pytest.raises(InputError):
         patch_cover(np.ones((100, 300), bool), patch=256)
 

@@ -46,8 +46,8 @@ def patch_cover(mask, patch: int = 256, overlap: float = 0.05, *, step_px: int |
     Returns
     -------
     list of (int, int)
-        Corners in the order chosen (most foreground first); every patch lies inside the image. Empty for
-        an empty mask.
+        Corners (greedy: in the order chosen, most foreground first); every patch lies inside the image. Empty
+        for an empty mask.
     """
     m = np.asarray(mask)
     if m.ndim != 2:
@@ -75,4 +75,15 @@ def patch_cover(mask, patch: int = 256, overlap: float = 0.05, *, step_px: int |
         uncovered[y0 : y0 + patch, x0 : x0 + patch] = False
         shared = np.clip(patch - np.abs(cy - y0), 0, None) * np.clip(patch - np.abs(cx - x0), 0, None)
         allowed_overlap &= shared <= overlap * patch * patch
-    return corners
+    grid = _tiling(m, patch)
+    return grid if len(grid) < len(corners) else corners
+
+
+def _tiling(mask: np.ndarray, patch: int) -> list[tuple[int, int]]:
+    """Non-overlapping tiles from the mask's bounding box (the last row/column moved inside), touching the mask."""
+    if not mask.any():
+        return []
+    rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+    ys = [min(y, mask.shape[0] - patch) for y in range(rows[0], rows[-1] + 1, patch)]
+    xs = [min(x, mask.shape[1] - patch) for x in range(cols[0], cols[-1] + 1, patch)]
+    return [(y, x) for y in ys for x in xs if mask[y : y + patch, x : x + patch].any()]
