@@ -59,6 +59,10 @@ def test_sharper_stacks_cover_more_frequencies_and_axes_are_right():
     narrow = fourier_coverage(_gaussian((32, 64, 64), spacing, 1.0, 0.2), spacing)
     wide = fourier_coverage(_gaussian((32, 64, 64), spacing, 2.0, 0.4), spacing)
     assert narrow.lateral_extent > 1.8 * wide.lateral_extent and narrow.axial_extent > 1.5 * wide.axial_extent
+    # white noise lifts every frequency by the same floor, which is removed before thresholding
+    noisy = _gaussian((32, 64, 64), spacing, 1.0, 0.2) + np.random.default_rng(1).normal(0, 0.02, (32, 64, 64))
+    cov = fourier_coverage(noisy, spacing)
+    assert abs(cov.lateral_extent - narrow.lateral_extent) <= 2 * cov.k_lateral[1] < cov.k_lateral[-1] / 4
     amp, (kz, ky, kx) = amplitude_spectrum(np.random.default_rng(0).random((8, 16, 32)), spacing)
     assert amp.shape == (8, 16, 32) and kz[4] == 0 and kx[-1] == pytest.approx(15 / (32 * 0.1))
     with pytest.raises(InputError, match="spacing_um"):

@@ -4,9 +4,10 @@ coverage").
 The stack's mean is removed, a separable Hann window suppresses the edge discontinuities, and the amplitude of
 its 3D Fourier transform is averaged over shells: the *lateral profile* ``A(k_r)`` averages over all ``k_z`` and
 over the annulus of lateral frequency ``k_r = sqrt(k_x^2 + k_y^2)``; the *axial profile* ``A(|k_z|)`` averages
-over all lateral frequencies. Each profile is divided by its maximum over the non-zero frequencies; the
-*extent* is the highest frequency (cycles/µm) at which the normalised profile still reaches ``threshold``, the
-1D summary of the spectrum's isosurface that the paper plots.
+over all lateral frequencies. Each profile is rescaled so that its minimum (the flat floor that camera noise
+sets, which would otherwise cover every frequency) is 0 and its maximum over the non-zero frequencies is 1;
+the *extent* is the highest frequency (cycles/µm) at which the rescaled profile still reaches ``threshold``,
+the 1D summary of the spectrum's isosurface that the paper plots.
 """
 
 from __future__ import annotations
@@ -58,6 +59,13 @@ class FourierCoverage:
     threshold: float
 
 
+def _above_floor(profile: np.ndarray) -> np.ndarray:
+    """``(profile - min) / (max over k > 0 - min)``: 1 at the strongest non-zero frequency, 0 at the noise floor."""
+    floor = profile.min()
+    span = profile[1:].max() - floor if profile.size > 1 else 0.0
+    return (profile - floor) / span if span > 0 else np.zeros_like(profile)
+
+
 def _extent(k: np.ndarray, profile: np.ndarray, threshold: float) -> float:
     above = np.nonzero(profile >= threshold)[0]
     return float(k[above[-1]]) if above.size else 0.0
@@ -100,7 +108,6 @@ def fourier_coverage(stack, spacing_um, threshold: float = 0.05) -> FourierCover
     centre = len(kz) // 2
     axial = 0.5 * (z_amp[centre:] + z_amp[centre - np.arange(len(kz) - centre)])  # average of +k_z and -k_z
     k_ax = np.abs(kz[centre:])
-    lateral = lateral / lateral[1:].max() if lateral.size > 1 else lateral
-    axial = axial / axial[1:].max() if axial.size > 1 and axial[1:].max() > 0 else axial
+    lateral, axial = _above_floor(lateral), _above_floor(axial)
     return FourierCoverage(k_lat, lateral, k_ax, axial, _extent(k_lat[1:], lateral[1:], threshold),
                            _extent(k_ax[1:], axial[1:], threshold), threshold)
