@@ -1,0 +1,581 @@
+"""MFPINet (Ma et al.): all N focal planes at 2x lateral resolution from one low-resolution wide-field image.
+
+Start here to train or run MFPINet:
+
+* :class:`MFPIConfig` -- network, data and training settings; the defaults are the paper's.
+* :func:`degrade` -- the paper's low-resolution input: bicubic down-sampling by 2, then a 5 x 5 Gaussian blur
+  with sigma 3 (pixels of the low-resolution grid).
+* :func:`train` -- train on a folder of focal stacks (any format :mod:`widefield3d.io` reads; N planes per field)
+  or a simulated ``mfpi-cytology-20x075`` dataset, through the shared adversarial trainer.
+* :func:`load` and :func:`multifocal` -- run a trained or shipped model on an image of any size (tiled; whole
+  slides are written to OME-Zarr strip by strip).
+* :func:`plane_metrics` -- PSNR, SSIM, MSE, MAE per focal plane on the 8-bit scale the paper reports.
+* :func:`demo_section` -- the MFPINet part of ``widefield3d demo``.
+
+Intensities: inputs and targets are mapped linearly from ``[0, white_level]`` (255 for 8-bit RGB) to
+``[-1, 1]`` (``x / white_level * 2 - 1``); predictions are mapped back to ``[0, white_level]``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from widefield3d import io
+from widefield3d.errors import InputError
+
+if TYPE_CHECKING:  # torch stays out of `import widefield3d.methods.mfpi` for light callers
+    import torch
+
+    from widefield3d.nets.mfpi import MFPIGenerator
+    from widefield3d.report import Report
+    from widefield3d.train.trainer import TrainerConfig, TrainResult
+
+METHOD = "mfpi"
+SCALE = 2
+"""Lateral up-sampling factor of MFPINet (pixel shuffle x2)."""
+
+
+class MFPIConfig(BaseModel):
+    """MFPINet settings. Defaults are the paper's values; ``width``, ``patch_size`` etc. scale it to a CPU.
+
+    Lengths in pixels of the high-resolution (target) grid unless stated; optics in µm.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    # network
+    planes: int = Field(11, ge=1, description="focal planes N produced in one pass")
+    channels: int = Field(3, ge=1, description="colour channels C (3: RGB, 1: gray)")
+    width: float = Field(1.0, gt=0, description="channel multiplier of generator and discriminator (1.0 = paper)")
+    # data
+    white_level: float = Field(255.0, gt=0, description="intensity mapped to +1 (0 maps to -1); 255 for 8-bit")
+    blur_size: int = Field(5, ge=1, description="Gaussian blur window (low-resolution pixels), odd")
+    blur_sigma: float = Field(3.0, gt=0, description="Gaussian blur sigma (low-resolution pixels)")
+    patch_size: int = Field(768, ge=16, description="training patch side, high-resolution pixels (multiple of 16)")
+    augment: bool = Field(True, description="random flips and 90-degree rotations of training patches")
+    validation_fraction: float = Field(0.1, gt=0, lt=1, description="share of fields held out for validation")
+    z_step_um: float | None = Field(None, gt=0, description="focal step; None: read from the training stacks")
+    pixel_um: float | None = Field(None, gt=0, description="high-resolution pixel; None: from the training stacks")
+    # training (paper: Adam 1e-4 for G and D, halved every 2 epochs, 20 epochs, alpha = 0.01)
+    epochs: float = Field(20, gt=0)
+    patches_per_epoch: int = Field(15000, ge=1, description="paper: 3 training slides x 5000 patches")
+    batch_size: int = Field(4, ge=1, description="not given in the paper")
+    lr: float = Field(1e-4, gt=0, description="Adam learning rate of generator and discriminator")
+    lr_halve_every_epochs: float = Field(2, gt=0)
+    adversarial_weight: float = Field(0.01, ge=0, description="alpha of eq. 7")
+    validations_per_epoch: int = Field(1, ge=1)
+    seed: int = 0
+    device: str = "auto"
+    description: str = ""
+
+    @property
+    def iterations_per_epoch(self) -> int:
+        return max(1, math.ceil(self.patches_per_epoch / self.batch_size))
+
+    def trainer_config(self) -> TrainerConfig:
+        """The shared trainer's settings for MFPINet: BCE GAN, L1 + 0.01 adversarial, 1:1 updates."""
+        from widefield3d.train.trainer import TrainerConfig
+
+        per_epoch = self.iterations_per_epoch
+        every = max(1, per_epoch // self.validations_per_epoch)
+        return TrainerConfig(
+            iterations=max(1, round(self.epochs * per_epoch)), batch_size=self.batch_size, generator_steps=1,
+            discriminator_steps=1, lr_generator=self.lr, lr_discriminator=self.lr,
+            lr_halve_every=max(1, round(self.lr_halve_every_epochs * per_epoch)), gan_loss="bce",
+            adversarial_weight=self.adversarial_weight, pixel_weight=1.0, pixel_loss="l1", validate_every=every,
+            checkpoint_every=every, seed=self.seed, device=self.device,
+        )
+
+
+# ------------------------------------------------------------------------------------------------ data
+
+
+def gaussian_kernel(size: int, sigma: float) -> np.ndarray:
+    """Normalised 1D Gaussian window ``exp(-x^2 / (2 sigma^2))``, ``x = -(size//2) .. size//2`` (float64)."""
+    x = np.arange(size) - size // 2
+    k = np.exp(-(x**2) / (2.0 * sigma**2))
+    return k / k.sum()
+
+
+def degrade(image, *, blur_size: int = 5, blur_sigma: float = 3.0) -> np.ndarray:
+    """The paper's low-resolution input from a high-resolution image: bicubic down-sampling by 2, then blur.
+
+    Bicubic as OpenCV's ``INTER_CUBIC`` and :func:`torch.nn.functional.interpolate` (Keys kernel, a = -0.75,
+    half-pixel centres, no anti-aliasing, edge pixels repeated); then a separable ``blur_size`` x ``blur_size``
+    Gaussian of ``blur_sigma`` low-resolution pixels with mirrored borders (OpenCV's default
+    ``BORDER_REFLECT_101``). Computed in float32, not clipped or rounded.
+
+    Parameters
+    ----------
+    image : array_like
+        ``(..., Y, X)`` with even ``Y`` and ``X`` (e.g. ``CYX`` RGB), any real dtype.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(..., Y/2, X/2)`` float32.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    a = np.asarray(image)
+    if a.ndim < 2 or a.shape[-1] % 2 or a.shape[-2] % 2 or min(a.shape[-2:]) < 2 * blur_size:
+        raise InputError(f"degrade: needs (..., Y, X) with even Y, X >= {2 * blur_size}, got shape {a.shape}")
+    if blur_size % 2 == 0:
+        raise InputError(f"degrade: blur_size={blur_size} must be odd")
+    lead = a.shape[:-2]
+    x = torch.from_numpy(a.reshape(-1, 1, *a.shape[-2:]).astype(np.float32))
+    x = F.interpolate(x, scale_factor=0.5, mode="bicubic", align_corners=False, antialias=False)
+    k = torch.from_numpy(gaussian_kernel(blur_size, blur_sigma).astype(np.float32))
+    r = blur_size // 2
+    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="reflect"), k.view(1, 1, 1, -1))
+    x = F.conv2d(F.pad(x, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1))
+    return x.numpy().reshape(*lead, *x.shape[-2:])
+
+
+def to_unit(x, white_level: float) -> np.ndarray:
+    """Intensities ``[0, white_level]`` -> ``[-1, 1]`` (float32)."""
+    return (np.asarray(x, np.float32) * np.float32(2.0 / white_level) - np.float32(1.0)).astype(np.float32)
+
+
+def from_unit(x, white_level: float) -> np.ndarray:
+    """``[-1, 1]`` -> intensities ``[0, white_level]`` (float32); the inverse of :func:`to_unit`."""
+    return ((np.asarray(x, np.float32) + np.float32(1.0)) * np.float32(white_level / 2.0)).astype(np.float32)
+
+
+@dataclass
+class FocalStacks:
+    """Training fields: ``stacks[i]`` is ``(C, N, Y, X)`` in file units, ``names[i]`` its file name."""
+
+    stacks: list[np.ndarray]
+    names: list[str]
+    z_step_um: float
+    pixel_um: float
+
+
+def stack_files(data_dir) -> list[Path]:
+    """The focal-stack files of a training folder.
+
+    A simulated dataset (``dataset.json`` from ``widefield3d simulate dataset``) contributes its noisy camera
+    images in ``brightfield/``; any other folder contributes every file with an extension :mod:`widefield3d.io`
+    reads (not recursive, hidden files skipped), sorted by name.
+    """
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise InputError(f"{root}: training data folder not found")
+    if (root / "dataset.json").is_file():
+        root = root / "brightfield"
+        if not root.is_dir():
+            raise InputError(f"{root.parent}: simulated dataset without a brightfield/ folder (not a bright-field preset)")
+    files = sorted(p for p in root.iterdir()
+                   if not p.name.startswith(".") and p.name.lower().endswith(io.SUPPORTED_EXTENSIONS))
+    if not files:
+        raise InputError(f"{root}: no image files ({', '.join(io.SUPPORTED_EXTENSIONS)})")
+    return files
+
+
+def read_stacks(data_dir, planes: int, channels: int) -> FocalStacks:
+    """Read every focal stack of ``data_dir`` (see :func:`stack_files`) as ``(C, N, Y, X)``."""
+    stacks, names, spacings = [], [], []
+    for path in stack_files(data_dir):
+        image = io.read(path)
+        if "T" in image.axes:
+            image = image.as_axes(image.axes.replace("T", ""))
+        image = image.as_axes("CZYX")
+        c, n, ny, nx = image.data.shape
+        if n != planes or c != channels:
+            raise InputError(f"{path}: has {c} channels x {n} planes, the config asks for {channels} x {planes}")
+        stacks.append(image.data)
+        names.append(path.name)
+        spacings.append(image.spacing_zyx)
+    dz, dy, _ = np.median(np.array(spacings), axis=0)
+    return FocalStacks(stacks, names, float(dz), float(dy))
+
+
+class PatchSampler:
+    """Training pairs: a low-resolution middle plane and the N high-resolution planes, both in [-1, 1].
+
+    The input of each field is degraded once from its whole middle plane (so no blur border effects inside
+    a field); a patch is a random aligned crop (even offsets) of input and target, randomly flipped and
+    rotated by multiples of 90 degrees when ``config.augment``.
+    """
+
+    def __init__(self, stacks: list[np.ndarray], config: MFPIConfig):
+        p = config.patch_size
+        if p % 16:
+            raise InputError(f"patch_size={p} must be a multiple of 16 (2 x the network divisor 8)")
+        for s in stacks:
+            if min(s.shape[-2:]) < p:
+                raise InputError(f"a field of {s.shape[-2]} x {s.shape[-1]} pixels is smaller than "
+                                 f"patch_size={p}; choose a smaller patch_size")
+        self.config = config
+        self.targets = [to_unit(s, config.white_level) for s in stacks]
+        middle = config.planes // 2
+        self.inputs = [to_unit(degrade(s[:, middle, : s.shape[2] // 2 * 2, : s.shape[3] // 2 * 2],
+                                       blur_size=config.blur_size, blur_sigma=config.blur_sigma), config.white_level)
+                       for s in stacks]
+
+    def crop(self, field: int, y: int, x: int) -> tuple[np.ndarray, np.ndarray]:
+        """Input ``(C, P/2, P/2)`` and target ``(C*N, P, P)`` of the patch whose target starts at (y, x), even."""
+        p, t = self.config.patch_size, self.targets[field]
+        target = t[:, :, y : y + p, x : x + p].reshape(-1, p, p)
+        return self.inputs[field][:, y // 2 : (y + p) // 2, x // 2 : (x + p) // 2], target
+
+    def sample(self, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """One augmented batch ``(B, C, P/2, P/2)``, ``(B, C*N, P, P)`` (float32 tensors)."""
+        import torch
+
+        xs, ys = [], []
+        for _ in range(self.config.batch_size):
+            field = int(rng.integers(len(self.targets)))
+            ny, nx = self.targets[field].shape[-2:]
+            y = 2 * int(rng.integers((ny - self.config.patch_size) // 2 + 1))
+            x = 2 * int(rng.integers((nx - self.config.patch_size) // 2 + 1))
+            a, b = self.crop(field, y, x)
+            if self.config.augment:
+                k, flip = int(rng.integers(4)), bool(rng.integers(2))
+                a, b = np.rot90(a, k, axes=(1, 2)), np.rot90(b, k, axes=(1, 2))
+                if flip:
+                    a, b = a[:, :, ::-1], b[:, :, ::-1]
+            xs.append(np.ascontiguousarray(a))
+            ys.append(np.ascontiguousarray(b))
+        return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
+
+    def centre_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Centre patches of every field, in batches of ``batch_size`` (fixed validation set)."""
+        import torch
+
+        pairs = []
+        for field, t in enumerate(self.targets):
+            ny, nx = t.shape[-2:]
+            pairs.append(self.crop(field, (ny - self.config.patch_size) // 4 * 2, (nx - self.config.patch_size) // 4 * 2))
+        b = self.config.batch_size
+        return [(torch.from_numpy(np.stack([a for a, _ in pairs[i : i + b]])),
+                 torch.from_numpy(np.stack([t for _, t in pairs[i : i + b]]))) for i in range(0, len(pairs), b)]
+
+
+def split_fields(n: int, validation_fraction: float) -> tuple[list[int], list[int]]:
+    """Training and validation field indices: the last ``max(1, round(n * fraction))`` fields validate."""
+    if n < 2:
+        raise InputError(f"training needs at least 2 fields (1 for validation), found {n}")
+    n_val = min(n - 1, max(1, round(n * validation_fraction)))
+    return list(range(n - n_val)), list(range(n - n_val, n))
+
+
+# ------------------------------------------------------------------------------------------------ training
+
+
+def build_networks(config: MFPIConfig) -> tuple[MFPIGenerator, torch.nn.Module]:
+    """Generator and discriminator of the configured size."""
+    from widefield3d.nets.mfpi import MFPIDiscriminator, MFPIGenerator
+
+    generator = MFPIGenerator(config.planes, config.channels, config.width)
+    return generator, MFPIDiscriminator(config.planes * config.channels, config.width)
+
+
+def train(data_dir, out_dir, config: MFPIConfig | None = None, *, resume: bool = False,
+          progress: bool = True, adversarial: bool = True) -> TrainResult:
+    """Train MFPINet on the focal stacks of ``data_dir`` (see :func:`stack_files`); the model goes to ``out_dir``.
+
+    The last ``validation_fraction`` of the fields (by name) are held out; the generator with the lowest
+    validation MAE (in [-1, 1] units) is kept in ``out_dir/weights.safetensors`` with ``config.json``.
+    ``adversarial=False`` trains the generator on the L1 term alone (ablation). ``resume`` continues a killed run.
+    """
+    from widefield3d.train.trainer import AdversarialTask
+    from widefield3d.train.trainer import train as run
+
+    config = config or MFPIConfig()
+    data = read_stacks(data_dir, config.planes, config.channels)
+    config = config.model_copy(update={"z_step_um": config.z_step_um or data.z_step_um,
+                                       "pixel_um": config.pixel_um or data.pixel_um})
+    fit, val = split_fields(len(data.stacks), config.validation_fraction)
+    sampler = PatchSampler([data.stacks[i] for i in fit], config)
+    validation = PatchSampler([data.stacks[i] for i in val], config).centre_batches()
+    generator, discriminator = build_networks(config)
+    task = AdversarialTask(generator, discriminator if adversarial else None, sampler.sample, validation)
+    method_config = {"method": METHOD, **config.model_dump(mode="json"), "adversarial": adversarial,
+                     "training_fields": [data.names[i] for i in fit],
+                     "validation_fields": [data.names[i] for i in val], "data": str(Path(data_dir).resolve())}
+    return run(task, config.trainer_config(), out_dir, resume=resume, progress=progress,
+               method_config=method_config)
+
+
+# ------------------------------------------------------------------------------------------------ inference
+
+
+@dataclass
+class MFPIModel:
+    """A loaded MFPINet: the generator (eval mode, CPU), its config and the model directory."""
+
+    generator: MFPIGenerator
+    config: MFPIConfig
+    path: Path
+
+    @property
+    def z_offsets_um(self) -> np.ndarray:
+        """Focal offsets of the output planes from the input (middle) plane, µm."""
+        n, dz = self.config.planes, self.config.z_step_um or 1.0
+        return (np.arange(n) - n // 2) * dz
+
+
+def load(name_or_dir) -> MFPIModel:
+    """Load a trained model directory or a shipped model by name (``widefield3d models`` lists them)."""
+    from widefield3d import zoo
+
+    path = zoo.resolve_model(name_or_dir, METHOD)
+    raw = zoo.read_config(path, METHOD)
+    try:
+        config = MFPIConfig(**{k: v for k, v in raw.items() if k in MFPIConfig.model_fields})
+    except ValueError as err:
+        raise InputError(f"{path}: invalid MFPINet config ({str(err).splitlines()[0]})") from None
+    generator, _ = build_networks(config)
+    zoo.load_weights(generator, path)
+    return MFPIModel(generator.eval(), config, Path(path))
+
+
+def _intensity_network(generator: MFPIGenerator, white_level: float):
+    """The generator wrapped to take and return intensities in ``[0, white_level]`` (for tiled inference)."""
+    from torch import nn
+
+    class IntensityMFPI(nn.Module):
+        ndim, scale = 2, SCALE
+        in_channels, out_channels = generator.in_channels, generator.out_channels
+        downsampling_factor, receptive_radius = generator.downsampling_factor, generator.receptive_radius
+
+        def __init__(self):
+            super().__init__()
+            self.net = generator
+
+        def forward(self, x):
+            return (self.net(x * (2.0 / white_level) - 1.0) + 1.0) * (white_level / 2.0)
+
+    return IntensityMFPI()
+
+
+class _StackWriter:
+    """Writable view that predict_tiled fills as ``(C*N, Y, X)`` while storing ``(C, N, Y, X)`` (or ``(N, Y, X)``)
+    in ``target``, rounded and clipped when ``target`` has an integer dtype."""
+
+    def __init__(self, target, channels: int, planes: int, white_level: float):
+        self.target, self.channels, self.planes, self.white = target, channels, planes, white_level
+        self.shape = (channels * planes, *target.shape[-2:])
+        self.dtype = np.dtype(target.dtype)
+
+    def __setitem__(self, key, value) -> None:
+        if key[0] != slice(None):
+            raise InputError("internal: MFPINet output is written whole-channel strips only")
+        value = np.asarray(value, np.float32).reshape(self.channels, self.planes, *value.shape[-2:])
+        if self.dtype.kind in "ui":
+            value = np.clip(np.rint(value), 0, min(self.white, np.iinfo(self.dtype).max)).astype(self.dtype)
+        if len(self.target.shape) == 3:
+            value = value[0]
+        self.target[(slice(None),) * (len(self.target.shape) - 2) + tuple(key[1:])] = value
+
+
+def _as_input(image) -> io.Image:
+    """An Image with axes CYX from a path, an io.Image or an array ``(Y, X)`` / ``(C, Y, X)``."""
+    if isinstance(image, (str, Path)):
+        image = io.read(image, lazy=True)
+    elif not isinstance(image, io.Image):
+        if not hasattr(image, "shape") or len(image.shape) not in (2, 3):
+            raise InputError(f"multifocal: image must be a (Y, X) or (C, Y, X) array, an io.Image or a path, "
+                             f"got {getattr(image, 'shape', type(image).__name__)}")
+        image = io.Image(image, "YX" if len(image.shape) == 2 else "CYX")
+    for axis in "TZ":
+        if axis in image.axes and image.data.shape[image.axes.index(axis)] != 1:
+            raise InputError(f"multifocal: expects one 2D image, got axes '{image.axes}' with shape "
+                             f"{tuple(image.data.shape)} (more than one {axis})")
+    return image.as_axes("CYX" if "C" in image.axes else "YX").as_axes("CYX")
+
+
+def multifocal(image, *, model, device: str = "auto", tile: int | tuple[int, int] = 512, halo: int | None = None,
+               out=None, progress: bool = True) -> io.Image:
+    """All focal planes at 2x lateral resolution from one low-resolution image (MFPINet).
+
+    Parameters
+    ----------
+    image : path, io.Image or array
+        One 2D image, gray ``(Y, X)`` or colour ``(C, Y, X)`` (any axes order for an Image or file), in the
+        intensity units the model was trained on (``[0, white_level]``, e.g. 8-bit RGB). A path is read lazily
+        (OME-Zarr/TIFF), so whole slides never load whole.
+    model : str, path or MFPIModel
+        A shipped model name (e.g. ``"mfpi-cytology-20x075"``), a trained model directory, or :func:`load`'s result.
+    device : {"auto", "cpu", "cuda", "cuda:N"}
+    tile : int or (int, int)
+        Largest network input window (input pixels; per axis Y, X if a pair) of the tiled inference.
+    halo : int, optional
+        Context per tile side (input pixels); default the network's receptive radius (146), which makes the
+        tiled result equal to a whole-image pass. Smaller is faster and leaner, with cross-faded differences.
+    out : path, optional
+        ``.ome.zarr`` (written strip by strip: bounded memory for whole slides) or any other format
+        :func:`widefield3d.io.write` takes; written atomically (nothing is left on error).
+    progress : bool
+        Rich progress bar over tiles.
+
+    Returns
+    -------
+    io.Image
+        ``CZYX`` (``ZYX`` for a gray model): N planes at ``z_step_um`` spacing, ``2 Y x 2 X`` pixels of half the
+        input's lateral spacing (an array input is taken to have the model's training pixel, ``2 * pixel_um``).
+        Values in the input's units; the input's integer dtype (rounded, clipped) or float32. Lazy (zarr-backed)
+        when ``out`` is an OME-Zarr.
+    """
+    from widefield3d.tiling import predict_tiled
+
+    m = model if isinstance(model, MFPIModel) else load(model)
+    cfg = m.config
+    array_input = not isinstance(image, (str, Path, io.Image))
+    src = _as_input(image)
+    c, ny, nx = src.data.shape
+    if c != cfg.channels:
+        raise InputError(f"multifocal: the image has {c} channels, the model {m.path.name} takes {cfg.channels}")
+    _, dy, dx = src.spacing_zyx
+    if array_input:
+        dy = dx = 2 * (cfg.pixel_um or 0.5)
+    spacing = (cfg.z_step_um or 1.0, dy / SCALE, dx / SCALE)
+    dtype = np.dtype(src.data.dtype)
+    dtype = dtype if dtype.kind in "ui" else np.dtype(np.float32)
+    axes = "CZYX" if cfg.channels > 1 else "ZYX"
+    shape = (cfg.channels, cfg.planes, ny * SCALE, nx * SCALE)[4 - len(axes):]
+    names = src.channel_names if cfg.channels > 1 else None
+    network = _intensity_network(m.generator, cfg.white_level)
+
+    def run(target) -> None:
+        writer = _StackWriter(target, cfg.channels, cfg.planes, cfg.white_level)
+        predict_tiled(network, src.data, tile=tile, halo=halo, scale=SCALE, out=writer, device=device,
+                      progress=progress)
+
+    if out is not None and str(out).lower().endswith((".zarr", ".ome.zarr")):
+        out = Path(out)
+        with io.atomic_output(out) as tmp:
+            run(io.create_ome_zarr(tmp, shape, dtype, axes, spacing, channel_names=names, name=out.name))
+        return io.read(out, lazy=True)
+    result = np.empty(shape, dtype)
+    run(result)
+    stack = io.Image(result, axes, spacing, names)
+    if out is not None:
+        io.write(out, stack)
+    return stack
+
+
+# ------------------------------------------------------------------------------------------------ evaluation
+
+
+def quantise(x, white_level: float = 255.0) -> np.ndarray:
+    """Round and clip to ``[0, white_level]`` (the 8-bit scale of the paper's metrics), float64."""
+    return np.clip(np.rint(np.asarray(x, np.float64)), 0, white_level)
+
+
+def plane_metrics(pred, gt, *, white_level: float = 255.0) -> list[dict]:
+    """PSNR (dB), SSIM, MSE and MAE of each focal plane of ``(C, N, Y, X)`` stacks (RGB pooled; SSIM per colour
+    channel and averaged), after rounding both to the integer scale ``[0, white_level]``; rows ``{"plane": z, ...}``.
+    """
+    from widefield3d.analysis.metrics import evaluate
+
+    p, g = quantise(pred, white_level), quantise(gt, white_level)
+    if p.ndim == 3:
+        p, g = p[None], g[None]
+    rows = evaluate(p, g, data_range=white_level, per_plane=True, plane_axis=1, channel_axis=0)[1:]
+    return [{k: r[k] for k in ("plane", "psnr", "ssim", "mse", "mae")} for r in rows]
+
+
+def bicubic_upsample(lowres: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The bicubic baseline: ``(C, y, x)`` -> ``(C, *shape)`` (torch bicubic, half-pixel centres), float32."""
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.from_numpy(np.asarray(lowres, np.float32)[None])
+    return F.interpolate(x, size=shape, mode="bicubic", align_corners=False)[0].numpy()
+
+
+# ------------------------------------------------------------------------------------------------ demo
+
+
+def demo_section(report: Report, figures_dir, *, seed: int = 0, progress: bool = True,
+                 model: str = "mfpi-cytology-20x075") -> list[dict]:
+    """Add the MFPINet section to a demo report: one simulated cytology field, its low-resolution input, the
+    N output planes beside the scanned ground truth, and per-plane PSNR against the bicubic baseline.
+
+    Returns the per-plane rows (plane offset in µm, PSNR of MFPINet and of bicubic + copy of the middle plane).
+    """
+    import matplotlib.pyplot as plt
+
+    from widefield3d.sim.dataset import dataset_preset, simulate_field
+
+    t0 = time.perf_counter()
+    figures = Path(figures_dir)
+    m = load(model)
+    cfg = m.config
+    field = simulate_field(dataset_preset("mfpi-cytology-20x075"), 0, seed)["brightfield"]
+    gt = field.noisy.astype(np.float32)  # (3, 11, Y, X): the mechanically scanned 8-bit stack
+    lowres = degrade(gt[:, cfg.planes // 2], blur_size=cfg.blur_size, blur_sigma=cfg.blur_sigma)
+    low_img = io.Image(np.clip(np.rint(lowres), 0, 255).astype(np.uint8), "CYX",
+                       (1.0, field.spacing_um[1] * SCALE, field.spacing_um[2] * SCALE))
+    pred = multifocal(low_img, model=m, device="cpu", progress=progress).data.astype(np.float32)
+    bicubic = bicubic_upsample(low_img.data, gt.shape[-2:])
+    ours = plane_metrics(pred, gt)
+    base = plane_metrics(np.repeat(bicubic[:, None], cfg.planes, axis=1), gt)
+    rows = [{"z (µm)": float(z), "PSNR MFPINet (dB)": a["psnr"], "PSNR bicubic (dB)": b["psnr"],
+             "SSIM MFPINet": a["ssim"]} for z, a, b in zip(m.z_offsets_um, ours, base)]
+
+    report.heading("MFPINet: all focal planes at 2x resolution from one low-resolution image")
+    report.text(f"A simulated H&E cytology field (20x/0.75 bright-field, {cfg.planes} planes {cfg.z_step_um:g} µm "
+                f"apart). Input: the middle plane bicubic-down-sampled x2 and blurred (5x5 Gaussian, sigma 3), "
+                f"{lowres.shape[-1]} x {lowres.shape[-2]} px. Model: {m.path.name} (width {cfg.width:g}).")
+    rgb = lambda a: np.clip(np.moveaxis(a, 0, -1) / 255.0, 0, 1)  # noqa: E731
+    fig, ax = plt.subplots(figsize=(3.2, 3.2))
+    ax.imshow(rgb(low_img.data.astype(np.float32)))
+    ax.set(title="low-resolution input", xticks=[], yticks=[])
+    report.figure(fig, "The single low-resolution RGB image MFPINet starts from.", figures / "mfpi_input.png")
+    n = cfg.planes
+    fig, axes = plt.subplots(2, n, figsize=(1.6 * n, 3.6))
+    for z in range(n):
+        axes[0, z].imshow(rgb(pred[:, z]))
+        axes[0, z].set_title(f"{m.z_offsets_um[z]:+.1f} µm\n{ours[z]['psnr']:.1f} dB", fontsize=7)
+        axes[1, z].imshow(rgb(gt[:, z]))
+        for a in axes[:, z]:
+            a.set(xticks=[], yticks=[])
+    axes[0, 0].set_ylabel("MFPINet", fontsize=8)
+    axes[1, 0].set_ylabel("scanned", fontsize=8)
+    fig.tight_layout()
+    report.figure(fig, "Top: the 11 planes MFPINet produces in one pass (PSNR vs the scan). Bottom: the "
+                  "mechanically scanned ground truth.", figures / "mfpi_planes.png")
+    report.table(rows, "Per-plane PSNR on the 8-bit scale; bicubic = the up-sampled input used for every plane.")
+    report.text(f"MFPINet section in {time.perf_counter() - t0:.1f} s.")
+    return rows
+
+
+def evaluate_dataset(model, data_dir, *, device: str = "cpu", progress: bool = False) -> dict[str, Any]:
+    """Per-plane metrics of ``model`` (and of the bicubic baseline) over every field of ``data_dir``, averaged.
+
+    Returns ``{"mfpi": [rows], "bicubic": [rows]}``, each row ``{"plane", "z_um", "psnr", "ssim", "mse", "mae"}``
+    averaged over the fields (PSNR averaged per field in dB, as in the paper's tables).
+    """
+    m = model if isinstance(model, MFPIModel) else load(model)
+    cfg = m.config
+    data = read_stacks(data_dir, cfg.planes, cfg.channels)
+    ours, base = [], []
+    for stack in data.stacks:
+        gt = stack[..., : stack.shape[-2] // 16 * 16, : stack.shape[-1] // 16 * 16].astype(np.float32)
+        low = np.clip(np.rint(degrade(gt[:, cfg.planes // 2], blur_size=cfg.blur_size, blur_sigma=cfg.blur_sigma)),
+                      0, cfg.white_level)
+        pred = multifocal(low.astype(stack.dtype) if stack.dtype.kind in "ui" else low, model=m, device=device,
+                          progress=progress).data.reshape(gt.shape)
+        ours.append(plane_metrics(pred, gt, white_level=cfg.white_level))
+        up = bicubic_upsample(low, gt.shape[-2:])
+        base.append(plane_metrics(np.repeat(up[:, None], cfg.planes, axis=1), gt, white_level=cfg.white_level))
+    return {"mfpi": average_rows(ours, m.z_offsets_um), "bicubic": average_rows(base, m.z_offsets_um)}
+
+
+def average_rows(per_field: list[list[dict]], z_um) -> list[dict]:
+    """Average per-plane metric rows over fields; adds ``z_um``."""
+    return [{"plane": i, "z_um": float(z),
+             **{k: float(np.mean([rows[i][k] for rows in per_field])) for k in ("psnr", "ssim", "mse", "mae")}}
+            for i, z in enumerate(z_um)]
