@@ -194,7 +194,7 @@ def prep_checks(args, camera, microscope) -> dict:
     corners = patch_cover(mask, patch=64)
     grid = sum(mask[y:y + 64, x:x + 64].any() for y in range(0, 256, 64) for x in range(0, 256, 64))
     out["normalise"] = {"saturated_foreground_fraction": float(np.mean(norm.apply(edf)[fg] > 1))}
-    out["cover"] = {"mask_fraction": float(mask.mean()), "patch": 64, "greedy_patches": len(corners),
+    out["cover"] = {"mask_fraction": float(mask.mean()), "patch": 64, "cover_patches": len(corners),
                     "grid_patches_touching_mask": int(grid)}
     # projective registration of a known homography (nuclei image)
     nuclei = make_sample("nuclei", (9, 512, 512), (1.0, pixel / 2, pixel / 2), seed=args.seed)
@@ -229,6 +229,17 @@ def _row(name: str, s: dict | None, axial: bool = True) -> str:
     return f"{name:<30} {s['n_beads']:>6d} {s['fwhm_lateral_median_um']:>8.3f} {s['fwhm_lateral_std_um']:>8.3f} {ax}"
 
 
+def _json_safe(value):
+    """NaN/inf -> None, recursively (strict JSON)."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="deepz-20x075", help="Deep-Z model name or directory")
@@ -259,7 +270,7 @@ def main(argv: list[str] | None = None) -> None:
     results["seconds"] = time.perf_counter() - start
     RESULTS.mkdir(exist_ok=True)
     with atomic_output(RESULTS / f"{args.name}.json") as tmp:
-        tmp.write_text(json.dumps(results, indent=2))
+        tmp.write_text(json.dumps(_json_safe(results), indent=2, allow_nan=False))
     print(f"{'':<30} {'beads':>6} {'lat med':>8} {'lat std':>8} {'ax med':>8}   (FWHM, µm)")
     print(_row("Fig.1 scanned stack", results["fig1"]["scanned"]))
     print(_row("Fig.1 Deep-Z virtual stack", results["fig1"]["deepz"]))

@@ -6,7 +6,8 @@ each plane is registered to its neighbour *after* that neighbour has been aligne
 propagates outwards, here from the middle plane (which stays fixed) towards both ends. StackReg minimises the
 squared intensity difference over translation and rotation with a coarse-to-fine Levenberg-Marquardt search;
 here the translation is first found by phase correlation (skimage, 1/10 pixel) and then translation and
-rotation are refined together by Gauss-Newton least squares on lightly smoothed images, over the inner part of the field (outside it, pixels come from beyond the image edge).
+rotation are refined together by Gauss-Newton least squares on lightly smoothed images, over the inner part
+of the field (outside it, pixels come from beyond the image edge).
 
 Transform convention: a plane point ``q = (y, x)`` moves to ``p = R(angle) (q - c) + c + (dy, dx)`` in the
 aligned plane, with ``c`` the centre of the plane and ``R(a) = [[cos a, -sin a], [sin a, cos a]]`` acting on
