@@ -1,0 +1,464 @@
+"""Deep-Z and Deep-Z+ (Wu et al., Nature Methods 2019): refocus one wide-field image onto planes or 3D surfaces.
+
+The input image is appended with a digital propagation matrix (DPM): per pixel, the distance ``z_target -
+z_input`` (µm, + = deeper) of the surface to refocus onto. A trained generator maps (image, DPM / range) to the
+image on that surface; a list of distances gives a virtual z-stack. Deep-Z+ is the same network trained with
+confocal targets, so that it refocuses a wide-field image into confocal-like sections.
+
+- :class:`DeepZConfig`: network, data and trainer settings (paper defaults), saved as ``config.json``.
+- :func:`train`: training pairs (:mod:`widefield3d.methods.deepz_data`) + the shared adversarial loop.
+- :func:`load`, :func:`refocus`: inference through :func:`widefield3d.tiling.predict_tiled`, any image size.
+- :func:`surface_dpm`: the DPM of a plane, tilted plane, cylinder or sinusoidal surface.
+
+Intensities: the input is normalised as the paper does at test time (triangle threshold of the input image itself:
+background subtracted, 1% of the foreground above 1), the network runs on normalised values, and the output is
+mapped back to the input's units (``denormalise=True``) or left normalised.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from widefield3d.errors import InputError
+from widefield3d.methods.deepz_data import DeepZDataConfig
+from widefield3d.train.trainer import TrainerConfig
+
+METHOD = "deepz"
+
+
+class DeepZNetworkConfig(BaseModel):
+    """Generator and discriminator size (1.0 = the paper's channel counts)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    width: float = Field(1.0, gt=0, le=4, description="generator channel multiplier (paper 1.0)")
+    discriminator_width: float = Field(1.0, gt=0, le=4, description="discriminator channel multiplier (paper 1.0)")
+
+
+class DeepZConfig(BaseModel):
+    """Everything that defines a Deep-Z model and its training (paper values as defaults).
+
+    Deviations from the paper (a smaller width, patch or iteration count for CPU training) are explicit here and are
+    saved with the model. ``provenance`` is filled by :func:`train` (pixel size and z step of the training stacks,
+    number of pairs, data directory) and read by :func:`refocus` (the pixel size for surfaces).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["deepz"] = METHOD
+    description: str = ""
+    network: DeepZNetworkConfig = DeepZNetworkConfig()
+    data: DeepZDataConfig = DeepZDataConfig()
+    trainer: TrainerConfig = TrainerConfig(batch_size=20)
+    validation_max_pairs: int | None = Field(None, ge=1, description="validate on at most this many pairs (None: all)")
+    normalisation: dict = Field(
+        default_factory=lambda: {"kind": "triangle", "reference_training": "EDF of each stack",
+                                 "reference_inference": "the input image", "saturate_fraction": 0.01},
+        description="how intensities were normalised (recorded; saturate_fraction follows data.saturate_fraction)")
+    provenance: dict = Field(default_factory=dict, description="filled by train(): pixel_um, z_step_um, pairs, data")
+
+
+@dataclass
+class DeepZModel:
+    """A loaded Deep-Z generator with its configuration."""
+
+    generator: object  # widefield3d.nets.deepz.DeepZGenerator (torch is imported lazily)
+    config: DeepZConfig
+    path: Path | None = None
+
+    @property
+    def range_um(self) -> float:
+        """Largest |DPM| (µm) the model was trained on."""
+        return self.config.data.range_um
+
+    @property
+    def pixel_um(self) -> float | None:
+        """Lateral pixel size (µm) of the training data, if recorded."""
+        return self.config.provenance.get("pixel_um")
+
+
+def load(name_or_dir: str | Path) -> DeepZModel:
+    """Load a shipped model by name (``widefield3d models``) or a trained model directory."""
+    from widefield3d import zoo
+    from widefield3d.nets.deepz import DeepZGenerator
+
+    path = zoo.resolve_model(name_or_dir, METHOD)
+    raw = zoo.read_config(path, METHOD)
+    raw.pop("widefield3d_version", None)
+    try:
+        config = DeepZConfig.model_validate(raw)
+    except Exception as err:  # pydantic.ValidationError: one line naming the file
+        raise InputError(f"{path / zoo.CONFIG_NAME}: not a valid Deep-Z config ({str(err).splitlines()[0]})") from None
+    generator = DeepZGenerator(width=config.network.width)
+    zoo.load_weights(generator, path)
+    return DeepZModel(generator.eval(), config, path)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# surfaces
+
+
+def surface_dpm(shape: tuple[int, int], pixel_um: float, *, tilt_deg: float | None = None,
+                tilt_axis: Literal["x", "y"] = "x", cylinder_radius_um: float | None = None,
+                cylinder_axis: Literal["x", "y"] = "y", sinusoid: tuple[float, float] | None = None,
+                dpm=None) -> np.ndarray:
+    """Per-pixel refocus distance (µm) of one surface, relative to the input plane, before any z offset.
+
+    At most one surface may be given; none gives zeros (a plane). Conventions follow the simulator's tilted and
+    curved bead samples (:mod:`widefield3d.sim.samples`), so that a DPM equal to the sample's surface brings it into
+    focus:
+
+    - ``tilt_deg`` about ``tilt_axis``: ``tan(angle) * (y - y_c)`` for ``"x"``, ``tan(angle) * (x - x_c)`` for ``"y"``
+      (a positive angle goes deeper at larger y, resp. x);
+    - ``cylinder_radius_um`` R with its axis along ``cylinder_axis`` through the centre:
+      ``sign(R) * (|R| - sqrt(R^2 - u^2))``, u across the axis; R > 0 = the apex is nearest (sides deeper);
+    - ``sinusoid=(period_um, amplitude_um)``: ``amplitude * sin(2 pi x / period)`` along x (paper, Fig. S7);
+    - ``dpm``: a ``(Y, X)`` array in µm, used as it is.
+
+    Returns
+    -------
+    ndarray of float32, ``(Y, X)``, µm.
+    """
+    given = [name for name, v in (("--tilt", tilt_deg), ("--cylinder-radius", cylinder_radius_um),
+                                  ("--sinusoid", sinusoid), ("--dpm", dpm)) if v is not None]
+    if len(given) > 1:
+        raise InputError(f"refocus: give at most one surface, got {', '.join(given)}")
+    ny, nx = shape
+    if not (isinstance(pixel_um, (int, float)) and pixel_um > 0 and math.isfinite(pixel_um)):
+        raise InputError(f"refocus: pixel size {pixel_um!r} µm must be a positive number")
+    y = (np.arange(ny, dtype=np.float64) - (ny - 1) / 2) * pixel_um
+    x = (np.arange(nx, dtype=np.float64) - (nx - 1) / 2) * pixel_um
+    yy, xx = np.meshgrid(y, x, indexing="ij")
+    if dpm is not None:
+        surface = np.asarray(dpm, dtype=np.float64)
+        if surface.shape != (ny, nx):
+            raise InputError(f"--dpm: shape {surface.shape} differs from the image's {(ny, nx)}")
+        if not np.all(np.isfinite(surface)):
+            raise InputError("--dpm: contains NaN or infinite values")
+    elif tilt_deg is not None:
+        if tilt_axis not in ("x", "y"):
+            raise InputError(f"--tilt-axis: must be 'x' or 'y', got {tilt_axis!r}")
+        if not -89 <= tilt_deg <= 89:
+            raise InputError(f"--tilt: {tilt_deg} degrees is outside [-89, 89]")
+        surface = math.tan(math.radians(tilt_deg)) * (yy if tilt_axis == "x" else xx)
+    elif cylinder_radius_um is not None:
+        if cylinder_axis not in ("x", "y"):
+            raise InputError(f"cylinder_axis: must be 'x' or 'y', got {cylinder_axis!r}")
+        r = abs(float(cylinder_radius_um))
+        u = xx if cylinder_axis == "y" else yy
+        if r == 0 or np.abs(u).max() >= r:
+            raise InputError(f"--cylinder-radius: |R| = {r:g} µm must exceed half the field width "
+                             f"({np.abs(u).max():.1f} µm)")
+        surface = math.copysign(1.0, cylinder_radius_um) * (r - np.sqrt(r * r - u * u))
+    elif sinusoid is not None:
+        period, amplitude = (float(v) for v in sinusoid)
+        if period <= 0:
+            raise InputError(f"--sinusoid: period {period:g} µm must be positive")
+        surface = amplitude * np.sin(2 * np.pi * (xx - x[0]) / period)
+    else:
+        surface = np.zeros(shape)
+    return surface.astype(np.float32)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# inference
+
+
+def _plane_batch(generator, n_planes: int):
+    """Wrap a generator so that one tile of ``1 + n_planes`` channels (image, DPMs) gives ``n_planes`` planes.
+
+    This lets :func:`widefield3d.tiling.predict_tiled` push all planes of a virtual stack through one tiling pass.
+    """
+    import torch
+    from torch import nn
+
+    class PlaneBatch(nn.Module):
+        ndim = 2
+
+        def __init__(self):
+            super().__init__()
+            self.generator = generator
+            self.in_channels = 1 + n_planes
+            self.downsampling_factor = generator.downsampling_factor
+            self.receptive_radius = generator.receptive_radius
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            b, c, ny, nx = x.shape
+            image = x[:, :1].expand(b, n_planes, ny, nx)
+            pairs = torch.stack([image, x[:, 1:]], dim=2).reshape(b * n_planes, 2, ny, nx)
+            return self.generator(pairs).reshape(b, n_planes, ny, nx)
+
+    return PlaneBatch()
+
+
+def _as_frames(image, axes: str | None) -> tuple[np.ndarray, bool, float | None]:
+    """``(T, Y, X)`` float32 frames, whether the input had a T axis, and its pixel size if known."""
+    from widefield3d import io
+
+    pixel = None
+    if isinstance(image, io.Image):
+        pixel = image.spacing_um.get("X") if image.spacing_um.get("X", 1.0) != 1.0 else None
+        axes, image = image.axes, image.data
+    data = np.asarray(image)
+    if axes is None:
+        axes = {2: "YX", 3: "TYX"}.get(data.ndim)
+        if axes is None:
+            raise InputError(f"refocus: image must be 2D (YX) or a time series (TYX), got shape {data.shape}")
+    axes = io.check_axes(axes, data.shape, "refocus image")
+    squeezable = [a for a, n in zip(axes, data.shape) if a not in "TYX" and n == 1]
+    if set(axes) - set("TYX") - set(squeezable):
+        raise InputError(f"refocus: image axes '{axes}' (shape {data.shape}) must be YX or TYX: Deep-Z refocuses "
+                         "single planes (a Z or C axis of size > 1 is not accepted)")
+    frames = io.Image(data, axes).as_axes("TYX").data
+    if frames.dtype.kind not in "uif":
+        raise InputError(f"refocus: image dtype {frames.dtype} is not numeric")
+    frames = frames.astype(np.float32)
+    if not np.all(np.isfinite(frames)):
+        raise InputError("refocus: image contains NaN or infinite values")
+    return frames, "T" in axes, pixel
+
+
+def refocus(image, z=None, *, model, dpm=None, tilt_deg: float | None = None, tilt_axis: Literal["x", "y"] = "x",
+            cylinder_radius_um: float | None = None, cylinder_axis: Literal["x", "y"] = "y",
+            sinusoid: tuple[float, float] | None = None, allow_extrapolation: bool = False, device: str = "auto",
+            progress: bool = True, axes: str | None = None, pixel_um: float | None = None, normalisation=None,
+            denormalise: bool = True, mip: bool = False, tile: int = 512, batch_size: int = 2,
+            planes_per_pass: int = 8) -> np.ndarray:
+    """Refocus a wide-field image onto a plane, a virtual z-stack or a 3D surface with a Deep-Z(+) model.
+
+    Parameters
+    ----------
+    image : array_like or widefield3d.io.Image
+        One plane ``(Y, X)`` or a time series ``(T, Y, X)`` (a 3D array is read as TYX; pass ``axes`` or an
+        ``Image`` for other orders). Any size (tiled inference).
+    z : float or sequence of float, optional
+        Refocus distance(s) in µm (+ = deeper), added to the surface if one is given. A scalar (default 0) gives one
+        plane, a sequence a virtual stack.
+    model : str, path or DeepZModel
+        Shipped model name (e.g. ``"deepz-20x075"``), model directory, or a model from :func:`load`.
+    dpm, tilt_deg, tilt_axis, cylinder_radius_um, cylinder_axis, sinusoid
+        At most one surface; see :func:`surface_dpm`.
+    allow_extrapolation : bool
+        Allow DPM values beyond the model's trained axial range (refused by default: Deep-Z fails outside it).
+    device : {"auto", "cpu", "cuda", "cuda:N"}
+    progress : bool
+        Progress bar over frames and plane groups.
+    axes : str, optional
+        Axes of a plain array (default YX for 2D, TYX for 3D).
+    pixel_um : float, optional
+        Lateral pixel size for surfaces; default the ``Image``'s spacing, else the model's training pixel size.
+    normalisation : widefield3d.prep.normalise.Normalisation, optional
+        Intensity normalisation to use instead of the triangle normalisation of each input frame.
+    denormalise : bool
+        Return values in the input's units (``y * scale + background``); False: the normalised scale of training.
+    mip : bool
+        Return the maximum-intensity projection over the refocused planes instead of the planes.
+    tile, batch_size, planes_per_pass : int
+        Tiling window (pixels), tiles per forward pass and refocus planes per tiling pass (memory vs speed).
+
+    Returns
+    -------
+    ndarray of float32
+        ``(Y, X)`` for one plane, ``(Z, Y, X)`` for a sequence of ``z`` (``(T, ...)`` in front for a time series);
+        with ``mip`` the Z axis is projected away.
+
+    Raises
+    ------
+    InputError
+        Bad image, surface, model, device, or a DPM beyond the trained range without ``allow_extrapolation``.
+    """
+    from rich.progress import Progress
+
+    from widefield3d.prep.normalise import triangle_normalisation
+    from widefield3d.tiling import predict_tiled
+
+    if not isinstance(model, DeepZModel):
+        model = load(model)
+    frames, has_t, image_pixel = _as_frames(image, axes)
+    stack_out = z is not None and np.ndim(z) > 0
+    z_um = np.atleast_1d(np.asarray(0.0 if z is None else z, dtype=np.float64))
+    if z_um.ndim != 1 or z_um.size == 0 or not np.all(np.isfinite(z_um)):
+        raise InputError(f"--z: expected a finite number or a non-empty list of numbers, got {z!r}")
+    pixel = pixel_um or image_pixel or model.pixel_um or 1.0
+    surface = surface_dpm(frames.shape[1:], pixel, tilt_deg=tilt_deg, tilt_axis=tilt_axis,
+                          cylinder_radius_um=cylinder_radius_um, cylinder_axis=cylinder_axis, sinusoid=sinusoid,
+                          dpm=dpm)
+    lo, hi = float(z_um.min() + surface.min()), float(z_um.max() + surface.max())
+    limit = model.range_um
+    if max(abs(lo), abs(hi)) > limit + 1e-6 and not allow_extrapolation:
+        raise InputError(f"refocus: DPM spans {lo:+.2f} to {hi:+.2f} µm, beyond the model's trained range "
+                         f"+-{limit:g} µm (Deep-Z fails outside it); pass --allow-extrapolation to force it")
+    scaled_surface = surface / np.float32(limit)
+    groups = [z_um[i:i + planes_per_pass] for i in range(0, len(z_um), planes_per_pass)]
+    out = np.empty((len(frames), len(z_um), *frames.shape[1:]), np.float32)
+    generator = model.generator
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task("refocusing", total=len(frames) * len(groups))
+        for t, frame in enumerate(frames):
+            norm = normalisation or triangle_normalisation(frame, model.config.data.saturate_fraction)
+            x = norm.apply(frame)
+            first = 0
+            for group in groups:
+                channels = np.concatenate([x[None], (group / limit).astype(np.float32)[:, None, None]
+                                           + scaled_surface[None]])
+                y = predict_tiled(_plane_batch(generator, len(group)), channels, tile=tile, batch_size=batch_size,
+                                  device=device, progress=False)
+                out[t, first:first + len(group)] = y * np.float32(norm.scale) + np.float32(norm.background) \
+                    if denormalise else y
+                first += len(group)
+                bar.advance(task)
+    if mip:
+        out = out.max(axis=1)
+    elif not stack_out:
+        out = out[:, 0]
+    return out if has_t else out[0]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# training
+
+
+def _task(pairs_train, pairs_val, config: DeepZConfig):
+    from widefield3d.nets.deepz import DeepZDiscriminator, DeepZGenerator
+    from widefield3d.train.trainer import AdversarialTask
+
+    batch = config.trainer.batch_size
+    n_val = len(pairs_val) if config.validation_max_pairs is None else min(len(pairs_val), config.validation_max_pairs)
+    validation = [pairs_val.batch(np.arange(i, min(i + batch, n_val))) for i in range(0, n_val, batch)]
+
+    def sample_batch(rng: np.random.Generator):
+        return pairs_train.batch(rng.integers(0, len(pairs_train), size=batch), rng)
+
+    return AdversarialTask(
+        generator=DeepZGenerator(width=config.network.width),
+        discriminator=DeepZDiscriminator(width=config.network.discriminator_width),
+        sample_batch=sample_batch,
+        validation=validation,
+    )
+
+
+def train(data_dir: str | Path, out_dir: str | Path, config: DeepZConfig | None = None, *, resume: bool = False,
+          progress: bool = True):
+    """Train a Deep-Z (or, with ``config.data.target = "confocal"``, Deep-Z+) model.
+
+    Parameters
+    ----------
+    data_dir : path
+        Training stacks (see :mod:`widefield3d.methods.deepz_data`).
+    out_dir : path
+        Model directory: ``config.json``, ``weights.safetensors`` (best by validation MAE), ``log.csv``,
+        ``checkpoint.pt``.
+    config : DeepZConfig, optional
+        Default: the paper's settings; with ``resume`` and no config, the one saved in ``out_dir``.
+    resume : bool
+        Continue a killed run from its checkpoint.
+    progress : bool
+        Progress bars for data preparation and training.
+
+    Returns
+    -------
+    widefield3d.train.trainer.TrainResult
+    """
+    from widefield3d import io, zoo
+    from widefield3d.methods.deepz_data import build_pairs, find_stacks
+    from widefield3d.train.trainer import train as run_training
+
+    out_dir = Path(out_dir)
+    if config is None:
+        if resume and (out_dir / zoo.CONFIG_NAME).is_file():
+            saved = zoo.read_config(out_dir, METHOD)
+            saved.pop("widefield3d_version", None)
+            config = DeepZConfig.model_validate(saved)
+        else:
+            config = DeepZConfig()
+    pairs = build_pairs(data_dir, config.data, progress=progress)
+    pairs_train, pairs_val = pairs.split(config.data.validation_fraction, config.data.seed)
+    first = io.read(find_stacks(data_dir, config.data.target)[0][0], lazy=True)
+    dz, dy, _ = first.spacing_zyx
+    provenance = {"pixel_um": dy, "z_step_um": dz, "data_dir": str(Path(data_dir).resolve()),
+                  "regions": len(pairs.inputs), "pairs_train": len(pairs_train), "pairs_validation": len(pairs_val),
+                  "skipped_fields": list(pairs.skipped)}
+    method_config = config.model_copy(update={"provenance": provenance}).model_dump(mode="json")
+    return run_training(_task(pairs_train, pairs_val, config), config.trainer, out_dir, resume=resume,
+                        progress=progress, method_config=method_config)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# demo
+
+
+def demo_section(report, out_dir: str | Path, stack_image, plane_image, z_um, progress: bool = True,
+                 model: str = "deepz-20x075") -> dict:
+    """Add a Deep-Z section to the demo report: the single plane refocused into a virtual stack.
+
+    Parameters
+    ----------
+    report : widefield3d.report.Report
+    out_dir : path
+        Receives ``deepz_virtual_stack.ome.tif`` and ``figures/deepz_*.png``.
+    stack_image : widefield3d.io.Image or ndarray
+        The mechanically scanned ``(Z, Y, X)`` stack (camera counts).
+    plane_image : widefield3d.io.Image or ndarray
+        The single ``(Y, X)`` wide-field plane (same camera), focused at ``z_um == 0``.
+    z_um : array_like
+        ``(Z,)`` depth of each scanned plane relative to the single plane, µm.
+    progress : bool
+    model : str
+        Model name or directory.
+
+    Returns
+    -------
+    dict
+        ``{"z_um", "ssim_deepz", "ssim_identity", "seconds"}`` per-depth SSIM against the scanned stack.
+    """
+    import time
+
+    import matplotlib.pyplot as plt
+
+    from widefield3d import io
+    from widefield3d.analysis.metrics import ssim
+
+    out_dir = Path(out_dir)
+    stack = np.asarray(stack_image.data if isinstance(stack_image, io.Image) else stack_image, np.float32)
+    plane = plane_image if isinstance(plane_image, io.Image) else io.Image(np.asarray(plane_image), "YX")
+    z_um = np.asarray(z_um, np.float64)
+    loaded = load(model)
+    t0 = time.perf_counter()
+    virtual = refocus(plane, z_um, model=loaded, progress=progress, allow_extrapolation=True)
+    seconds = time.perf_counter() - t0
+    spacing = (float(np.diff(z_um).mean()) if len(z_um) > 1 else 1.0, *plane.spacing_zyx[1:])
+    io.write(out_dir / "deepz_virtual_stack.ome.tif", io.Image(virtual, "ZYX", spacing))
+    r = float(stack.max() - stack.min())
+    identity = np.asarray(plane.data, np.float32)
+    ssim_dz = [ssim(v, s, data_range=r) for v, s in zip(virtual, stack)]
+    ssim_id = [ssim(identity, s, data_range=r) for s in stack]
+
+    report.heading("Deep-Z: the single plane refocused into a virtual stack")
+    report.text(f"Model {model} ({loaded.config.description or 'see its README'}); {len(z_um)} planes from "
+                f"{z_um[0]:+.1f} to {z_um[-1]:+.1f} µm in {seconds:.1f} s on this machine. Trained range "
+                f"+-{loaded.range_um:g} µm. The scanned stack needed {len(z_um)} exposures; Deep-Z used one.")
+    y0 = stack.shape[1] // 2
+    extent = (0, stack.shape[2] * spacing[2], z_um[-1], z_um[0])
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+    lo, hi = np.percentile(stack[:, y0], [0.5, 99.8])
+    for ax, data, title in ((axes[0], stack, "mechanically scanned"), (axes[1], virtual, "Deep-Z virtual stack")):
+        ax.imshow(data[:, y0], cmap="gray", extent=extent, aspect="auto", vmin=lo, vmax=hi)
+        ax.set(title=f"{title}: x-z section at y = {y0 * spacing[1]:.1f} µm", xlabel="x (µm)", ylabel="z (µm)")
+    fig.tight_layout()
+    report.figure(fig, "x-z sections: scanned stack (41 exposures) and Deep-Z output from the single plane.",
+                  out_dir / "figures" / "deepz_sections.png")
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    ax.plot(z_um, ssim_dz, "o-", ms=3, label=f"Deep-Z (mean {np.mean(ssim_dz):.3f})")
+    ax.plot(z_um, ssim_id, "s--", ms=3, label=f"input copied to every plane (mean {np.mean(ssim_id):.3f})")
+    ax.set(xlabel="refocus distance z (µm)", ylabel="SSIM vs scanned plane", title="per-depth SSIM")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    report.figure(fig, "SSIM of each virtual plane against the scanned plane at the same depth (data range of the "
+                       "scanned stack), next to the identity baseline.", out_dir / "figures" / "deepz_ssim.png")
+    return {"z_um": z_um.tolist(), "ssim_deepz": ssim_dz, "ssim_identity": ssim_id, "seconds": seconds}

@@ -1,0 +1,291 @@
+"""Deep-Z training pairs from wide-field z-stacks (Wu et al. 2019, Methods, "Image pre-processing and training data
+preparation" and "Cross-modality alignment of wide-field and confocal fluorescence images").
+
+Per field of view (one ``ZYX`` stack):
+
+1. rigid alignment of the planes (:func:`widefield3d.prep.align.align_stack`, StackReg-like);
+2. an extended-depth-of-field (EDF) image (:func:`widefield3d.prep.edf.extended_depth_of_field`);
+3. normalisation of the whole stack against the EDF: triangle threshold, background subtracted, scale such that
+   1% of the foreground pixels saturate (:func:`widefield3d.prep.normalise.triangle_normalisation`);
+4. a foreground mask of the EDF (:func:`widefield3d.prep.mask.foreground_mask`) and a greedy minimal cover of it
+   by ``patch x patch`` regions with ~5% overlap (:func:`widefield3d.prep.cover.patch_cover`);
+5. per region: the middle plane = the plane of highest standard deviation; the ``planes_each_side`` planes above
+   and below it are inputs; for each input, ``targets_per_input`` random target planes within the trained axial
+   range; the DPM is the uniform ``z_target - z_input`` (µm), divided by ``range_um`` before entering the network;
+6. pairs split at random 85/15 into training and validation; training batches are augmented by a random flip and
+   rotation by a multiple of 90 degrees, validation is not.
+
+Deep-Z+ (``target="confocal"``): the wide-field and confocal stacks of a field are each aligned and normalised
+against their own EDF; the confocal stack is warped onto the wide-field grid by a feature-based projective
+registration of the two EDF images (:mod:`widefield3d.prep.projective`), pixels outside the overlap are dropped
+from the mask; per region the axial zero of each stack is the peak of its SSIM focus curve against its EDF
+(quadratic fit through the four best points, :func:`widefield3d.prep.focus.focus_zero`), and the DPM is the
+difference of the centred heights. A field whose registration fails (too few features) is skipped and listed in
+:attr:`PairSet.skipped`.
+
+Inputs: a directory with ``widefield/`` (and ``confocal/`` for Deep-Z+) holding one stack per field with equal
+file names (e.g. a :func:`widefield3d.sim.dataset.simulate_dataset` directory), or a directory whose image files
+are the wide-field stacks themselves. The axial step comes from the files' Z spacing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from rich.progress import Progress
+
+from widefield3d import io
+from widefield3d.errors import InputError
+
+IMAGE_SUFFIXES = (".tif", ".tiff", ".zarr", ".npy")
+
+
+class RegistrationError(InputError):
+    """A Deep-Z+ field whose confocal and wide-field EDF images could not be co-registered (the field is skipped)."""
+
+
+class DeepZDataConfig(BaseModel):
+    """How training pairs are built (paper values as defaults; lengths in µm, sizes in pixels)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    target: Literal["widefield", "confocal"] = Field("widefield", description="confocal = Deep-Z+")
+    patch_px: int = Field(256, ge=16, description="side of the training regions (paper 256)")
+    cover_overlap: float = Field(0.05, ge=0, lt=1, description="largest overlap of cover regions (area fraction)")
+    planes_each_side: int = Field(20, ge=0, description="input planes above and below the middle plane")
+    targets_per_input: int = Field(8, ge=1, description="random target planes per input (paper 5-10; Deep-Z+ 4)")
+    range_um: float = Field(10.0, gt=0, description="largest |DPM| trained; DPMs are divided by it")
+    saturate_fraction: float = Field(0.01, gt=0, lt=1, description="foreground fraction above 1 after normalising")
+    validation_fraction: float = Field(0.15, gt=0, lt=1)
+    max_fields: int | None = Field(None, ge=1, description="use only the first N fields (None: all)")
+    seed: int = 0
+
+
+@dataclass
+class PairSet:
+    """Training pairs that share cropped stacks: pair ``k`` maps ``inputs[r][i]`` + DPM to ``targets[r][t]``.
+
+    Attributes
+    ----------
+    inputs, targets : list of ndarray
+        Per region, the normalised ``(Z, P, P)`` float32 input (wide-field) and target stacks.
+    pairs : ndarray of int64
+        ``(N, 3)`` rows ``(region, input plane, target plane)``.
+    dpm_um : ndarray of float32
+        ``(N,)`` refocus distance ``z_target - z_input`` of each pair, µm.
+    range_um : float
+        DPMs are divided by this before entering the network.
+    skipped : list of str
+        Fields left out, with the reason (Deep-Z+ fields whose registration found too few features).
+    """
+
+    inputs: list[np.ndarray]
+    targets: list[np.ndarray]
+    pairs: np.ndarray
+    dpm_um: np.ndarray
+    range_um: float
+    skipped: tuple[str, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def subset(self, index: np.ndarray) -> PairSet:
+        """The pairs at ``index`` (sharing the stacks)."""
+        return PairSet(self.inputs, self.targets, self.pairs[index], self.dpm_um[index], self.range_um, self.skipped)
+
+    def split(self, validation_fraction: float, seed: int) -> tuple[PairSet, PairSet]:
+        """Random split into (training, validation) pairs."""
+        order = np.random.default_rng(seed).permutation(len(self))
+        n_val = max(1, int(round(validation_fraction * len(self))))
+        if n_val >= len(self):
+            raise InputError(f"training data: only {len(self)} pairs, too few to split off a validation set")
+        return self.subset(np.sort(order[n_val:])), self.subset(np.sort(order[:n_val]))
+
+    def batch(self, index, rng: np.random.Generator | None = None, crop_px: int | None = None) -> tuple[
+            torch.Tensor, torch.Tensor]:
+        """Network input ``(B, 2, P, P)`` (image, DPM / range) and target ``(B, 1, P, P)`` for the pairs ``index``.
+
+        With ``rng`` each pair gets a random flip and rotation by a multiple of 90 degrees (and a random
+        ``crop_px`` window if given); without, the pairs are returned as they are (validation).
+        """
+        xs, ys = [], []
+        for k in np.atleast_1d(index):
+            r, i, t = self.pairs[k]
+            x, y = self.inputs[r][i], self.targets[r][t]
+            if rng is not None:
+                if crop_px is not None and crop_px < x.shape[-1]:
+                    y0, x0 = rng.integers(0, x.shape[-1] - crop_px + 1, size=2)
+                    x, y = x[y0:y0 + crop_px, x0:x0 + crop_px], y[y0:y0 + crop_px, x0:x0 + crop_px]
+                turns, flip = int(rng.integers(4)), bool(rng.integers(2))
+                x, y = np.rot90(x, turns), np.rot90(y, turns)
+                if flip:
+                    x, y = x[:, ::-1], y[:, ::-1]
+            dpm = np.full(x.shape, self.dpm_um[k] / self.range_um, np.float32)
+            xs.append(np.stack([x, dpm]))
+            ys.append(y[None])
+        return torch.from_numpy(np.ascontiguousarray(np.stack(xs))), torch.from_numpy(np.ascontiguousarray(np.stack(ys)))
+
+
+def _stack_files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.iterdir() if not p.name.startswith(".") and p.name.lower().endswith(IMAGE_SUFFIXES))
+
+
+def find_stacks(data_dir: str | Path, target: str) -> list[tuple[Path, Path | None]]:
+    """``(wide-field stack, confocal stack or None)`` per field of view in ``data_dir`` (see the module doc)."""
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise InputError(f"{root}: training data directory not found")
+    wf_dir = root / "widefield" if (root / "widefield").is_dir() else root
+    files = _stack_files(wf_dir)
+    if not files:
+        raise InputError(f"{wf_dir}: no image stacks ({', '.join(IMAGE_SUFFIXES)}) found")
+    if target == "widefield":
+        return [(f, None) for f in files]
+    conf_dir = root / "confocal"
+    if not conf_dir.is_dir():
+        raise InputError(f"{root}: --target confocal needs the sub-directories widefield/ and confocal/")
+    pairs = [(f, conf_dir / f.name) for f in files if (conf_dir / f.name).exists()]
+    if not pairs:
+        raise InputError(f"{conf_dir}: no confocal stack has the name of a wide-field stack in {wf_dir}")
+    return pairs
+
+
+def _read_stack(path: Path) -> tuple[np.ndarray, float]:
+    image = io.read(path)
+    if image.axes != "ZYX":
+        raise InputError(f"{path}: a training stack must have axes ZYX, got {image.axes}")
+    if image.data.shape[0] < 2:
+        raise InputError(f"{path}: a training stack needs at least 2 planes, got {image.data.shape[0]}")
+    return np.asarray(image.data, np.float32), float(image.spacing_zyx[0])
+
+
+def _prepared(stack: np.ndarray, saturate_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Aligned and EDF-normalised stack, and its normalised EDF image (steps 1-3)."""
+    from widefield3d.prep.align import align_stack
+    from widefield3d.prep.edf import extended_depth_of_field
+    from widefield3d.prep.normalise import triangle_normalisation
+
+    aligned, _ = align_stack(stack)
+    edf = extended_depth_of_field(aligned)
+    norm = triangle_normalisation(edf, saturate_fraction=saturate_fraction)
+    return norm.apply(aligned), norm.apply(edf)
+
+
+def _cover(mask: np.ndarray, config: DeepZDataConfig, name: Path) -> list[tuple[int, int]]:
+    from widefield3d.prep.cover import patch_cover
+
+    if min(mask.shape) < config.patch_px:
+        raise InputError(f"{name}: field {mask.shape} is smaller than patch_px={config.patch_px}")
+    return patch_cover(mask, patch=config.patch_px, overlap=config.cover_overlap)
+
+
+def _choose_pairs(z_in: np.ndarray, z_target: np.ndarray, inputs: np.ndarray, config: DeepZDataConfig,
+                  rng: np.random.Generator) -> list[tuple[int, int, float]]:
+    """For each input plane, ``targets_per_input`` random target planes with ``|dz| <= range_um``."""
+    out = []
+    for i in inputs:
+        dz = z_target - z_in[i]
+        allowed = np.flatnonzero(np.abs(dz) <= config.range_um + 1e-6)
+        for t in rng.choice(allowed, size=min(config.targets_per_input, len(allowed)), replace=False):
+            out.append((int(i), int(t), float(dz[t])))
+    return out
+
+
+def _widefield_regions(path: Path, config: DeepZDataConfig, rng: np.random.Generator):
+    """Yield ``(input crop, target crop, pairs)`` of every region of one wide-field stack (Deep-Z)."""
+    from widefield3d.prep.focus import sharpest_plane
+    from widefield3d.prep.mask import foreground_mask
+
+    raw, dz = _read_stack(path)
+    stack, edf = _prepared(raw, config.saturate_fraction)
+    z = np.arange(len(stack)) * dz
+    p = config.patch_px
+    for y0, x0 in _cover(foreground_mask(edf), config, path):
+        crop = stack[:, y0:y0 + p, x0:x0 + p]
+        middle = sharpest_plane(crop)
+        inputs = np.arange(max(0, middle - config.planes_each_side), min(len(crop), middle + config.planes_each_side + 1))
+        yield crop, crop, _choose_pairs(z, z, inputs, config, rng)
+
+
+def _confocal_regions(wf_path: Path, conf_path: Path, config: DeepZDataConfig, rng: np.random.Generator):
+    """Yield ``(wide-field crop, confocal crop, pairs)`` of every region of one field (Deep-Z+)."""
+    from widefield3d.prep.focus import focus_zero, sharpest_plane
+    from widefield3d.prep.mask import foreground_mask
+    from widefield3d.prep.projective import register_projective, warp_projective
+
+    wf_raw, dz_wf = _read_stack(wf_path)
+    conf_raw, dz_conf = _read_stack(conf_path)
+    wf, wf_edf = _prepared(wf_raw, config.saturate_fraction)
+    conf, conf_edf = _prepared(conf_raw, config.saturate_fraction)
+    try:
+        matrix = register_projective(conf_edf, wf_edf)
+    except InputError as err:
+        raise RegistrationError(str(err)) from None
+    conf = warp_projective(conf, matrix, wf_edf.shape)
+    conf_edf = warp_projective(conf_edf, matrix, wf_edf.shape)
+    overlap = warp_projective(np.ones(conf_raw.shape[1:], np.float32), matrix, wf_edf.shape) > 0.999
+    z_wf, z_conf = np.arange(len(wf)) * dz_wf, np.arange(len(conf)) * dz_conf
+    p = config.patch_px
+    for y0, x0 in _cover(foreground_mask(wf_edf) & overlap, config, wf_path):
+        window = (slice(y0, y0 + p), slice(x0, x0 + p))
+        wf_crop, conf_crop = wf[(slice(None), *window)], conf[(slice(None), *window)]
+        zero_wf = focus_zero(wf_crop, z_wf, reference=wf_edf[window])
+        zero_conf = focus_zero(conf_crop, z_conf, reference=conf_edf[window])
+        middle = sharpest_plane(wf_crop)
+        inputs = np.arange(max(0, middle - config.planes_each_side), min(len(wf), middle + config.planes_each_side + 1))
+        yield wf_crop, conf_crop, _choose_pairs(z_wf - zero_wf, z_conf - zero_conf, inputs, config, rng)
+
+
+def build_pairs(data_dir: str | Path, config: DeepZDataConfig | None = None, *, progress: bool = True) -> PairSet:
+    """All training pairs of a directory of stacks (see the module docstring for every step).
+
+    Parameters
+    ----------
+    data_dir : path
+        ``widefield/`` (+ ``confocal/``) sub-directories, or the wide-field stacks themselves.
+    config : DeepZDataConfig
+        Patch size, planes, targets, axial range, normalisation, seed.
+    progress : bool
+        Show a progress bar over the fields.
+
+    Returns
+    -------
+    PairSet
+        Stacks normalised to the paper's scale (background 0, 1% of the foreground above 1).
+
+    Raises
+    ------
+    InputError
+        Missing or unreadable data, stacks that are not ``ZYX``, fields smaller than the patch, or no pairs.
+    """
+    config = config or DeepZDataConfig()
+    files = find_stacks(data_dir, config.target)[: config.max_fields]
+    rng = np.random.default_rng(config.seed)
+    inputs, targets, pairs, dpm, skipped = [], [], [], [], []
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task("preparing training pairs", total=len(files))
+        for wf_path, conf_path in files:
+            regions = (_widefield_regions(wf_path, config, rng) if conf_path is None
+                       else _confocal_regions(wf_path, conf_path, config, rng))
+            try:
+                for x, y, chosen in regions:
+                    if not chosen:
+                        continue
+                    r = len(inputs)
+                    inputs.append(np.ascontiguousarray(x))
+                    targets.append(inputs[-1] if y is x else np.ascontiguousarray(y))
+                    pairs += [(r, i, t) for i, t, _ in chosen]
+                    dpm += [d for _, _, d in chosen]
+            except RegistrationError as err:
+                skipped.append(f"{wf_path.name}: {err}")
+            bar.advance(task)
+    if not pairs:
+        reason = f"; skipped: {skipped[0]}" if skipped else " (no foreground found in any field)"
+        raise InputError(f"{data_dir}: no training pairs{reason}")
+    return PairSet(inputs, targets, np.array(pairs, np.int64), np.array(dpm, np.float32), config.range_um,
+                   tuple(skipped))

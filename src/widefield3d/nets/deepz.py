@@ -1,0 +1,187 @@
+"""The Deep-Z networks (Wu et al., Nature Methods 2019, Methods and Supplementary Fig. S8).
+
+Generator: a residual U-Net with five levels (four 2x2 max-pools), the paper's channel counts, transposed
+convolution up-sampling, concatenated skips and replicate padding; input ``(B, 2, Y, X)`` = image + DPM, output
+``(B, 1, Y, X)``. Discriminator: six blocks of two 3x3 convolutions (the second with stride 2) with leaky ReLU
+(slope 0.01), global average pooling, two fully connected layers and a sigmoid. A ``width`` multiplier scales
+every channel count (1.0 = the paper) so that a CPU can train a smaller variant; the layout stays the same.
+
+No normalisation layers: the generator has a finite, exactly computable receptive field
+(:attr:`DeepZGenerator.receptive_radius`), so tiled inference (:func:`widefield3d.tiling.predict_tiled`) equals
+whole-image inference.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from widefield3d.errors import InputError
+
+#: Down-sampling path (levels 1..5): first and second convolution of each block (paper: k1, k2).
+DOWN_CHANNELS = ((25, 48), (72, 96), (144, 192), (288, 384), (576, 768))
+#: Up-sampling path (levels 1..4): first and second convolution of each block (paper: k3, k4).
+UP_CHANNELS = ((72, 48), (144, 96), (288, 192), (576, 384))
+#: Discriminator blocks 1..6: first and second (stride-2) convolution (paper: i1, i2).
+DISCRIMINATOR_CHANNELS = ((48, 96), (96, 192), (192, 384), (384, 768), (768, 1536), (1536, 3072))
+
+LEAKY_SLOPE = 0.01
+
+
+def scaled(channels: int, width: float) -> int:
+    """A paper channel count times the width multiplier, at least 1."""
+    return max(1, int(round(channels * width)))
+
+
+def _check_width(name: str, width: float) -> float:
+    if isinstance(width, bool) or not isinstance(width, (int, float)) or not 0 < width <= 4:
+        raise InputError(f"{name}: width={width!r} must be a number in (0, 4]")
+    return float(width)
+
+
+def _conv3(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:
+    """3x3 convolution with one pixel of replicate padding (the paper's choice for every block)."""
+    return nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, padding_mode="replicate")
+
+
+def _init(module: nn.Module) -> None:
+    """Xavier-initialised weights and biases of 0.1, as in the paper."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.xavier_uniform_(m.weight)
+            nn.init.constant_(m.bias, 0.1)
+
+
+class _ResidualDown(nn.Module):
+    """``x + ReLU(conv2(ReLU(conv1(x))))``; ``x`` is zero-padded along channels to the output's count (Eq. 1)."""
+
+    def __init__(self, c_in: int, c_mid: int, c_out: int):
+        super().__init__()
+        if c_out < c_in:
+            raise InputError(f"residual block: {c_out} output channels < {c_in} input channels")
+        self.conv1, self.conv2 = _conv3(c_in, c_mid), _conv3(c_mid, c_out)
+        self.extra = c_out - c_in
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.conv2(F.relu(self.conv1(x))))
+        return y + F.pad(x, (0, 0, 0, 0, 0, self.extra))
+
+
+class _Up(nn.Module):
+    """``ReLU(conv4(ReLU(conv3(CAT(skip, up)))))`` (Eq. 2)."""
+
+    def __init__(self, c_cat: int, c_mid: int, c_out: int):
+        super().__init__()
+        self.conv3, self.conv4 = _conv3(c_cat, c_mid), _conv3(c_mid, c_out)
+
+    def forward(self, skip: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.conv4(F.relu(self.conv3(torch.cat([skip, up], dim=1)))))
+
+
+class DeepZGenerator(nn.Module):
+    """Deep-Z generator: residual U-Net mapping image + DPM to the refocused image.
+
+    Parameters
+    ----------
+    width : float
+        Multiplier of every channel count; 1.0 gives the paper's network (48 ... 768 channels).
+    in_channels : int
+        2 in Deep-Z (fluorescence image, DPM); kept as a parameter for ablations.
+
+    Shapes
+    ------
+    input ``(B, in_channels, Y, X)`` with ``Y, X`` multiples of :attr:`downsampling_factor` (16);
+    output ``(B, 1, Y, X)``, float32.
+    """
+
+    ndim = 2
+    levels = len(DOWN_CHANNELS)
+
+    def __init__(self, width: float = 1.0, in_channels: int = 2):
+        super().__init__()
+        self.width = _check_width("DeepZGenerator", width)
+        if not isinstance(in_channels, int) or in_channels < 1:
+            raise InputError(f"DeepZGenerator: in_channels={in_channels!r} must be a positive integer")
+        self.in_channels = in_channels
+        down = [(scaled(a, width), scaled(b, width)) for a, b in DOWN_CHANNELS]
+        up = [(scaled(a, width), scaled(b, width)) for a, b in UP_CHANNELS]
+        c_prev, blocks = in_channels, []
+        for c_mid, c_out in down:
+            blocks.append(_ResidualDown(c_prev, c_mid, max(c_out, c_prev)))
+            c_prev = max(c_out, c_prev)
+        self.down = nn.ModuleList(blocks)
+        self.pool = nn.MaxPool2d(2, stride=2)
+        skips = [b.conv2.out_channels for b in blocks]
+        # transposed convolution from level k+1 to level k keeps the channel count of level k's skip
+        self.upconv = nn.ModuleList(
+            nn.ConvTranspose2d(skips[k + 1] if k == len(up) - 1 else up[k + 1][1], skips[k], 2, stride=2)
+            for k in range(len(up))
+        )
+        self.up = nn.ModuleList(_Up(2 * skips[k], up[k][0], up[k][1]) for k in range(len(up)))
+        self.head = _conv3(up[0][1], 1)
+        _init(self)
+
+    @property
+    def downsampling_factor(self) -> int:
+        """Input sizes must be multiples of this (2**4 = 16 pixels)."""
+        return 2 ** (self.levels - 1)
+
+    @property
+    def receptive_radius(self) -> int:
+        """Upper bound, in input pixels, on how far an output pixel's inputs lie (108 for this layout).
+
+        A 3x3 convolution on level ``l`` (pixel = ``2**l`` input pixels) adds ``2**l``; a 2x2 transposed
+        convolution to level ``l`` adds ``2**l``; a concatenation takes the larger reach of its two inputs.
+        """
+        reach, skips = 0, []
+        for level in range(self.levels):
+            reach += 2 * 2**level
+            skips.append(reach)
+        for level in reversed(range(self.levels - 1)):
+            reach = max(reach + 2**level, skips[level]) + 2 * 2**level
+        return reach + 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map ``(B, 2, Y, X)`` (image, DPM / range) to ``(B, 1, Y, X)``."""
+        skips = []
+        for level, block in enumerate(self.down):
+            x = block(x if level == 0 else self.pool(x))
+            skips.append(x)
+        for k in reversed(range(self.levels - 1)):
+            x = self.up[k](skips[k], self.upconv[k](x))
+        return self.head(x)
+
+
+class DeepZDiscriminator(nn.Module):
+    """Deep-Z discriminator: six conv blocks, average pooling, FC + leaky ReLU, FC + sigmoid.
+
+    Parameters
+    ----------
+    width : float
+        Multiplier of every channel count and of the hidden FC size; 1.0 = the paper (3072).
+    in_channels : int
+        Channels of the judged image (1).
+
+    Shapes
+    ------
+    input ``(B, in_channels, Y, X)`` with ``Y, X >= 64`` (six stride-2 convolutions); output ``(B,)`` in (0, 1).
+    """
+
+    def __init__(self, width: float = 1.0, in_channels: int = 1):
+        super().__init__()
+        width = _check_width("DeepZDiscriminator", width)
+        layers, c_prev = [], in_channels
+        for c1, c2 in DISCRIMINATOR_CHANNELS:
+            c1, c2 = scaled(c1, width), scaled(c2, width)
+            layers += [_conv3(c_prev, c1), nn.LeakyReLU(LEAKY_SLOPE), _conv3(c1, c2, stride=2), nn.LeakyReLU(LEAKY_SLOPE)]
+            c_prev = c2
+        self.features = nn.Sequential(*layers)
+        self.fc = nn.Sequential(
+            nn.Linear(c_prev, c_prev), nn.LeakyReLU(LEAKY_SLOPE), nn.Linear(c_prev, 1), nn.Sigmoid()
+        )
+        _init(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Score ``(B, C, Y, X)`` images: probability (0, 1) that each is a real target."""
+        return self.fc(self.features(x).mean(dim=(2, 3))).squeeze(1)

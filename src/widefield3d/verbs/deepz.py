@@ -1,0 +1,151 @@
+"""`widefield3d refocus` (Deep-Z / Deep-Z+ inference) and `widefield3d train deepz`."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from widefield3d.errors import InputError
+
+
+class Axis(str, Enum):
+    x = "x"
+    y = "y"
+
+
+class Target(str, Enum):
+    widefield = "widefield"
+    confocal = "confocal"
+
+
+def _sinusoid(text: str) -> tuple[float, float]:
+    try:
+        period, amplitude = (float(v) for v in text.split(","))
+    except ValueError:
+        raise InputError(f"--sinusoid: expected PERIOD_UM,AMPLITUDE_UM, got {text!r}") from None
+    return period, amplitude
+
+
+def _read_dpm(path: Path, shape: tuple[int, int]):
+    import numpy as np
+
+    from widefield3d import io
+
+    dpm = io.read(path)
+    if dpm.axes != "YX":
+        raise InputError(f"{path}: a DPM must be one YX plane (µm), got axes {dpm.axes}")
+    if dpm.data.shape != shape:
+        raise InputError(f"{path}: DPM shape {dpm.data.shape} differs from the image's {shape}")
+    return np.asarray(dpm.data, np.float32)
+
+
+def _mip_path(output: Path) -> Path:
+    name = output.name
+    for ext in (".ome.tif", ".ome.tiff", ".ome.zarr", ".tif", ".tiff", ".zarr", ".npy"):
+        if name.endswith(ext):
+            return output.with_name(f"{name[: -len(ext)]}_mip{ext}")
+    return output.with_name(f"{output.stem}_mip{output.suffix}")
+
+
+def refocus_cmd(
+    image: Annotated[Path, typer.Argument(help="wide-field image: one plane (YX) or a time series (TYX)")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="output image (OME-TIFF, OME-Zarr, TIFF, npy)")],
+    model: Annotated[str, typer.Option(help="shipped model name (widefield3d models) or model directory")],
+    z: Annotated[Optional[str], typer.Option(help="distance in µm (3.5) or a stack START:STOP:STEP (-10:10:0.5); "
+                                                  "added to a surface")] = None,
+    dpm: Annotated[Optional[Path], typer.Option(help="per-pixel refocus distances (µm), a YX image file")] = None,
+    tilt: Annotated[Optional[float], typer.Option(help="tilted plane, degrees")] = None,
+    tilt_axis: Annotated[Axis, typer.Option(help="axis the plane is tilted about")] = Axis.x,
+    cylinder_radius: Annotated[Optional[float], typer.Option(help="cylinder radius (µm), axis along y; "
+                                                                  "negative: apex deepest")] = None,
+    sinusoid: Annotated[Optional[str], typer.Option(help="PERIOD_UM,AMPLITUDE_UM sinusoidal surface along x")] = None,
+    mip: Annotated[bool, typer.Option("--mip", help="also write the max-intensity projection over z (OUT_mip)")] = False,
+    allow_extrapolation: Annotated[bool, typer.Option("--allow-extrapolation",
+                                                      help="allow DPMs beyond the trained axial range")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
+) -> None:
+    """Refocus one wide-field image (or each frame of a time series) onto a plane, a virtual stack or a surface."""
+    import numpy as np
+
+    from widefield3d import io
+    from widefield3d.cli import console, parse_range
+    from widefield3d.methods.deepz import load, refocus
+
+    z_um = None
+    if z is not None:
+        z_um = parse_range(z, "--z")
+        z_um = float(z_um[0]) if ":" not in z else z_um
+    surface = dict(tilt_deg=tilt, tilt_axis=tilt_axis.value, cylinder_radius_um=cylinder_radius,
+                   sinusoid=_sinusoid(sinusoid) if sinusoid is not None else None)
+    given = [k for k, v in (("--z", z), ("--dpm", dpm), ("--tilt", tilt), ("--cylinder-radius", cylinder_radius),
+                            ("--sinusoid", sinusoid)) if v is not None]
+    if not given:
+        raise InputError("refocus: give --z, --dpm, --tilt, --cylinder-radius or --sinusoid")
+    source = io.read(image)
+    if source.axes not in ("YX", "TYX"):
+        raise InputError(f"{image}: Deep-Z refocuses one plane (YX) or a time series (TYX), got axes {source.axes}")
+    if dpm is not None:
+        surface["dpm"] = _read_dpm(dpm, tuple(source.data.shape[-2:]))
+    loaded = load(model)
+    result = refocus(source, z_um, model=loaded, allow_extrapolation=allow_extrapolation, device=device, **surface)
+    stacked = z_um is not None and np.ndim(z_um) > 0
+    axes = ("T" if "T" in source.axes else "") + ("Z" if stacked else "") + "YX"
+    dz = float(np.diff(z_um).mean()) if stacked and len(z_um) > 1 else 1.0
+    spacing = {"Z": dz, "Y": source.spacing_um["Y"], "X": source.spacing_um["X"]}
+    io.write(output, io.Image(result, axes, spacing))
+    written = [str(output)]
+    if mip:
+        projection = result.max(axis=axes.index("Z")) if stacked else result
+        io.write(_mip_path(output), io.Image(projection, axes.replace("Z", ""), spacing))
+        written.append(str(_mip_path(output)))
+    console.print(f"wrote {', '.join(written)}: {axes} {result.shape} with {Path(str(loaded.path)).name}")
+
+
+def train_cmd(
+    data: Annotated[Path, typer.Option(help="folder of wide-field z-stacks, or with widefield/ (+ confocal/) folders")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="model directory")],
+    config: Annotated[Optional[Path], typer.Option(help="DeepZConfig as YAML or JSON (defaults: the paper)")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue a killed run from its checkpoint")] = False,
+    target: Annotated[Optional[Target], typer.Option(help="widefield = Deep-Z, confocal = Deep-Z+")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N (overrides the config)")] = None,
+) -> None:
+    """Train Deep-Z (wide-field targets) or Deep-Z+ (confocal targets) with the paper's GAN."""
+    import json
+
+    import yaml
+
+    from widefield3d.cli import console
+    from widefield3d.methods.deepz import DeepZConfig, train
+
+    cfg = None
+    if config is not None:
+        if not config.is_file():
+            raise InputError(f"{config}: config file not found")
+        try:
+            raw = (json.loads(config.read_text()) if config.suffix.lower() == ".json"
+                   else yaml.safe_load(config.read_text()))
+        except (json.JSONDecodeError, yaml.YAMLError) as err:
+            raise InputError(f"{config}: not valid {'JSON' if config.suffix == '.json' else 'YAML'} "
+                             f"({str(err).splitlines()[0]})") from None
+        if not isinstance(raw, dict):
+            raise InputError(f"{config}: must hold a mapping of DeepZConfig fields")
+        raw.pop("widefield3d_version", None)
+        cfg = DeepZConfig.model_validate(raw)
+    if target is not None or device is not None:
+        cfg = cfg or DeepZConfig()
+        if target is not None:
+            cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"target": target.value})})
+        if device is not None:
+            cfg = cfg.model_copy(update={"trainer": cfg.trainer.model_copy(update={"device": device})})
+    result = train(data, output, cfg, resume=resume)
+    console.print(f"trained {result.iterations_done} iterations in {result.seconds:.0f} s; best validation MAE "
+                  f"{result.best_metric:.4g} at iteration {result.best_iteration}; model in {output}")
+
+
+def register(app: typer.Typer, train_app: typer.Typer) -> None:
+    """Add ``refocus`` to the main app and ``deepz`` to ``train``."""
+    app.command("refocus")(refocus_cmd)
+    train_app.command("deepz")(train_cmd)

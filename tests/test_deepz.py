@@ -1,0 +1,225 @@
+"""Deep-Z networks (paper layout), the refocus API (planes, stacks, surfaces, time series, range refusal) and the
+`refocus` / `train deepz` command lines."""
+
+import numpy as np
+import pytest
+import torch
+
+from widefield3d import io, zoo
+from widefield3d.cli import main
+from widefield3d.errors import InputError
+from widefield3d.methods import deepz
+from widefield3d.nets.deepz import DeepZDiscriminator, DeepZGenerator
+from widefield3d.tiling import predict_tiled
+
+
+def _convs(module):
+    return [m for m in module.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+
+
+def test_generator_has_the_paper_channels():
+    g = DeepZGenerator()
+    down = [(b.conv1.out_channels, b.conv2.out_channels) for b in g.down]
+    assert down == [(25, 48), (72, 96), (144, 192), (288, 384), (576, 768)]
+    up = [(b.conv3.out_channels, b.conv4.out_channels) for b in g.up]
+    assert up == [(72, 48), (144, 96), (288, 192), (576, 384)]
+    assert g.down[0].conv1.in_channels == 2 and g.head.in_channels == 48 and g.head.out_channels == 1
+    assert [u.in_channels for u in g.upconv] == [96, 192, 384, 768]  # transposed convolutions from level k+1
+    assert all(c.padding_mode == "replicate" for c in _convs(g) if isinstance(c, torch.nn.Conv2d))
+    assert all(torch.all(c.bias == 0.1) for c in _convs(g))
+    assert g.downsampling_factor == 16 and g.receptive_radius == 108
+
+
+def test_discriminator_has_the_paper_layout():
+    d = DeepZDiscriminator()
+    convs = _convs(d)
+    assert [c.out_channels for c in convs] == [48, 96, 96, 192, 192, 384, 384, 768, 768, 1536, 1536, 3072]
+    assert [c.stride[0] for c in convs] == [1, 2] * 6
+    fc = [m for m in d.fc if isinstance(m, torch.nn.Linear)]
+    assert [(f.in_features, f.out_features) for f in fc] == [(3072, 3072), (3072, 1)]
+    assert [m.negative_slope for m in d.modules() if isinstance(m, torch.nn.LeakyReLU)] == [0.01] * 13
+
+
+def test_shapes_and_width():
+    g, d = DeepZGenerator(width=0.125), DeepZDiscriminator(width=0.0625)
+    y = g(torch.randn(3, 2, 64, 96))
+    assert y.shape == (3, 1, 64, 96)
+    s = d(torch.randn(3, 1, 64, 64))
+    assert s.shape == (3,) and torch.all((s > 0) & (s < 1))
+    assert sum(p.numel() for p in g.parameters()) < 0.02 * sum(p.numel() for p in DeepZGenerator().parameters())
+    with pytest.raises(InputError, match="width"):
+        DeepZGenerator(width=0)
+
+
+def test_receptive_radius_is_exact_and_tiling_is_seamless():
+    torch.manual_seed(0)
+    g = DeepZGenerator(width=0.0625).eval()
+    x = torch.randn(1, 2, 288, 288, requires_grad=True)
+    reach = 0
+    for phase in range(16):
+        x.grad = None
+        q = 144 + phase
+        g(x)[0, 0, q, 144].backward()
+        rows = np.nonzero(x.grad[0].abs().sum((0, 2)).numpy())[0]
+        reach = max(reach, q - rows.min(), rows.max() - q)
+    assert reach == g.receptive_radius
+    image = np.random.default_rng(0).normal(size=(2, 150, 170)).astype(np.float32)
+    tiled = predict_tiled(g, image, tile=256, blend=16, progress=False)
+    pad = 112  # reflect-pad by >= the radius on both sides (multiple of 16 in total), one forward pass, crop
+    padded = np.pad(image, ((0, 0), (pad, 384 - 150 - pad), (pad, 400 - 170 - pad)), mode="reflect")
+    with torch.inference_mode():
+        whole = g(torch.from_numpy(padded)[None])[0, :, pad:pad + 150, pad:pad + 170].numpy()
+    assert np.abs(tiled - whole).max() < 1e-4
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A randomly initialised small Deep-Z model saved as a model directory (range +-10 µm, 0.325 µm pixels)."""
+    path = tmp_path_factory.mktemp("model")
+    torch.manual_seed(0)
+    config = deepz.DeepZConfig(network={"width": 0.0625}, provenance={"pixel_um": 0.325})
+    zoo.write_config(path, "deepz", config.model_dump(mode="json"))
+    zoo.save_weights(path, DeepZGenerator(width=0.0625))
+    return path
+
+
+@pytest.fixture(scope="module")
+def model(model_dir):
+    return deepz.load(model_dir)
+
+
+def _image(shape=(40, 56), seed=0):
+    rng = np.random.default_rng(seed)
+    img = rng.poisson(20, shape).astype(np.float32)
+    img[10:14, 20:25] += 500
+    return img
+
+
+def test_refocus_shapes_for_every_surface(model):
+    img = _image()
+    kw = dict(model=model, progress=False, device="cpu")
+    assert deepz.refocus(img, 3.5, **kw).shape == (40, 56)
+    assert deepz.refocus(img, **kw).shape == (40, 56)
+    assert deepz.refocus(img, [-2, 0, 2], **kw).shape == (3, 40, 56)
+    assert deepz.refocus(img, np.arange(-10, 10.1, 0.5), **kw, planes_per_pass=16).shape == (41, 40, 56)
+    for surface in ({"tilt_deg": 1.5}, {"tilt_deg": -3, "tilt_axis": "y"}, {"cylinder_radius_um": 500.0},
+                    {"sinusoid": (5.0, 4.0)}, {"dpm": np.linspace(-5, 5, 56)[None].repeat(40, 0)}):
+        assert deepz.refocus(img, **surface, **kw).shape == (40, 56)
+        assert deepz.refocus(img, [-1.0, 1.0], **surface, **kw).shape == (2, 40, 56)
+    assert deepz.refocus(img, [-2, 0, 2], mip=True, **kw).shape == (40, 56)
+
+
+def test_stack_batching_equals_single_planes(model):
+    img = _image()
+    kw = dict(model=model, progress=False, device="cpu")
+    stack = deepz.refocus(img, [-4.0, 1.0, 7.5], planes_per_pass=2, **kw)
+    for z, plane in zip([-4.0, 1.0, 7.5], stack):
+        np.testing.assert_allclose(plane, deepz.refocus(img, z, **kw), rtol=1e-4, atol=1e-3)
+    # the DPM enters the network divided by the trained range: a non-uniform DPM equal to z everywhere is a plane
+    np.testing.assert_allclose(deepz.refocus(img, dpm=np.full(img.shape, 7.5), **kw), stack[2], rtol=1e-4, atol=1e-3)
+
+
+def test_surface_dpms():
+    tilt = deepz.surface_dpm((11, 21), 0.5, tilt_deg=45.0)  # about x: depth grows with y, 0 at the centre row
+    np.testing.assert_allclose(tilt[:, 0], (np.arange(11) - 5) * 0.5, atol=1e-5)
+    assert np.all(tilt == tilt[:, :1])
+    cyl = deepz.surface_dpm((3, 21), 1.0, cylinder_radius_um=20.0)  # axis along y: sag grows with |x|
+    assert cyl[1, 10] == 0 and cyl[1, 0] == pytest.approx(20 - np.sqrt(400 - 100), rel=1e-5)
+    sine = deepz.surface_dpm((2, 40), 0.5, sinusoid=(10.0, 4.0))
+    assert sine.max() == pytest.approx(4.0, abs=0.05) and np.allclose(sine[:, :20], sine[:, 20:], atol=1e-5)
+    with pytest.raises(InputError, match="at most one surface"):
+        deepz.surface_dpm((4, 4), 1.0, tilt_deg=1.0, sinusoid=(3.0, 1.0))
+    with pytest.raises(InputError, match="half the field"):
+        deepz.surface_dpm((4, 64), 1.0, cylinder_radius_um=10.0)
+
+
+def test_range_is_refused_unless_allowed(model):
+    img = _image()
+    kw = dict(model=model, progress=False, device="cpu")
+    with pytest.raises(InputError, match="trained range"):
+        deepz.refocus(img, [-12.0, 0.0], **kw)
+    with pytest.raises(InputError, match="trained range"):
+        deepz.refocus(img, 8.0, sinusoid=(10.0, 4.0), **kw)  # 8 + 4 > 10
+    assert deepz.refocus(img, 12.0, allow_extrapolation=True, **kw).shape == img.shape
+
+
+def test_time_series(model):
+    frames = np.stack([_image(seed=s) for s in range(3)])
+    kw = dict(model=model, progress=False, device="cpu")
+    out = deepz.refocus(frames, [-1.0, 0.0, 1.0], **kw)
+    assert out.shape == (3, 3, 40, 56)
+    np.testing.assert_allclose(out[1], deepz.refocus(frames[1], [-1.0, 0.0, 1.0], **kw), rtol=1e-5, atol=1e-3)
+    assert deepz.refocus(frames, [-1.0, 1.0], mip=True, **kw).shape == (3, 40, 56)
+    assert deepz.refocus(io.Image(frames.transpose(1, 2, 0), "YXT"), 2.0, **kw).shape == (3, 40, 56)
+    with pytest.raises(InputError, match="YX or TYX"):
+        deepz.refocus(io.Image(frames, "ZYX"), 1.0, **kw)
+
+
+def test_output_is_in_input_units(model):
+    img = _image()
+    kw = dict(model=model, progress=False, device="cpu")
+    a = deepz.refocus(img, 1.0, **kw)
+    b = deepz.refocus(img * 3 + 100, 1.0, **kw)  # normalisation from the image itself: affine changes carry through
+    np.testing.assert_allclose(b, a * 3 + 100, rtol=1e-3, atol=0.05)
+
+
+def test_cli_refocus(tmp_path, model_dir):
+    src = tmp_path / "in.ome.tif"
+    io.write(src, io.Image(_image().astype(np.uint16), "YX", (1.0, 0.325, 0.325)))
+    out = tmp_path / "out.ome.tif"
+    main(["refocus", str(src), "-o", str(out), "--model", str(model_dir), "--z", "-2:2:1", "--mip", "--device", "cpu"])
+    stack = io.read(out)
+    assert stack.axes == "ZYX" and stack.data.shape == (5, 40, 56) and stack.spacing_um["Z"] == pytest.approx(1.0)
+    assert io.read(tmp_path / "out_mip.ome.tif").data.shape == (40, 56)
+    dpm = tmp_path / "dpm.npy"
+    io.write(dpm, io.Image(np.full((40, 56), 2.0, np.float32), "YX"))
+    main(["refocus", str(src), "-o", str(tmp_path / "s.ome.tif"), "--model", str(model_dir), "--dpm", str(dpm)])
+    np.testing.assert_allclose(io.read(tmp_path / "s.ome.tif").data, stack.data[4], rtol=1e-4, atol=1e-2)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--z", "11"], "trained range"),
+    (["--z", "a:b"], "START:STOP:STEP"),
+    ([], "give --z"),
+    (["--tilt", "1", "--sinusoid", "5,1"], "at most one surface"),
+    (["--sinusoid", "5"], "PERIOD_UM,AMPLITUDE_UM"),
+    (["--dpm", "missing.npy"], "not found"),
+    (["--z", "1", "--device", "tpu"], "device"),
+])
+def test_cli_refocus_bad_inputs(tmp_path, model_dir, capsys, args, message):
+    src = tmp_path / "in.ome.tif"
+    io.write(src, io.Image(_image().astype(np.uint16), "YX"))
+    out = tmp_path / "out.ome.tif"
+    with pytest.raises(SystemExit) as exc:
+        main(["refocus", str(src), "-o", str(out), "--model", str(model_dir), *args])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) <= 2
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp")]
+
+
+def test_cli_bad_model_and_image(tmp_path, model_dir, capsys):
+    stack, plane = tmp_path / "stack.ome.tif", tmp_path / "plane.ome.tif"
+    io.write(stack, io.Image(np.ones((3, 16, 16), np.float32), "ZYX"))
+    io.write(plane, io.Image(_image(), "YX"))
+    for image, args, message in ((plane, ["--model", "no-such-model"], "no such directory"),
+                                 (plane, ["--model", str(tmp_path)], "not a model directory"),
+                                 (stack, ["--model", str(model_dir)], "got axes ZYX"),
+                                 (tmp_path / "none.tif", ["--model", str(model_dir)], "not found")):
+        with pytest.raises(SystemExit):
+            main(["refocus", str(image), "-o", str(tmp_path / "o.tif"), "--z", "1", *args])
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "o.tif").exists()
+
+
+def test_cli_train_bad_inputs(tmp_path, capsys):
+    bad = tmp_path / "cfg.yaml"
+    bad.write_text("network: {width: -1}\n")
+    for args, message in ((["--data", str(tmp_path / "none")], "not found"),
+                          (["--data", str(tmp_path), "--config", str(bad)], "width"),
+                          (["--data", str(tmp_path), "--config", str(tmp_path / "nope.yaml")], "not found")):
+        with pytest.raises(SystemExit) as exc:
+            main(["train", "deepz", *args, "-o", str(tmp_path / "m")])
+        assert exc.value.code == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
