@@ -12,8 +12,8 @@ Solver
 ------
 ``K = [grad; A]`` stacks the forward-difference gradient (isotropic TV: the sum over voxels of the 2-norm of the
 3-vector of differences, which anisotropic TV would turn into flat-topped kernels; ``f`` is zero outside its box, so
-voxels on the faces are penalised like the others) and the convolution ``A f = f * x``; the data and TV terms form ``F(K f)``
-and the energy term ``G(f) = mu (sum f - 1)^2``, so that every proximal operator is closed-form:
+voxels on the faces are penalised like the others) and the convolution ``A f = f * x``; the data and TV terms form
+``F(K f)`` and the energy term ``G(f) = mu (sum f - 1)^2``, so that every proximal operator is closed-form:
 
 - TV block: projection of the dual variable onto the ball ``|p| <= lam`` per voxel;
 - data block: ``prox_{s F*}(q) = (q - s y) / (1 + s / 2)``;
@@ -21,12 +21,14 @@ and the energy term ``G(f) = mu (sum f - 1)^2``, so that every proximal operator
 
 (The paper lets ``K`` be the gradient alone and folds the data term into ``G``; with a kernel much smaller than the
 stack that proximal step has no closed form, hence the stacked operator.) The two blocks have very different norms
-(``||grad||^2 <= 12``, ``||A||`` ~ 10^3 on [0, 1]-scaled stacks), so each dual block gets its own step (block
+(``||grad||^2 <= 12``, ``||A||`` set by the data), so each dual block gets its own step (block
 preconditioning, Pock & Chambolle 2011): ``sigma_i = 0.495 / (tau ||K_i||^2)``, so that
 ``tau (sigma_1 ||grad||^2 + sigma_2 ||A||^2) = 0.99 < 1`` (convergence condition), with ``tau = 10 / ||A||^2``;
 ``||A||`` is estimated by power iteration (+5 %), ``theta = 1``. ``tau`` sets the primal/dual balance: with
 ``tau = 1 / ||A||`` the kernel still sat at a corner of its box after 200 iterations on simulated tissue; ``tau`` of
 1 to 10 over ``||A||^2`` found the right peak, and 10 reached the lowest objective on a known Gaussian kernel.
+The default 200 iterations are a fixed count (``tol = 0``): on noisy simulated pairs, running to convergence (600)
+made the peak *less* accurate, so the count acts as a regulariser too (docs/registration.md).
 
 Boundary handling: the convolution is computed with FFTs over the stack (circular), but only the *valid* region of
 ``y`` enters the data term (voxels at least half a kernel from every face), where circular and linear convolution
@@ -34,7 +36,9 @@ agree; so no wrap-around or padding assumption touches the fit.
 
 Preparation (the paper does not state one): ``y`` is scaled to the mean of ``x`` (so that ``sum f = 1`` holds for the
 raw pair); then the same lateral high-pass (minus a Gaussian blur of sigma ``highpass_px``, 3 pixels by default) is
-applied to both, and both are divided by the 99.9th percentile of ``|x|``. Filtering both stacks with one linear
+applied to both, and both are divided by the 99.9th percentile of ``|x|`` times ``sqrt(N)`` (``N`` = voxels in the
+valid region), which makes the data term the *mean* squared residual of [0, 1]-scaled stacks, so that ``lam`` and
+``mu`` weigh the same whatever the stack size. Filtering both stacks with one linear
 shift-invariant filter keeps ``y = f * x`` exact, but removes the wide-field haze and far out-of-focus light, which a
 kernel of a few µm cannot represent: without it the fitted kernel piles up at the faces of its box on simulated
 thick tissue, whatever the shift.
@@ -118,7 +122,8 @@ def _spacing(spacing_um) -> tuple[float, float, float]:
     return sp
 
 
-def _prepare(confocal: np.ndarray, widefield: np.ndarray, highpass_px: float | None) -> tuple[np.ndarray, np.ndarray]:
+def _prepare(confocal: np.ndarray, widefield: np.ndarray, highpass_px: float | None,
+             psf_shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Put the pair on one scale and remove the haze the finite kernel cannot explain (see the module doc)."""
     mx, my = float(confocal.mean()), float(widefield.mean())
     if np.ptp(confocal) <= 0 or np.ptp(widefield) <= 0 or mx <= 0 or my <= 0:
@@ -132,6 +137,7 @@ def _prepare(confocal: np.ndarray, widefield: np.ndarray, highpass_px: float | N
     scale = float(np.percentile(np.abs(x), 99.9))
     if scale <= 0:
         raise InputError("confocal: no structure left after the high-pass filter; nothing to register")
+    scale *= np.sqrt(np.prod([n - 2 * (p // 2) for n, p in zip(x.shape, psf_shape)]))  # data term -> a mean
     return (x / scale).astype(np.float32), (y / scale).astype(np.float32)
 
 
@@ -209,7 +215,7 @@ def objective(f: np.ndarray, confocal: np.ndarray, widefield: np.ndarray, *, lam
               mu: float = 10.0, highpass_px: float | None = HIGHPASS_PX) -> float:
     """Value of Eq. 2 for kernel ``f`` on the pair prepared as :func:`estimate_psf` fits it."""
     y, x = _pair(widefield, confocal)
-    x, y = _prepare(x, y, highpass_px)
+    x, y = _prepare(x, y, highpass_px, np.shape(f))
     return _objective(np.asarray(f, np.float32), _Convolution(x, np.shape(f)), y, lam, mu)
 
 
@@ -238,8 +244,8 @@ def estimate_psf(
     psf_shape: tuple[int, int, int] = PSF_SHAPE,
     lam: float = 1.0,
     mu: float = 10.0,
-    iterations: int = 300,
-    tol: float = 1e-4,
+    iterations: int = 200,
+    tol: float = 0.0,
     highpass_px: float | None = HIGHPASS_PX,
     progress: bool = False,
     history: list | None = None,
@@ -277,7 +283,7 @@ def estimate_psf(
         raise InputError(f"lam and mu must be non-negative, got lam={lam}, mu={mu}")
     if iterations < 1:
         raise InputError(f"iterations must be at least 1, got {iterations}")
-    x, y = _prepare(x, y, highpass_px)
+    x, y = _prepare(x, y, highpass_px, shape)
     conv = _Convolution(x, shape)
     y_valid = y[conv.valid]
     norm_a = conv.norm()
@@ -350,8 +356,8 @@ def register_psf(
     psf_shape: tuple[int, int, int] = PSF_SHAPE,
     lam: float = 1.0,
     mu: float = 10.0,
-    iterations: int = 300,
-    tol: float = 1e-4,
+    iterations: int = 200,
+    tol: float = 0.0,
     highpass_px: float | None = HIGHPASS_PX,
     progress: bool = False,
 ) -> Shift:
@@ -371,7 +377,7 @@ def register_psf(
 
 
 def register_xcorr(widefield, confocal, *, spacing_um, upsample: int = 10, phase: bool = False) -> Shift:
-    """Cross-correlation baseline by ``skimage.registration.phase_cross_correlation``, same sign as :func:`register_psf`.
+    """Cross-correlation baseline (``skimage.registration.phase_cross_correlation``); sign as :func:`register_psf`.
 
     ``phase=False`` (the paper's baseline): plain cross-correlation (``normalization=None``) of the stacks scaled to
     zero mean and unit variance, no window. ``phase=True``: phase correlation (``normalization="phase"``, the

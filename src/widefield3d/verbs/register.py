@@ -16,12 +16,14 @@ def register(app: typer.Typer, train_app: typer.Typer) -> None:
         widefield: Annotated[Path, typer.Argument(help="wide-field z-stack (ZYX)")],
         confocal: Annotated[Path, typer.Argument(help="confocal z-stack of the same field, same grid")],
         output: Annotated[Path, typer.Option("-o", "--output", help="JSON file for the shift")],
-        method: Annotated[str, typer.Option(help="psf (WFCON-Net's PSF-based registration), xcorr (plain cross-correlation) or "
-                                                       "phase (phase correlation, Hann window)")] = "psf",
-        psf_shape: Annotated[str, typer.Option(help="kernel size Z,Y,X in voxels (odd); bounds the shift")] = "15,31,31",
+        method: Annotated[str, typer.Option(
+            help="psf (WFCON-Net's PSF-based registration), xcorr (plain cross-correlation) or phase "
+                 "(phase correlation, Hann window)")] = "psf",
+        psf_shape: Annotated[str, typer.Option(
+            help="kernel size Z,Y,X in voxels (odd); bounds the shift")] = "15,31,31",
         lam: Annotated[float, typer.Option(help="weight of the TV term")] = 1.0,
         mu: Annotated[float, typer.Option(help="weight of the energy term (sum f - 1)^2")] = 10.0,
-        iterations: Annotated[int, typer.Option(help="Chambolle-Pock iterations (at most)")] = 300,
+        iterations: Annotated[int, typer.Option(help="Chambolle-Pock iterations")] = 200,
         highpass: Annotated[float, typer.Option(help="lateral high-pass sigma in pixels (0: none)")] = 3.0,
         upsample: Annotated[int, typer.Option(help="xcorr, phase: sub-voxel precision 1/UPSAMPLE")] = 10,
         progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
