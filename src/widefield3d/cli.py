@@ -149,9 +149,12 @@ def _beside(output: Path, tag: str) -> Path:
 
 @simulate_app.command("acquire")
 def simulate_acquire(
-    truth: Annotated[Path, typer.Argument(help="sample file written by `simulate sample`")],
+    truth: Annotated[Path, typer.Argument(help="sample file written by `simulate sample`, or a ZYX transmittance "
+                                                "volume in [0, 1] (bright-field ray model)")],
     output: Annotated[Path, typer.Option("-o", "--output")],
-    z: Annotated[str, typer.Option(help="focal depths START:STOP:STEP in µm from the sample's first plane")],
+    z: Annotated[Optional[str], typer.Option(
+        help="focal depths START:STOP:STEP in µm from the sample's first plane (the ray model focuses on every "
+             "layer)")] = None,
     preset: Annotated[Optional[str], typer.Option(help="microscope preset")] = None,
     modality: Annotated[Optional[Modality], typer.Option()] = None,
     na: Annotated[Optional[float], typer.Option()] = None,
@@ -164,13 +167,29 @@ def simulate_acquire(
     scattering_length: Annotated[Optional[float], typer.Option(help="scattering mean free path (µm)")] = None,
     drift: Annotated[Optional[float], typer.Option(help="rms lateral drift per frame (pixels)")] = None,
     seed: Annotated[int, typer.Option()] = 0,
+    xy_res: Annotated[Optional[float], typer.Option(
+        help="ray model: voxel width in µm (default: the volume's X spacing)")] = None,
+    aperture_samples: Annotated[int, typer.Option(help="ray model: pupil grid points per side")] = 25,
+    noise: Annotated[float, typer.Option(help="ray model: Gaussian noise sigma (transmitted intensity, 1 = "
+                                              "background)")] = 0.0,
 ) -> None:
-    """Image a sample: writes OUT (camera counts), OUT_clean (expected photons) and OUT_truth."""
+    """Image a sample: writes OUT (camera counts), OUT_clean (expected photons) and OUT_truth.
+
+    With --modality brightfield and a ZYX volume, the volume is read as voxel transmittances in [0, 1] and imaged
+    with Yamaguchi's ray model (focus on every layer; the volume's Z spacing is the layer distance): OUT is the
+    focal stack (1 = nothing absorbed) with --noise, OUT_clean without, OUT_truth the volume.
+    """
     from widefield3d import io
     from widefield3d.sim.acquisition import acquire
     from widefield3d.sim.camera import Camera
 
-    z_um = parse_range(z)
+    z_um = None if z is None else parse_range(z)
+    if modality == Modality.brightfield and _is_zyx(truth):
+        _acquire_transmittance(truth, output, na=0.75 if na is None else na, xy_res=xy_res,
+                               aperture_samples=aperture_samples, noise=noise, seed=seed)
+        return
+    if z_um is None:
+        raise InputError("--z: focal depths START:STOP:STEP are required for this sample")
     sample = _sample_from_file(truth)
     m = _microscope(preset, modality=modality.value if modality else None, na=na, magnification=magnification,
                     depth_um=depth)
@@ -182,6 +201,36 @@ def simulate_acquire(
     for path, which in ((output, "noisy"), (_beside(output, "clean"), "clean"), (_beside(output, "truth"), "truth")):
         io.write(path, acq.as_image(which))
     console.print(f"wrote {output} (+ _clean, _truth): {m.modality} {acq.axes} {acq.noisy.shape}")
+
+
+def _is_zyx(path: Path) -> bool:
+    from widefield3d import io
+
+    return io.read(path, lazy=True).axes == "ZYX"
+
+
+def _acquire_transmittance(path: Path, output: Path, *, na: float, xy_res: float | None, aperture_samples: int,
+                           noise: float, seed: int) -> None:
+    """``simulate acquire --modality brightfield`` of a transmittance volume (Yamaguchi's ray model)."""
+    from widefield3d import io
+    from widefield3d.optics.brightfield import brightfield_stack
+
+    image = io.read(path)
+    volume = np.asarray(image.data, dtype=np.float32)
+    if not np.all(np.isfinite(volume)) or volume.min() < 0 or volume.max() > 1:
+        raise InputError(f"{path}: a transmittance volume needs values in [0, 1], got "
+                         f"[{np.nanmin(volume):g}, {np.nanmax(volume):g}]")
+    if noise < 0:
+        raise InputError(f"--noise: must be >= 0, got {noise:g}")
+    dz, _, dx = image.spacing_zyx
+    dxy = dx if xy_res is None else xy_res
+    clean = brightfield_stack(volume, na=na, xy_res_um=dxy, z_res_um=dz, aperture_samples=aperture_samples)
+    noisy = clean + np.float32(noise) * np.random.default_rng(seed).standard_normal(clean.shape, dtype=np.float32)
+    spacing = (dz, dxy, dxy)
+    for target, data in ((output, noisy), (_beside(output, "clean"), clean), (_beside(output, "truth"), volume)):
+        io.write(target, io.Image(data, axes="ZYX", spacing_um=spacing))
+    console.print(f"wrote {output} (+ _clean, _truth): bright-field ray model, {len(clean)} focal planes "
+                  f"{clean.shape[1:]}, NA {na:g}, {aperture_samples}x{aperture_samples} pupil grid, noise {noise:g}")
 
 
 @simulate_app.command("dataset")
