@@ -1,7 +1,8 @@
 """PSF-based registration (WFCON-Net) vs cross-correlation on simulated wide-field/confocal pairs with known shifts.
 
 Usage: nice python benchmarks/bench_registration.py [--fields 2] [--pairs 8] [--photons inf,2000,500,200]
-Prints a table and writes benchmarks/results/registration.json and registration.png (box plots of the errors).
+       [--psf-shape 15,21,21] [--name registration]
+Prints a table and writes benchmarks/results/NAME.json and NAME.png (box plots of the errors).
 
 Simulation: thick tissue (wfcon-60x14 preset: 60x/1.4 oil, 0.108 µm pixels, 0.5 µm steps, scattering haze), cells of
 4 µm so that a 10 µm crop holds several; one confocal stack per field and wide-field stacks of the same field focused
@@ -83,8 +84,9 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=8, help="pairs per noise level")
     parser.add_argument("--photons", default="inf,2000,500,200", help="photons at the brightest voxel, per level")
     parser.add_argument("--field-px", type=int, default=128)
-    parser.add_argument("--psf-shape", default="11,21,21")
+    parser.add_argument("--psf-shape", default="15,21,21")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--name", default="registration", help="stem of the result files")
     args = parser.parse_args()
 
     from widefield3d.prep.psf_registration import register_psf, register_xcorr
@@ -146,9 +148,9 @@ def main() -> None:
         "summary": summary, "target_met": target, "pairs": records,
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "registration.json").write_text(json.dumps(result, indent=1) + "\n")
-    plot(records, levels, RESULTS / "registration.png")
-    print(f"wrote {RESULTS / 'registration.json'} and registration.png")
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=1) + "\n")
+    plot(records, levels, RESULTS / f"{args.name}.png")
+    print(f"wrote {RESULTS / args.name}.json and .png")
 
 
 def plot(records, levels, path: Path) -> None:

@@ -106,6 +106,9 @@ def test_energy_term_enforces_unit_sum(random_volume):
                             highpass_px=3.0)
     assert abs(f_strong.sum() - 1) < 0.01
     assert abs(f_strong.sum() - 1) < abs(f_weak.sum() - 1)
+    history = []
+    estimate_psf(random_volume, y, psf_shape=(5, 9, 9), iterations=100, tol=0.05, history=history)
+    assert 10 <= len(history) < 100  # the relative-change test stops early
 
 
 @pytest.mark.parametrize("shift", [(0, 0, 0), (2, -3, 4), (-1, 2.5, -1.4)])

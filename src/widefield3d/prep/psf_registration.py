@@ -261,9 +261,10 @@ def estimate_psf(
     lam, mu : float
         Weights of the TV term and of the energy term ``(sum f - 1)^2`` (paper: 1 and 10).
     iterations : int
-        Maximum number of primal-dual iterations.
+        Number of primal-dual iterations (at most, with ``tol``).
     tol : float
-        Stop when the objective changed by at most ``tol`` (relative) over the last ``CHECK_EVERY`` iterations.
+        If positive, stop when the objective changed by at most ``tol`` (relative) over the last ``CHECK_EVERY``
+        iterations; 0 (default) runs all ``iterations``, which regularise the fit (see the module doc).
     highpass_px : float or None
         Lateral sigma (pixels) of the Gaussian whose blur is subtracted from both stacks before the fit
         (removes the wide-field haze, see the module doc); None or 0 fits the raw pair.
@@ -296,7 +297,7 @@ def estimate_psf(
     f_bar = f.copy()
     p = np.zeros_like(_grad(f))  # dual of the TV term
     q = np.zeros_like(y_valid)  # dual of the data term
-    last = _objective(f, conv, y, lam, mu)
+    last = _objective(f, conv, y, lam, mu) if tol > 0 else np.inf
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task("estimating PSF", total=iterations)
         for it in range(1, iterations + 1):
@@ -310,11 +311,12 @@ def estimate_psf(
             f_bar = 2 * f_new - f
             f = f_new
             bar.advance(task)
-            if history is not None or it % CHECK_EVERY == 0:
+            check = tol > 0 and it % CHECK_EVERY == 0
+            if history is not None or check:
                 value = _objective(f, conv, y, lam, mu)
                 if history is not None:
                     history.append(value)
-                if it % CHECK_EVERY == 0:
+                if check:
                     if abs(last - value) <= tol * abs(value):
                         break
                     last = value
