@@ -146,18 +146,18 @@ def test_patch_sampler_pairs_are_aligned():
 
 @pytest.fixture(scope="module")
 def cytology(tmp_path_factory):
-    """Five simulated 64 x 64 cytology fields (20x/0.75, 11 planes): 4 to train (1 validates), 1 held out."""
+    """Eight simulated 64 x 64 cytology fields (20x/0.75, 11 planes): 6 to train (1 validates), 2 held out."""
     root = tmp_path_factory.mktemp("cytology")
     preset = dataset_preset("mfpi-cytology-20x075").model_copy(update={"field_px": 64})
-    for i in range(5):
-        folder = root / ("train" if i < 4 else "test")
-        io.write(folder / f"field_{i}.ome.tif", simulate_field(preset, i, 500 + i)["brightfield"].as_image("noisy"))
+    for i in range(8):
+        folder = root / ("train" if i < 6 else "test")
+        io.write(folder / f"f{i}.ome.tif", simulate_field(preset, i, 1000 + i)["brightfield"].as_image("noisy"))
     return root
 
 
 def test_tiny_training_beats_bicubic_on_held_out_field(cytology, tmp_path):
     settings = {"width": 0.125, "patch_size": 32, "batch_size": 4, "epochs": 2, "patches_per_epoch": 320,
-                "validations_per_epoch": 2, "lr": 1e-3, "device": "cpu", "seed": 0}
+                "validations_per_epoch": 4, "lr": 1e-3, "device": "cpu", "seed": 0}
     (tmp_path / "cfg.json").write_text(json.dumps(settings))
     main(["train", "mfpi", "--data", str(cytology / "train"), "-o", str(tmp_path / "model"),
           "--config", str(tmp_path / "cfg.json")])

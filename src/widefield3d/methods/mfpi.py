@@ -482,8 +482,11 @@ def plane_metrics(pred, gt, *, white_level: float = 255.0) -> list[dict]:
     p, g = quantise(pred, white_level), quantise(gt, white_level)
     if p.ndim == 3:
         p, g = p[None], g[None]
-    rows = evaluate(p, g, data_range=white_level, per_plane=True, plane_axis=1, channel_axis=0)[1:]
-    return [{k: r[k] for k in ("plane", "psnr", "ssim", "mse", "mae")} for r in rows]
+    rows = []
+    for z in range(p.shape[1]):
+        row = evaluate(p[:, z], g[:, z], data_range=white_level, channel_axis=0)[0]
+        rows.append({"plane": z, **{k: row[k] for k in ("psnr", "ssim", "mse", "mae")}})
+    return rows
 
 
 def bicubic_upsample(lowres: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
