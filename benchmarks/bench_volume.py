@@ -1,0 +1,207 @@
+"""Bright-field volume reconstruction benchmark: the paper's Tables 1-3 and the speed targets.
+
+    python benchmarks/bench_volume.py --quick    # CPU: a subset (see QUICK below), minutes
+    python benchmarks/bench_volume.py --full     # GPU: the paper's setting (13 volumes, 128x128x11 and 50x50x11,
+                                                 # 25x25 pupil grid, 30000 steps, paper learning rates, ES window 100 /
+                                                 # patience 1000), many hours on one GPU
+
+For every volume, size and noise level (Gaussian sigma on the stack, 1 = background) it runs Iter, DIP, DIP + Pretr I
+and DIP + Pretr II (the shipped weights) with early stopping off, recording the PSNR of every iterate, and reports:
+Table 1/2 the PSNR/SSIM of the last iterate (data range 1, 3D SSIM); Table 3 (DIP, sigma 0.01) where ES-WMV stops,
+the PSNR of the iterate it selects, the ratio to the best PSNR of the whole run, its iterations and time. Speed:
+rendering an 11 x 128 x 128 stack (25 x 25 pupil grid) and one DIP step at 128 x 128 x 11 (render + network, forward
+and backward), medians of repeats. Writes benchmarks/results/volume_{quick,full}.json and prints the tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from widefield3d.analysis.metrics import ssim
+from widefield3d.methods.volume import reconstruct
+from widefield3d.nets.dip import DipNetConfig, DipUNet
+from widefield3d.optics.brightfield import BrightfieldRenderer, brightfield_stack
+from widefield3d.sim.phantoms import BENCHMARK_VOLUMES, benchmark_volume
+
+QUICK = dict(volumes=["heptane", "engine"], sizes=[(11, 32, 32)], aperture_samples=9,
+             steps=200, constant_steps=100, fit_steps=150, noise=[0.0, 0.01, 0.02], noisy_methods=["Iter", "DIP"], dip_lr=1e-2, es_window=20,
+             es_patience=40, speed_repeats=3)
+FULL = dict(volumes=list(BENCHMARK_VOLUMES), sizes=[(11, 128, 128), (11, 50, 50)], aperture_samples=25, steps=30000,
+            constant_steps=500, fit_steps=750,
+            noise=[0.0, 0.01, 0.02], noisy_methods=["Iter", "DIP", "DIP + Pretr I", "DIP + Pretr II"], dip_lr=1e-3,
+            es_window=100, es_patience=1000, speed_repeats=5)
+METHODS = {"Iter": ("iterative", "none"), "DIP": ("dip", "none"), "DIP + Pretr I": ("dip", "ellipsoid-fit"),
+           "DIP + Pretr II": ("dip", "ellipsoid-denoise")}
+
+
+def _median_seconds(fn, repeats: int) -> dict:
+    """Median wall-clock and CPU (process) seconds of ``fn``; on a shared machine the CPU time is the steadier one."""
+    fn()  # warm-up
+    wall, cpu = [], []
+    for _ in range(repeats):
+        t, c = time.perf_counter(), time.process_time()
+        fn()
+        wall.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    return {"wall_s": statistics.median(wall), "cpu_s": statistics.median(cpu)}
+
+
+def speed(repeats: int, device: torch.device) -> dict:
+    """Render time (11 x 128 x 128, 441 rays) and one DIP step at 128 x 128 x 11 with the default network."""
+    volume = torch.as_tensor(benchmark_volume("engine", (11, 128, 128)), device=device)
+    renderer = BrightfieldRenderer(11)
+
+    def render():
+        with torch.no_grad():
+            renderer(volume)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    net = DipUNet(DipNetConfig()).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    z = torch.rand((1, 1, 11, 128, 128), device=device)
+    observed = renderer(volume)
+
+    def step():
+        logits = net.logits(z)[0, 0]
+        loss = torch.mean(torch.abs(renderer.render_log(torch.nn.functional.logsigmoid(logits)) - observed))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def network_only():
+        loss = net(z).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return {"render_11x128x128": _median_seconds(render, repeats), "rays": renderer.n_rays,
+            "dip_step_128x128x11": _median_seconds(step, repeats),
+            "dip_network_step_only": _median_seconds(network_only, repeats),
+            "network_channels": list(DipNetConfig().channels), "network_parameters": net.n_parameters(),
+            "threads": torch.get_num_threads(), "device": str(device)}
+
+
+def _wait_for_denoiser() -> None:
+    """Pretr II needs the shipped weights; wait for them (they may still be training beside this benchmark)."""
+    from widefield3d.errors import InputError
+    from widefield3d.methods.volume import DEFAULT_DENOISER, METHOD
+    from widefield3d.zoo import resolve_model
+
+    while True:
+        try:
+            resolve_model(DEFAULT_DENOISER, METHOD)
+            return
+        except InputError:
+            print("waiting for the Pretr II weights ...", flush=True)
+            time.sleep(60)
+
+
+def run(setting: dict, device: str, progress: bool) -> list[dict]:
+    jobs = [(shape, name, sigma, label) for shape in setting["sizes"] for name in setting["volumes"]
+            for sigma in setting["noise"] for label in (METHODS if sigma == 0 else setting["noisy_methods"])]
+    jobs.sort(key=lambda job: job[3] == "DIP + Pretr II")  # Pretr II last (stable sort keeps the rest in order)
+    rows = []
+    for shape, name, sigma, label in jobs:
+        if label == "DIP + Pretr II":
+            _wait_for_denoiser()
+        truth = benchmark_volume(name, shape)
+        clean = brightfield_stack(truth, aperture_samples=setting["aperture_samples"])
+        stack = clean + np.random.default_rng(1).normal(0, sigma, clean.shape).astype(np.float32)
+        method, start = METHODS[label]
+        r = reconstruct(stack, method, truth=truth, steps=setting["steps"], early_stop=False, pretrained=start,
+                        aperture_samples=setting["aperture_samples"], es_window=setting["es_window"],
+                        es_patience=setting["es_patience"], dip_lr=setting["dip_lr"],
+                        constant_steps=setting["constant_steps"], fit_steps=setting["fit_steps"], device=device,
+                        progress=progress)
+        psnr = r.history["psnr"]
+        row = {"size": "x".join(map(str, shape[::-1])), "volume": name, "noise": sigma, "method": label,
+               "psnr": psnr[-1], "ssim": ssim(r.transmittance, truth, data_range=1.0), "best_psnr": max(psnr),
+               "best_step": int(np.argmax(psnr)), "steps": r.iterations, "seconds": r.seconds, "es_stop": r.es_stop,
+               "es_iteration": r.es_iteration, "es_psnr": psnr[r.es_iteration] if r.es_iteration is not None else None,
+               "es_seconds": r.es_seconds}
+        rows.append(row)
+        print(f"{row['size']} {name:10s} sigma {sigma:<5g} {label:15s} PSNR {row['psnr']:6.2f} "
+              f"(best {row['best_psnr']:6.2f} @ {row['best_step']}) SSIM {row['ssim']:.4f} "
+              f"ES stop {row['es_stop']} -> {row['es_psnr'] or float('nan'):.2f} dB, {r.seconds:.0f} s", flush=True)
+    return rows
+
+
+def tables(rows: list[dict]) -> str:
+    out = []
+    for size in dict.fromkeys(r["size"] for r in rows):
+        sub = [r for r in rows if r["size"] == size]
+        labels = list(dict.fromkeys(r["method"] for r in sub if r["noise"] == 0))
+        out.append(f"\nTable 1 ({size}, noise 0): PSNR (dB) / SSIM\n| volume | " + " | ".join(labels) + " |")
+        out.append("|---" * (len(labels) + 1) + "|")
+        for name in dict.fromkeys(r["volume"] for r in sub):
+            cells = [next(f"{r['psnr']:.2f} / {r['ssim']:.4f}" for r in sub
+                          if r["volume"] == name and r["method"] == m and r["noise"] == 0) for m in labels]
+            out.append(f"| {name} | " + " | ".join(cells) + " |")
+        for sigma in dict.fromkeys(r["noise"] for r in sub):
+            avg = []
+            for m in labels:
+                sel = [r for r in sub if r["noise"] == sigma and r["method"] == m]
+                avg.append(f"{np.mean([r['psnr'] for r in sel]):.2f} / {np.mean([r['ssim'] for r in sel]):.4f}"
+                           if sel else "-")
+            out.append(f"| **average, noise {sigma:g}** | " + " | ".join(avg) + " |")
+        es = [r for r in sub if r["method"] == "DIP" and r["noise"] == 0.01]
+        if es:
+            out.append(f"\nTable 3 ({size}, DIP, noise 0.01): ES-WMV\n| volume | PSNR at stop | SSIM (last) | ratio "
+                       "to best (%) | stop step | selected iterate | time to stop (s) |\n|---|---|---|---|---|---|---|")
+            for r in es:
+                ratio = 100 * r["es_psnr"] / r["best_psnr"] if r["es_psnr"] is not None else float("nan")
+                out.append(f"| {r['volume']} | {r['es_psnr'] or float('nan'):.2f} | {r['ssim']:.4f} | {ratio:.2f} | "
+                           f"{r['es_stop']} | {r['es_iteration']} | {r['es_seconds'] or float('nan'):.0f} |")
+            ratios = [100 * r["es_psnr"] / r["best_psnr"] for r in es if r["es_psnr"] is not None]
+            out.append(f"| **average** | {np.mean([r['es_psnr'] for r in es if r['es_psnr'] is not None]):.2f} | | "
+                       f"{np.mean(ratios):.2f} | | | |")
+    return "\n".join(out)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--quick", action="store_true", help="CPU subset")
+    which.add_argument("--full", action="store_true", help="the paper's setting (GPU)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--skip-speed", action="store_true", help="only the tables")
+    parser.add_argument("--speed-only", action="store_true", help="only the speed measurements")
+    parser.add_argument("--progress", action="store_true")
+    args = parser.parse_args(argv)
+    name = "quick" if args.quick else "full"
+    setting = QUICK if args.quick else FULL
+    from widefield3d.device import resolve_device
+
+    device = resolve_device(args.device, "--device")
+    t0 = time.perf_counter()
+    result = {"setting": name, "parameters": setting, "machine": platform.processor() or platform.machine(),
+              "torch_threads": torch.get_num_threads(), "command": " ".join(["python"] + sys.argv),
+              "date": time.strftime("%Y-%m-%d %H:%M")}
+    if not args.skip_speed:
+        result["speed"] = speed(setting["speed_repeats"], device)
+        print(json.dumps(result["speed"], indent=1), flush=True)
+    if not args.speed_only:
+        result["rows"] = run(setting, args.device, args.progress)
+        print(tables(result["rows"]))
+    result["seconds"] = time.perf_counter() - t0
+    suffix = "_speed" if args.speed_only else ""
+    out = Path(__file__).parent / "results" / f"volume_{name}{suffix}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(result, indent=1, default=float) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
