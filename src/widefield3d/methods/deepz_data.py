@@ -18,9 +18,9 @@ Per field of view (one ``ZYX`` stack):
 Deep-Z+ (``target="confocal"``): the wide-field and confocal stacks of a field are each aligned and normalised
 against their own EDF; the confocal stack is warped onto the wide-field grid by a feature-based projective
 registration of the two EDF images (:mod:`widefield3d.prep.projective`), pixels outside the overlap are dropped
-from the mask; per region the axial zero of each stack is the peak of its SSIM focus curve against its EDF
+from the mask (``registration="none"`` skips this for stacks that share one pixel grid, e.g. simulated pairs); per region the axial zero of each stack is the peak of its SSIM focus curve against its EDF
 (quadratic fit through the four best points, :func:`widefield3d.prep.focus.focus_zero`), and the DPM is the
-difference of the centred heights. A field whose registration fails (too few features) is skipped and listed in
+difference of the centred heights. A field whose alignment or registration fails is skipped and listed in
 :attr:`PairSet.skipped`.
 
 Inputs: a directory with ``widefield/`` (and ``confocal/`` for Deep-Z+) holding one stack per field with equal
@@ -46,7 +46,8 @@ IMAGE_SUFFIXES = (".tif", ".tiff", ".zarr", ".npy")
 
 
 class RegistrationError(InputError):
-    """A Deep-Z+ field whose confocal and wide-field EDF images could not be co-registered (the field is skipped)."""
+    """A field whose planes could not be aligned, or (Deep-Z+) whose confocal and wide-field EDF images could not be
+    co-registered; :func:`build_pairs` skips it and lists it in :attr:`PairSet.skipped`."""
 
 
 class DeepZDataConfig(BaseModel):
@@ -61,6 +62,8 @@ class DeepZDataConfig(BaseModel):
     targets_per_input: int = Field(8, ge=1, description="random target planes per input (paper 5-10; Deep-Z+ 4)")
     range_um: float = Field(10.0, gt=0, description="largest |DPM| trained; DPMs are divided by it")
     saturate_fraction: float = Field(0.01, gt=0, lt=1, description="foreground fraction above 1 after normalising")
+    registration: Literal["projective", "none"] = Field(
+        "projective", description="Deep-Z+ lateral co-registration; 'none' when both stacks share one pixel grid")
     validation_fraction: float = Field(0.15, gt=0, lt=1)
     max_fields: int | None = Field(None, ge=1, description="use only the first N fields (None: all)")
     seed: int = 0
@@ -81,7 +84,7 @@ class PairSet:
     range_um : float
         DPMs are divided by this before entering the network.
     skipped : list of str
-        Fields left out, with the reason (Deep-Z+ fields whose registration found too few features).
+        Fields left out, with the reason (alignment or Deep-Z+ registration failed).
     """
 
     inputs: list[np.ndarray]
@@ -170,7 +173,10 @@ def _prepared(stack: np.ndarray, saturate_fraction: float) -> tuple[np.ndarray, 
     from widefield3d.prep.edf import extended_depth_of_field
     from widefield3d.prep.normalise import triangle_normalisation
 
-    aligned, _ = align_stack(stack)
+    try:
+        aligned, _ = align_stack(stack)
+    except np.linalg.LinAlgError as err:  # e.g. near-empty confocal planes far from focus
+        raise RegistrationError(f"rigid alignment of the planes failed ({err})") from None
     edf = extended_depth_of_field(aligned)
     norm = triangle_normalisation(edf, saturate_fraction=saturate_fraction)
     return norm.apply(aligned), norm.apply(edf)
@@ -222,13 +228,19 @@ def _confocal_regions(wf_path: Path, conf_path: Path, config: DeepZDataConfig, r
     conf_raw, dz_conf = _read_stack(conf_path)
     wf, wf_edf = _prepared(wf_raw, config.saturate_fraction)
     conf, conf_edf = _prepared(conf_raw, config.saturate_fraction)
-    try:
-        matrix = register_projective(conf_edf, wf_edf)
-    except InputError as err:
-        raise RegistrationError(str(err)) from None
-    conf = warp_projective(conf, matrix, wf_edf.shape)
-    conf_edf = warp_projective(conf_edf, matrix, wf_edf.shape)
-    overlap = warp_projective(np.ones(conf_raw.shape[1:], np.float32), matrix, wf_edf.shape) > 0.999
+    if config.registration == "projective":
+        try:
+            matrix = register_projective(conf_edf, wf_edf)
+        except InputError as err:
+            raise RegistrationError(str(err)) from None
+        conf = warp_projective(conf, matrix, wf_edf.shape)
+        conf_edf = warp_projective(conf_edf, matrix, wf_edf.shape)
+        overlap = warp_projective(np.ones(conf_raw.shape[1:], np.float32), matrix, wf_edf.shape) > 0.999
+    elif conf.shape[1:] != wf.shape[1:]:
+        raise InputError(f"{conf_path}: registration='none' needs equal plane sizes, got {conf.shape[1:]} and "
+                         f"{wf.shape[1:]}")
+    else:
+        overlap = np.ones(wf_edf.shape, bool)
     z_wf, z_conf = np.arange(len(wf)) * dz_wf, np.arange(len(conf)) * dz_conf
     p = config.patch_px
     for y0, x0 in _cover(foreground_mask(wf_edf) & overlap, config, wf_path):
