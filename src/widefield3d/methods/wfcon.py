@@ -217,6 +217,8 @@ def _split(pairs: PairedStacks, config: WFConConfig) -> tuple[list[int], list[in
 
 def make_task(pairs: PairedStacks, config: WFConConfig):
     """The :class:`~widefield3d.train.trainer.AdversarialTask` of WFCON-Net on these stacks."""
+    import torch
+
     from widefield3d.nets.features import perceptual_loss
     from widefield3d.train.trainer import AdversarialTask
 
@@ -230,6 +232,7 @@ def make_task(pairs: PairedStacks, config: WFConConfig):
         return _as_batch([_crop(pairs, train_fields, rng, config, config.augment) for _ in range(batch)],
                          config.network)
 
+    torch.manual_seed(config.trainer.seed)  # repeatable initial weights
     generator, discriminator = build_generator(config), build_discriminator(config)
     extractor = _perceptual_extractor(config, discriminator)
     extra = None
