@@ -289,11 +289,20 @@ def info(path: Annotated[Path, typer.Argument(help="image file")]) -> None:
 def demo(
     output: Annotated[Path, typer.Option("-o", "--output", help="output directory")] = Path("demo-output"),
     seed: Annotated[int, typer.Option()] = 0,
+    only: Annotated[Optional[str], typer.Option(
+        help="comma-separated method sections to run (default: all of deepz,mfpi,wfcon,volume); 'none' for the "
+             "simulation only")] = None,
 ) -> None:
-    """Simulate a worm, image one plane and a +-10 µm stack, and write a report with figures."""
-    from widefield3d.demo import run_demo
+    """Simulate a worm, image it, and run every method on simulated data with the shipped models (report.html)."""
+    from widefield3d.demo import METHODS, run_demo
 
-    report = run_demo(output, seed=seed)
+    if only is None:
+        methods = METHODS
+    elif only.strip() == "none":
+        methods = ()
+    else:
+        methods = tuple(m.strip() for m in only.split(",") if m.strip())
+    report = run_demo(output, seed=seed, methods=methods)
     console.print(f"wrote {report}")
 
 
