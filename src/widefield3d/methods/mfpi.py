@@ -287,7 +287,10 @@ def train(data_dir, out_dir, config: MFPIConfig | None = None, *, resume: bool =
     The last ``validation_fraction`` of the fields (by name) are held out; the generator with the lowest
     validation MAE (in [-1, 1] units) is kept in ``out_dir/weights.safetensors`` with ``config.json``.
     ``adversarial=False`` trains the generator on the L1 term alone (ablation). ``resume`` continues a killed run.
+    The initial weights and the batches follow ``config.seed``.
     """
+    import torch
+
     from widefield3d.train.trainer import AdversarialTask
     from widefield3d.train.trainer import train as run
 
@@ -298,6 +301,7 @@ def train(data_dir, out_dir, config: MFPIConfig | None = None, *, resume: bool =
     fit, val = split_fields(len(data.stacks), config.validation_fraction)
     sampler = PatchSampler([data.stacks[i] for i in fit], config)
     validation = PatchSampler([data.stacks[i] for i in val], config).centre_batches()
+    torch.manual_seed(config.seed)  # the initial weights, too, follow the seed
     generator, discriminator = build_networks(config)
     task = AdversarialTask(generator, discriminator if adversarial else None, sampler.sample, validation)
     method_config = {"method": METHOD, **config.model_dump(mode="json"), "adversarial": adversarial,
