@@ -438,7 +438,7 @@ def ortho_figure(volume: np.ndarray, spacing_um, truth: np.ndarray | None = None
     return fig
 
 
-def demo_section(report, figures_dir: str | Path, seed: int = 0, progress: bool = True, steps: int = 200) -> dict:
+def demo_section(report, figures_dir: str | Path, seed: int = 0, progress: bool = True, steps: int = 150) -> dict:
     """Add the bright-field volume section to a :class:`widefield3d.report.Report`; returns its numbers.
 
     A cell-like volume (11 layers of 32 x 32 voxels, 0.92 µm, 1 µm apart) is imaged with the ray model (NA 0.75,
