@@ -10,16 +10,17 @@
    its central k_x-k_y and k_x-k_z sections.
 4. z-subsampling (paper Fig. 9): the wide-field stack subsampled 1x / 2x / 4x, interpolated back, same model.
 5. Loss ablation (paper Fig. 7): models trained with L1 only / L1 + GAN / L1 + GAN + perceptual at equal budget.
-6. Speed: voxels per second of ``confocal`` on a 64 x 512 x 512 stack on CPU, and the machine's float32
-   matrix-multiply rate (``torch.matmul`` of 2048 x 2048 matrices) measured in the same run.
+6. Speed (separate run, ``--speed``): voxels per second of ``confocal`` on a 64 x 512 x 512 stack on CPU, and the
+   machine's float32 matrix-multiply rate (``torch.matmul`` of 2048 x 2048 matrices) measured in the same run.
 
 Usage::
 
-    python benchmarks/bench_wfcon.py --test DIR [--fields NAME ...] [--model wfcon-60x14-tissue]
+    python benchmarks/bench_wfcon.py --test DIR [--fields NAME ...] [--crop-yx N] [--model wfcon-60x14-tissue]
         [--model-2d DIR] [--deepz deepzplus-63x14-confocal] [--ablation L1=DIR L1+GAN=DIR L1+GAN+perceptual=DIR]
-        [--speed] [--out benchmarks/results/wfcon.json]
+        [--out benchmarks/results/wfcon.json]
+    python benchmarks/bench_wfcon.py --speed [--model wfcon-60x14-tissue] [--out benchmarks/results/wfcon_speed.json]
 
-Prints tables and writes the JSON and ``benchmarks/results/wfcon_*.png``.
+Prints tables and writes the JSON (and, for the studies, ``benchmarks/results/wfcon_*.png``).
 """
 
 from __future__ import annotations
@@ -203,16 +204,24 @@ def speed(model) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--test", type=Path, required=True, help="folder with widefield/ and confocal/ stacks")
+    parser.add_argument("--test", type=Path, help="folder with widefield/ and confocal/ stacks")
     parser.add_argument("--fields", nargs="*", help="file names in the folder (default: all)")
+    parser.add_argument("--crop-yx", type=int, help="use the central N x N pixels of every test field")
     parser.add_argument("--model", default="wfcon-60x14-tissue")
     parser.add_argument("--model-2d")
     parser.add_argument("--deepz", default="deepzplus-63x14-confocal", help="Deep-Z+ model name ('' to skip)")
     parser.add_argument("--ablation", nargs="*", default=[], help="LABEL=MODEL_DIR ...")
-    parser.add_argument("--speed", action="store_true")
-    parser.add_argument("--out", type=Path, default=RESULTS / "wfcon.json")
+    parser.add_argument("--speed", action="store_true", help="only the speed measurement")
+    parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-
+    if args.speed:
+        result = {"date": datetime.date.today().isoformat(), "machine": platform.platform(), "cpus": os.cpu_count(),
+                  "command": " ".join(sys.argv), "model": args.model, **speed(wfcon.load(args.model))}
+        print(json.dumps(result, indent=1))
+        write(result, args.out or RESULTS / "wfcon_speed.json")
+        return
+    if args.test is None:
+        parser.error("--test DIR is needed for the studies (or --speed)")
     models = {"3D": wfcon.load(args.model)}
     if args.model_2d:
         models["2D"] = wfcon.load(args.model_2d)
@@ -222,7 +231,12 @@ def main() -> None:
     for name in names:
         wf_img = io.read(args.test / "widefield" / name)
         wf_raw = np.asarray(wf_img.data)
-        gt = wfcon.normalise(io.read(args.test / "confocal" / name).data, norm)
+        cf_raw = np.asarray(io.read(args.test / "confocal" / name).data)
+        if args.crop_yx:
+            y0, x0 = ((n - args.crop_yx) // 2 for n in wf_raw.shape[1:])
+            box = (slice(None), slice(y0, y0 + args.crop_yx), slice(x0, x0 + args.crop_yx))
+            wf_raw, cf_raw = wf_raw[box], cf_raw[box]
+        gt = wfcon.normalise(cf_raw, norm)
         fields[name] = (wf_raw, wfcon.normalise(wf_raw, norm), gt, wf_img.spacing_zyx)
 
     result = {"date": datetime.date.today().isoformat(), "machine": platform.platform(),
@@ -242,8 +256,6 @@ def main() -> None:
     result["z_subsampling"] = z_subsampling(models["3D"], fields)
     if args.ablation:
         result["ablation"] = ablation(args.ablation, fields)
-    if args.speed:
-        result["speed"] = speed(models["3D"])
 
     print(f"{'method':24s} {'RMSE':>8s} {'SSIM':>8s} {'SSIM3D':>8s}")
     for label in result["rmse"]:
@@ -252,11 +264,13 @@ def main() -> None:
     print("Fourier coverage:", json.dumps(result["fourier_coverage"]))
     if "ablation" in result:
         print("ablation:", json.dumps(result["ablation"]))
-    if "speed" in result:
-        print("speed:", json.dumps(result["speed"]))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1))
-    print(f"wrote {args.out}")
+    write(result, args.out or RESULTS / "wfcon.json")
+
+
+def write(result: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1))
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":
