@@ -140,7 +140,8 @@ def spectrum_figure(vols: dict, spacing, path: Path) -> dict:
         amp, (kz, ky, kx) = amplitude_spectrum(vol, spacing)
         log = np.log10(amp / amp.max() + 1e-6)
         axes[0, col].imshow(log[len(kz) // 2], extent=(kx[0], kx[-1], ky[-1], ky[0]), vmin=-4, vmax=0, cmap="magma")
-        axes[0, col].set(title=f"{label}\nlateral {cov.lateral_extent:.2f}/µm", xlabel="kx (1/µm)", ylabel="ky (1/µm)")
+        axes[0, col].set(title=f"{label}\nlateral {cov.lateral_extent:.2f}/µm", xlabel="kx (1/µm)",
+                         ylabel="ky (1/µm)")
         axes[1, col].imshow(log[:, len(ky) // 2], extent=(kx[0], kx[-1], kz[-1], kz[0]), vmin=-4, vmax=0,
                             cmap="magma", aspect="auto")
         axes[1, col].set(title=f"axial {cov.axial_extent:.2f}/µm", xlabel="kx (1/µm)", ylabel="kz (1/µm)")
@@ -246,8 +247,8 @@ def main() -> None:
     result["rmse"] = mean_over_fields(acc, "rmse")
     result["ssim"] = mean_over_fields(acc, "ssim")
     result["ssim_3d"] = mean_over_fields(acc, "ssim_3d")
-    result["per_depth"] = {n: {k: {m: v[m] for m in ("rmse_per_depth", "ssim_per_depth")} for k, v in f["scores"].items()}
-                           for n, f in acc.items()}
+    keys = ("rmse_per_depth", "ssim_per_depth")
+    result["per_depth"] = {n: {k: {m: v[m] for m in keys} for k, v in f["scores"].items()} for n, f in acc.items()}
     result["sharpness"] = per_depth_figure(acc, fields, RESULTS / "wfcon_depth.png")
     first = next(iter(acc))
     wf_raw, wf, gt, spacing = fields[first]

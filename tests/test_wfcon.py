@@ -39,7 +39,8 @@ def write_pairs(folder, n=4, shape=(16, 32, 32)):
     for i in range(n):
         wf, cf = tiny_field(i, shape)
         for name, a in (("widefield", wf), ("confocal", cf)):
-            io.write(folder / name / f"f{i}.ome.tif", io.Image((a * 1000 + 50).astype(np.uint16), "ZYX", (0.5, 0.1, 0.1)))
+            counts = (a * 1000 + 50).astype(np.uint16)
+            io.write(folder / name / f"f{i}.ome.tif", io.Image(counts, "ZYX", (0.5, 0.1, 0.1)))
     return folder
 
 

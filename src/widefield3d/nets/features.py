@@ -60,7 +60,8 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unreadable file becomes one line
-        raise InputError(f"{path}: not a readable safetensors or torch state-dict file ({type(err).__name__})") from None
+        raise InputError(f"{path}: not a readable safetensors or torch state-dict file "
+                         f"({type(err).__name__})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise InputError(f"{path}: does not hold a state dict of tensors")
     return state
@@ -85,7 +86,8 @@ class VGG16Features(nn.Module):
         super().__init__()
         unknown = [name for name in layers if name not in VGG16_LAYERS]
         if not layers or unknown:
-            raise InputError(f"VGG16Features: unknown layer(s) {unknown or list(layers)}; use {', '.join(VGG16_LAYERS)}")
+            raise InputError(f"VGG16Features: unknown layer(s) {unknown or list(layers)}; "
+                             f"use {', '.join(VGG16_LAYERS)}")
         self.layers = tuple(layers)
         last = max(VGG16_LAYERS[name] for name in layers)
         modules: list[nn.Module] = []
@@ -121,7 +123,8 @@ class VGG16Features(nn.Module):
             raise InputError(f"{path}: not VGG-16 weights (missing {missing[0]!r}, {len(missing)} keys in all)")
         for key in wanted:
             if tuple(state[key].shape) != tuple(own[key].shape):
-                raise InputError(f"{path}: {key} has shape {tuple(state[key].shape)}, VGG-16 needs {tuple(own[key].shape)}")
+                raise InputError(f"{path}: {key} has shape {tuple(state[key].shape)}, "
+                                 f"VGG-16 needs {tuple(own[key].shape)}")
         self.load_state_dict({**own, **{k: state[k].float() for k in wanted}})
         return self
 
