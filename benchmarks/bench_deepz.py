@@ -212,12 +212,13 @@ def main() -> None:
         result["deepz_model"] = args.deepz_model
         result["refocus"] = acc = refocus_accuracy(args.deepz_data, model, args.fields)
         print(f"\nDeep-Z ({args.deepz_model}) on {acc['fields']} held-out fields, per refocus distance")
-        print(f"{'dz um':>6} | {'PSNR':>6} {'SSIM':>6} {'RMSE':>7} {'MAE':>7} {'r':>6} | identity: {'PSNR':>6} {'SSIM':>6}"
-              f" {'RMSE':>7} {'MAE':>7} {'r':>6}")
+        head = f"{'PSNR':>6} {'SSIM':>6} {'RMSE':>7} {'MAE':>7} {'r':>6}"
+        print(f"{'dz um':>6} | {head} | identity: {head}")
         for i, z in enumerate(acc["z_um"]):
             d, b = ({k: acc[name][k][i] for k in acc[name]} for name in ("deepz", "identity"))
-            print(f"{z:+6.1f} | {d['psnr']:6.2f} {d['ssim']:6.3f} {d['rmse']:7.4f} {d['mae']:7.4f} {d['pearson']:6.3f} | "
-                  f"          {b['psnr']:6.2f} {b['ssim']:6.3f} {b['rmse']:7.4f} {b['mae']:7.4f} {b['pearson']:6.3f}")
+            cells = [f"{r['psnr']:6.2f} {r['ssim']:6.3f} {r['rmse']:7.4f} {r['mae']:7.4f} {r['pearson']:6.3f}"
+                     for r in (d, b)]
+            print(f"{z:+6.1f} | {cells[0]} |           {cells[1]}")
         print(acc["summary"])
         periods = [float(p) for p in args.periods.split(",")]
         result["sinusoid"] = sin = sinusoid_limit(args.deepz_data, model, periods, min(args.fields, 2))

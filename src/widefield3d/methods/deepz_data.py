@@ -18,7 +18,8 @@ Per field of view (one ``ZYX`` stack):
 Deep-Z+ (``target="confocal"``): the wide-field and confocal stacks of a field are each aligned and normalised
 against their own EDF; the confocal stack is warped onto the wide-field grid by a feature-based projective
 registration of the two EDF images (:mod:`widefield3d.prep.projective`), pixels outside the overlap are dropped
-from the mask (``registration="none"`` skips this for stacks that share one pixel grid, e.g. simulated pairs); per region the axial zero of each stack is the peak of its SSIM focus curve against its EDF
+from the mask (``registration="none"`` skips this for stacks that share one pixel grid, e.g. simulated pairs);
+per region the axial zero of each stack is the peak of its SSIM focus curve against its EDF
 (quadratic fit through the four best points, :func:`widefield3d.prep.focus.focus_zero`), and the DPM is the
 difference of the centred heights. A field whose alignment or registration fails is skipped and listed in
 :attr:`PairSet.skipped`.
@@ -131,11 +132,13 @@ class PairSet:
             dpm = np.full(x.shape, self.dpm_um[k] / self.range_um, np.float32)
             xs.append(np.stack([x, dpm]))
             ys.append(y[None])
-        return torch.from_numpy(np.ascontiguousarray(np.stack(xs))), torch.from_numpy(np.ascontiguousarray(np.stack(ys)))
+        x, y = (torch.from_numpy(np.ascontiguousarray(np.stack(a))) for a in (xs, ys))
+        return x, y
 
 
 def _stack_files(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.iterdir() if not p.name.startswith(".") and p.name.lower().endswith(IMAGE_SUFFIXES))
+    return sorted(p for p in directory.iterdir()
+                  if not p.name.startswith(".") and p.name.lower().endswith(IMAGE_SUFFIXES))
 
 
 def find_stacks(data_dir: str | Path, target: str) -> list[tuple[Path, Path | None]]:
@@ -190,6 +193,14 @@ def _cover(mask: np.ndarray, config: DeepZDataConfig, name: Path) -> list[tuple[
     return patch_cover(mask, patch=config.patch_px, overlap=config.cover_overlap)
 
 
+def _input_planes(crop: np.ndarray, config: DeepZDataConfig) -> np.ndarray:
+    """The middle plane (highest standard deviation) and up to ``planes_each_side`` planes on each side of it."""
+    from widefield3d.prep.focus import sharpest_plane
+
+    middle = sharpest_plane(crop)
+    return np.arange(max(0, middle - config.planes_each_side), min(len(crop), middle + config.planes_each_side + 1))
+
+
 def _choose_pairs(z_in: np.ndarray, z_target: np.ndarray, inputs: np.ndarray, config: DeepZDataConfig,
                   rng: np.random.Generator) -> list[tuple[int, int, float]]:
     """For each input plane, ``targets_per_input`` random target planes with ``|dz| <= range_um``."""
@@ -204,7 +215,6 @@ def _choose_pairs(z_in: np.ndarray, z_target: np.ndarray, inputs: np.ndarray, co
 
 def _widefield_regions(path: Path, config: DeepZDataConfig, rng: np.random.Generator):
     """Yield ``(input crop, target crop, pairs)`` of every region of one wide-field stack (Deep-Z)."""
-    from widefield3d.prep.focus import sharpest_plane
     from widefield3d.prep.mask import foreground_mask
 
     raw, dz = _read_stack(path)
@@ -213,14 +223,12 @@ def _widefield_regions(path: Path, config: DeepZDataConfig, rng: np.random.Gener
     p = config.patch_px
     for y0, x0 in _cover(foreground_mask(edf), config, path):
         crop = stack[:, y0:y0 + p, x0:x0 + p]
-        middle = sharpest_plane(crop)
-        inputs = np.arange(max(0, middle - config.planes_each_side), min(len(crop), middle + config.planes_each_side + 1))
-        yield crop, crop, _choose_pairs(z, z, inputs, config, rng)
+        yield crop, crop, _choose_pairs(z, z, _input_planes(crop, config), config, rng)
 
 
 def _confocal_regions(wf_path: Path, conf_path: Path, config: DeepZDataConfig, rng: np.random.Generator):
     """Yield ``(wide-field crop, confocal crop, pairs)`` of every region of one field (Deep-Z+)."""
-    from widefield3d.prep.focus import focus_zero, sharpest_plane
+    from widefield3d.prep.focus import focus_zero
     from widefield3d.prep.mask import foreground_mask
     from widefield3d.prep.projective import register_projective, warp_projective
 
@@ -248,9 +256,8 @@ def _confocal_regions(wf_path: Path, conf_path: Path, config: DeepZDataConfig, r
         wf_crop, conf_crop = wf[(slice(None), *window)], conf[(slice(None), *window)]
         zero_wf = focus_zero(wf_crop, z_wf, reference=wf_edf[window])
         zero_conf = focus_zero(conf_crop, z_conf, reference=conf_edf[window])
-        middle = sharpest_plane(wf_crop)
-        inputs = np.arange(max(0, middle - config.planes_each_side), min(len(wf), middle + config.planes_each_side + 1))
-        yield wf_crop, conf_crop, _choose_pairs(z_wf - zero_wf, z_conf - zero_conf, inputs, config, rng)
+        yield wf_crop, conf_crop, _choose_pairs(z_wf - zero_wf, z_conf - zero_conf, _input_planes(wf_crop, config),
+                                                config, rng)
 
 
 def build_pairs(data_dir: str | Path, config: DeepZDataConfig | None = None, *, progress: bool = True) -> PairSet:

@@ -174,7 +174,8 @@ class DeepZDiscriminator(nn.Module):
         layers, c_prev = [], in_channels
         for c1, c2 in DISCRIMINATOR_CHANNELS:
             c1, c2 = scaled(c1, width), scaled(c2, width)
-            layers += [_conv3(c_prev, c1), nn.LeakyReLU(LEAKY_SLOPE), _conv3(c1, c2, stride=2), nn.LeakyReLU(LEAKY_SLOPE)]
+            layers += [_conv3(c_prev, c1), nn.LeakyReLU(LEAKY_SLOPE),
+                       _conv3(c1, c2, stride=2), nn.LeakyReLU(LEAKY_SLOPE)]
             c_prev = c2
         self.features = nn.Sequential(*layers)
         self.fc = nn.Sequential(

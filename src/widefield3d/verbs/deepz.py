@@ -62,7 +62,8 @@ def refocus_cmd(
     cylinder_radius: Annotated[Optional[float], typer.Option(help="cylinder radius (µm), axis along y; "
                                                                   "negative: apex deepest")] = None,
     sinusoid: Annotated[Optional[str], typer.Option(help="PERIOD_UM,AMPLITUDE_UM sinusoidal surface along x")] = None,
-    mip: Annotated[bool, typer.Option("--mip", help="also write the max-intensity projection over z (OUT_mip)")] = False,
+    mip: Annotated[bool, typer.Option("--mip", help="also write the max-intensity projection over z (OUT_mip)")
+                   ] = False,
     allow_extrapolation: Annotated[bool, typer.Option("--allow-extrapolation",
                                                       help="allow DPMs beyond the trained axial range")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
