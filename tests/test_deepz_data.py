@@ -118,7 +118,8 @@ def test_bad_data_dirs(tmp_path):
 def test_tiny_training_beats_identity(beads, tmp_path):
     """40 iterations on 6 simulated bead fields: on 2 held-out fields, the middle plane refocused to |dz| >= 2 µm
     must be closer to the scanned planes than the input copied to every plane (identity baseline): mean absolute
-    error at least 10% lower (measured: about 18% lower; an untrained network is far worse than identity)."""
+    error at least 10% lower (measured: 15-21% lower). The gain is mostly denoising: this test checks that training
+    runs end to end and generalises, not that the network has learnt to use the DPM."""
     from widefield3d.methods import deepz
     from widefield3d.prep.edf import extended_depth_of_field
     from widefield3d.prep.normalise import triangle_normalisation
