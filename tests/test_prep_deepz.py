@@ -195,3 +195,12 @@ def test_projective_registration_recovers_a_known_homography():
     assert stack.shape == (2, *fixed.shape) and np.allclose(stack[1], 2 * back, rtol=1e-5, atol=1e-3)
     with pytest.raises(InputError):
         register_projective(np.zeros((128, 128)), fixed[:128, :128])
+
+
+def test_align_stack_tolerates_featureless_planes():
+    rng = np.random.default_rng(3)
+    stack = np.zeros((5, 48, 48), np.float32)
+    stack[2] = rng.random((48, 48))  # one textured plane, the others empty (a near-empty confocal stack)
+    aligned, transforms = align_stack(stack)
+    assert aligned.shape == stack.shape and np.isfinite(transforms).all()
+    assert np.abs(transforms).max() < 1.0  # nothing to register: no spurious rotation or shift

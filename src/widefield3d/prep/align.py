@@ -95,7 +95,8 @@ def register_rigid(moving: np.ndarray, fixed: np.ndarray, *, smooth_px: float = 
         jac = np.stack([gy * dqy_da + gx * dqx_da,
                         -(gy * cos + gx * sin),
                         -(-gy * sin + gx * cos)], axis=1)
-        step = np.linalg.solve(jac.T @ jac, -(jac.T @ r))
+        # least squares, not the normal equations: a featureless plane (flat Jacobian) gives a zero step
+        step = np.linalg.lstsq(jac, -r, rcond=None)[0]
         params += step
         if abs(step[0]) * radius + np.hypot(step[1], step[2]) < tolerance:
             break
