@@ -3,6 +3,7 @@
 import pytest
 
 from widefield3d import io
+from widefield3d.errors import InputError
 from widefield3d.demo import run_demo
 
 
@@ -22,3 +23,23 @@ def test_demo_writes_images_and_report(tmp_path, monkeypatch):
     assert truth.max() > 0  # the worm is in the field
     for name in ("input_plane", "stack_sections", "truth_sections", "psf_profiles"):
         assert (out / "figures" / f"{name}.png").stat().st_size > 5000
+
+
+def test_demo_method_sections_use_the_shipped_models(tmp_path, monkeypatch):
+    monkeypatch.setenv("WIDEFIELD3D_CACHE", str(tmp_path / "cache"))
+    report = run_demo(tmp_path / "out", field_px=64, progress=False, methods=("deepz", "mfpi", "wfcon"))
+    out = tmp_path / "out"
+    html = report.read_text()
+    assert html.count("data:image/png;base64,") > 4 + 3
+    for heading in ("Deep-Z", "MFPINet", "WFCON-Net"):
+        assert f"<h2>{heading}" in html
+    virtual = io.read(out / "deepz_virtual_stack.ome.tif")
+    assert virtual.axes == "ZYX" and virtual.data.shape == (41, 64, 64)
+    for name in ("deepz_sections", "mfpi_planes", "wfcon_sections"):
+        assert (out / "figures" / f"{name}.png").stat().st_size > 5000
+
+
+def test_demo_refuses_an_unknown_method(tmp_path):
+    with pytest.raises(InputError, match="unknown method"):
+        run_demo(tmp_path / "out", field_px=64, progress=False, methods=("deepz", "nope"))
+    assert not (tmp_path / "out").exists()
