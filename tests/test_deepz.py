@@ -223,3 +223,11 @@ def test_cli_train_bad_inputs(tmp_path, capsys):
         assert exc.value.code == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
+
+
+def test_refocus_reads_a_file_with_its_pixel_size(model, tmp_path):
+    img = _image()
+    path = tmp_path / "plane.ome.tif"
+    io.write(path, io.Image(img, "YX", (1.0, 0.325, 0.325)))
+    kw = dict(model=model, progress=False, device="cpu")
+    np.testing.assert_allclose(deepz.refocus(path, [-2, 2], **kw), deepz.refocus(img, [-2, 2], **kw), atol=1e-5)

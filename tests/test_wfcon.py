@@ -313,3 +313,12 @@ def test_cli_train_errors_leave_nothing(tmp_path, capsys):
     assert run(["train", "wfcon", "--data", tmp_path / "d", "-o", out, "--config", tmp_path / "c.yaml"]) == 2
     assert "not valid YAML" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_confocal_reads_a_file(trained, tmp_path):
+    folder, out, _ = trained
+    model = W.load(out)
+    path = folder / "widefield" / "f3.ome.tif"
+    from_file = W.confocal(path, model=model, device="cpu", progress=False)
+    from_array = W.confocal(io.read(path).data, model=model, device="cpu", progress=False)
+    np.testing.assert_array_equal(from_file, from_array)

@@ -202,6 +202,8 @@ def _as_frames(image, axes: str | None) -> tuple[np.ndarray, bool, float | None]
     from widefield3d import io
 
     pixel = None
+    if isinstance(image, (str, Path)):
+        image = io.read(image)
     if isinstance(image, io.Image):
         pixel = image.spacing_um.get("X") if image.spacing_um.get("X", 1.0) != 1.0 else None
         axes, image = image.axes, image.data

@@ -315,13 +315,13 @@ def confocal(stack, *, model: str | Path | WFConModel = "wfcon-60x14-tissue", z_
 
     Parameters
     ----------
-    stack : array-like or widefield3d.io.Image
-        Wide-field ZYX stack (any numeric dtype, any size; an Image is brought to ZYX). Normalised to [0, 1]
-        with the model's percentiles.
+    stack : array-like, widefield3d.io.Image or path
+        Wide-field ZYX stack (any numeric dtype, any size; an Image or file is brought to ZYX). Normalised to [0, 1] with the model's percentiles.
     model : str, Path or WFConModel
         A shipped model name, a model directory, or a loaded model.
     z_step_um : float, optional
-        Z step of ``stack`` in µm; default: the model's training step. A larger step (e.g. 2x or 4x) is first
+        Z step of ``stack`` in µm; default: the model's training step (files without
+        spacing metadata read as 1 µm, so the step is never guessed from them). A larger step (e.g. 2x or 4x) is first
         linearly interpolated to the training step (:func:`interpolate_z`), so the output has more planes.
     device : {"auto", "cpu", "cuda", "cuda:N"}
     progress : bool
@@ -339,6 +339,8 @@ def confocal(stack, *, model: str | Path | WFConModel = "wfcon-60x14-tissue", z_
 
     m = model if isinstance(model, WFConModel) else load(model)
     cfg = m.config
+    if isinstance(stack, (str, Path)):
+        stack = io.read(stack)
     if isinstance(stack, io.Image):
         stack = stack.as_axes("ZYX").data
     stack = np.asarray(stack)
