@@ -99,3 +99,20 @@ def test_models_command(fake_zoo, capsys):
 def test_models_command_runs_on_the_real_zoo(capsys):
     main(["models"])
     assert "shipped models" in capsys.readouterr().out
+
+
+def test_read_settings_accepts_yaml_json_and_model_configs(tmp_path):
+    from widefield3d.zoo import read_settings
+
+    (tmp_path / "a.yaml").write_text("network: {width: 0.25}\ntrainer: {iterations: 10}\n")
+    assert read_settings(tmp_path / "a.yaml") == {"network": {"width": 0.25}, "trainer": {"iterations": 10}}
+    (tmp_path / "config.json").write_text('{"method": "deepz", "widefield3d_version": "0.1.0", "seed": 3}')
+    assert read_settings(tmp_path / "config.json") == {"seed": 3}
+    (tmp_path / "bad.yaml").write_text("a: [1, 2\n")
+    with pytest.raises(InputError, match="not valid YAML"):
+        read_settings(tmp_path / "bad.yaml")
+    (tmp_path / "list.json").write_text("[1, 2]")
+    with pytest.raises(InputError, match="must hold a mapping of DeepZConfig fields"):
+        read_settings(tmp_path / "list.json", "DeepZConfig fields")
+    with pytest.raises(InputError, match="file not found"):
+        read_settings(tmp_path / "missing.yaml")

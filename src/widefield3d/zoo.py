@@ -67,6 +67,26 @@ def read_config(directory: str | Path, method: str | None = None) -> dict:
     return config
 
 
+def read_settings(path: str | Path, what: str = "settings") -> dict:
+    """Method settings from a YAML or JSON file (``--config``): a mapping, without the bookkeeping keys a model's
+    ``config.json`` adds (``method``, ``widefield3d_version``), so a trained model's config can seed a new run.
+    ``what`` names the settings in the one-line error (e.g. ``"DeepZConfig fields"``)."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"--config {path}: file not found")
+    kind = "JSON" if path.suffix.lower() == ".json" else "YAML"
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text) if kind == "JSON" else yaml.safe_load(text)
+    except (UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as err:
+        raise InputError(f"--config {path}: not valid {kind} ({str(err).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"--config {path}: must hold a mapping of {what}")
+    return {k: v for k, v in data.items() if k not in ("method", "widefield3d_version")}
+
+
 def save_weights(directory: str | Path, module) -> Path:
     """Write the module's state dict to ``directory/weights.safetensors`` atomically (contiguous CPU tensors)."""
     from safetensors.torch import save_file

@@ -114,26 +114,13 @@ def train_cmd(
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N (overrides the config)")] = None,
 ) -> None:
     """Train Deep-Z (wide-field targets) or Deep-Z+ (confocal targets) with the paper's GAN."""
-    import json
-
-    import yaml
-
     from widefield3d.cli import console
     from widefield3d.methods.deepz import DeepZConfig, train
+    from widefield3d.zoo import read_settings
 
     cfg = None
     if config is not None:
-        if not config.is_file():
-            raise InputError(f"{config}: config file not found")
-        try:
-            raw = (json.loads(config.read_text()) if config.suffix.lower() == ".json"
-                   else yaml.safe_load(config.read_text()))
-        except (json.JSONDecodeError, yaml.YAMLError) as err:
-            raise InputError(f"{config}: not valid {'JSON' if config.suffix == '.json' else 'YAML'} "
-                             f"({str(err).splitlines()[0]})") from None
-        if not isinstance(raw, dict):
-            raise InputError(f"{config}: must hold a mapping of DeepZConfig fields")
-        raw.pop("widefield3d_version", None)
+        raw = read_settings(config, "DeepZConfig fields")
         cfg = DeepZConfig.model_validate(raw)
     if target is not None or device is not None:
         cfg = cfg or DeepZConfig()

@@ -10,25 +10,13 @@ import typer
 
 def _config_settings(path: Path) -> dict:
     """MFPIConfig fields from a JSON/YAML file (a model's config.json works too: extra entries are dropped)."""
-    import json
-
-    import yaml
-
     from widefield3d.errors import InputError
     from widefield3d.methods.mfpi import MFPIConfig
+    from widefield3d.zoo import read_settings
 
-    if not path.is_file():
-        raise InputError(f"--config {path}: file not found")
-    try:
-        text = path.read_text(encoding="utf-8")
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as err:
-        raise InputError(f"--config {path}: not valid {path.suffix.lstrip('.').upper() or 'YAML'} "
-                         f"({str(err).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise InputError(f"--config {path}: must hold a mapping of MFPINet settings")
+    data = read_settings(path, "MFPINet settings")
     unknown = sorted(set(data) - set(MFPIConfig.model_fields)
-                     - {"method", "widefield3d_version", "trainer", "adversarial", "training_fields",
+                     - {"trainer", "adversarial", "training_fields",
                         "validation_fields", "data"})
     if unknown:
         raise InputError(f"--config {path}: unknown MFPINet settings {', '.join(unknown)}")

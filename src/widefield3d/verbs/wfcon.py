@@ -22,27 +22,6 @@ def _check_output_name(output: Path) -> None:
         raise InputError(f"{output}: unknown image extension; supported: {', '.join(io.SUPPORTED_EXTENSIONS)}")
 
 
-def _read_config_file(path: Path) -> dict:
-    """A JSON or YAML file with (some of) the WFConConfig fields."""
-    import json
-
-    import yaml
-
-    from widefield3d.errors import InputError
-
-    if not path.is_file():
-        raise InputError(f"--config {path}: file not found")
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as err:
-        raise InputError(f"--config {path}: not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'} "
-                         f"({str(err).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise InputError(f"--config {path}: must hold a mapping of WFCON-Net settings")
-    return {k: v for k, v in data.items() if k not in ("method", "widefield3d_version")}
-
-
 def register(app: typer.Typer, train_app: typer.Typer) -> None:
     """Add ``confocal`` to the main app and ``wfcon`` to ``train``."""
 
@@ -93,14 +72,15 @@ def register(app: typer.Typer, train_app: typer.Typer) -> None:
         from widefield3d.cli import console
         from widefield3d.errors import InputError
         from widefield3d.methods.wfcon import WFConConfig, train
+        from widefield3d.zoo import read_settings
 
         if not data.is_dir():
             raise InputError(f"--data {data}: not a directory")
         settings = {}
         if config is not None:
-            settings = _read_config_file(config)
+            settings = read_settings(config, "WFCON-Net settings")
         elif resume and (output / "config.json").is_file():
-            settings = _read_config_file(output / "config.json")
+            settings = read_settings(output / "config.json", "WFCON-Net settings")
         for key, value in (("perceptual", perceptual), ("network", network.value if network else None)):
             if value is not None:
                 settings[key] = value
