@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from widefield3d.methods import mfpi
+from widefield3d.prep.augment import random_dihedral
 from widefield3d.nets.deepz import DeepZDiscriminator, DeepZGenerator
 from widefield3d.nets.mfpi import MFPIDiscriminator, MFPIGenerator
 
@@ -91,10 +92,7 @@ class DeepZPairs:
             y = int(rng.integers(ny - self.config.patch_size + 1))
             x = int(rng.integers(nx - self.config.patch_size + 1))
             a, b = self.pair(field, y, x, int(rng.integers(len(self.z))))
-            k, flip = int(rng.integers(4)), bool(rng.integers(2))
-            a, b = np.rot90(a, k, axes=(1, 2)), np.rot90(b, k, axes=(1, 2))
-            if flip:
-                a, b = a[:, :, ::-1], b[:, :, ::-1]
+            a, b = random_dihedral(rng, a, b)
             xs.append(np.ascontiguousarray(a))
             ys.append(np.ascontiguousarray(b))
         return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))

@@ -42,6 +42,7 @@ from rich.progress import Progress
 
 from widefield3d import io
 from widefield3d.errors import InputError
+from widefield3d.prep.augment import random_dihedral
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".zarr", ".npy")
 
@@ -125,10 +126,7 @@ class PairSet:
                 if crop_px is not None and crop_px < x.shape[-1]:
                     y0, x0 = rng.integers(0, x.shape[-1] - crop_px + 1, size=2)
                     x, y = x[y0:y0 + crop_px, x0:x0 + crop_px], y[y0:y0 + crop_px, x0:x0 + crop_px]
-                turns, flip = int(rng.integers(4)), bool(rng.integers(2))
-                x, y = np.rot90(x, turns), np.rot90(y, turns)
-                if flip:
-                    x, y = x[:, ::-1], y[:, ::-1]
+                x, y = random_dihedral(rng, x, y)
             dpm = np.full(x.shape, self.dpm_um[k] / self.range_um, np.float32)
             xs.append(np.stack([x, dpm]))
             ys.append(y[None])

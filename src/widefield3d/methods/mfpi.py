@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from widefield3d import io
 from widefield3d.errors import InputError
+from widefield3d.prep.augment import random_dihedral
 
 if TYPE_CHECKING:  # torch stays out of `import widefield3d.methods.mfpi` for light callers
     import torch
@@ -240,10 +241,7 @@ class PatchSampler:
             x = 2 * int(rng.integers((nx - self.config.patch_size) // 2 + 1))
             a, b = self.crop(field, y, x)
             if self.config.augment:
-                k, flip = int(rng.integers(4)), bool(rng.integers(2))
-                a, b = np.rot90(a, k, axes=(1, 2)), np.rot90(b, k, axes=(1, 2))
-                if flip:
-                    a, b = a[:, :, ::-1], b[:, :, ::-1]
+                a, b = random_dihedral(rng, a, b)
             xs.append(np.ascontiguousarray(a))
             ys.append(np.ascontiguousarray(b))
         return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
