@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import tifffile
 
+from conftest import run
+
 from widefield3d import io
 from widefield3d.cli import main, parse_range
 
@@ -14,13 +16,6 @@ from widefield3d.cli import main, parse_range
 def _private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("WIDEFIELD3D_CACHE", str(tmp_path / "cache"))
 
-
-def run(argv) -> int:
-    try:
-        main([str(a) for a in argv])
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def test_parse_range_is_inclusive():

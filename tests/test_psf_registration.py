@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from conftest import run
+
 from widefield3d import io
-from widefield3d.cli import main
 from widefield3d.errors import InputError
 from widefield3d.optics.microscope import preset
 from widefield3d.prep.psf_registration import (
@@ -19,13 +20,6 @@ from widefield3d.sim.samples import make_sample
 
 SPACING = (0.5, 0.108, 0.108)
 
-
-def run(argv) -> int:
-    try:
-        main([str(a) for a in argv])
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def gaussian_kernel(shape, centre, sigma):

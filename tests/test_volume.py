@@ -5,8 +5,9 @@ import pytest
 import tifffile
 import torch
 
+from conftest import run
+
 from widefield3d import io
-from widefield3d.cli import main
 from widefield3d.methods.volume import (
     DenoiserConfig,
     VolumeConfig,
@@ -22,14 +23,6 @@ from widefield3d.sim.phantoms import BENCHMARK_VOLUMES, benchmark_volume, cell_v
 
 OPTICS = dict(na=0.75, xy_res_um=0.92, z_res_um=1.0, aperture_samples=5)
 SMALL_NET = DipNetConfig(channels=(8, 16))
-
-
-def run(argv):
-    try:
-        main([str(a) for a in argv])
-    except SystemExit as exc:
-        return exc.code
-    return 0
 
 
 def test_es_wmv_stops_after_the_flattest_window():

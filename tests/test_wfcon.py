@@ -6,8 +6,9 @@ import torch
 from scipy import ndimage
 from torch import nn
 
+from conftest import run
+
 from widefield3d import io
-from widefield3d.cli import main
 from widefield3d.errors import InputError
 from widefield3d.methods import wfcon as W
 from widefield3d.nets.features import DiscriminatorFeatures, VGG16Features, perceptual_loss
@@ -16,13 +17,6 @@ from widefield3d.train.trainer import TrainerConfig
 
 torch.set_num_threads(1)
 
-
-def run(argv) -> int:
-    try:
-        main([str(a) for a in argv])
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def tiny_field(seed: int, shape=(16, 32, 32)) -> tuple[np.ndarray, np.ndarray]:

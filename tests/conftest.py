@@ -1,0 +1,12 @@
+"""Shared test helpers (pytest puts this folder on sys.path, so tests import them with ``from conftest import``)."""
+
+from widefield3d.cli import main
+
+
+def run(argv) -> int:
+    """Run the ``widefield3d`` command line in-process; return its exit status."""
+    try:
+        main([str(a) for a in argv])
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
