@@ -21,7 +21,7 @@ registration of the two EDF images (:mod:`widefield3d.prep.projective`), pixels 
 from the mask (``registration="none"`` skips this for stacks that share one pixel grid, e.g. simulated pairs);
 per region the axial zero of each stack is the peak of its SSIM focus curve against its EDF
 (quadratic fit through the four best points, :func:`widefield3d.prep.focus.focus_zero`), and the DPM is the
-difference of the centred heights. A field whose alignment or registration fails is skipped and listed in
+difference of the centred heights. A field whose registration fails is skipped and listed in
 :attr:`PairSet.skipped`.
 
 Inputs: a directory with ``widefield/`` (and ``confocal/`` for Deep-Z+) holding one stack per field with equal
@@ -48,8 +48,8 @@ IMAGE_SUFFIXES = (".tif", ".tiff", ".zarr", ".npy")
 
 
 class RegistrationError(InputError):
-    """A field whose planes could not be aligned, or (Deep-Z+) whose confocal and wide-field EDF images could not be
-    co-registered; :func:`build_pairs` skips it and lists it in :attr:`PairSet.skipped`."""
+    """A field (Deep-Z+) whose confocal and wide-field EDF images could not be co-registered; :func:`build_pairs`
+    skips it and lists it in :attr:`PairSet.skipped`."""
 
 
 class DeepZDataConfig(BaseModel):
@@ -174,10 +174,7 @@ def _prepared(stack: np.ndarray, saturate_fraction: float) -> tuple[np.ndarray, 
     from widefield3d.prep.edf import extended_depth_of_field
     from widefield3d.prep.normalise import triangle_normalisation
 
-    try:
-        aligned, _ = align_stack(stack)
-    except np.linalg.LinAlgError as err:  # e.g. near-empty confocal planes far from focus
-        raise RegistrationError(f"rigid alignment of the planes failed ({err})") from None
+    aligned, _ = align_stack(stack)
     edf = extended_depth_of_field(aligned)
     norm = triangle_normalisation(edf, saturate_fraction=saturate_fraction)
     return norm.apply(aligned), norm.apply(edf)
