@@ -64,6 +64,7 @@ def reference_stack(alpha, na, dxy, dz, n, focus_layers=None):
     return out
 
 
+@pytest.mark.parametrize("engine", ["kernel", "torch"])
 @pytest.mark.parametrize(
     "shape, na, dxy, dz, n, focus",
     [
@@ -73,16 +74,37 @@ def reference_stack(alpha, na, dxy, dz, n, focus_layers=None):
         ((5, 4, 4), 0.6, 1.0, 0.7, 3, [1, 3]),  # focus on a subset of layers
     ],
 )
-def test_fast_renderer_matches_reference(shape, na, dxy, dz, n, focus):
+def test_fast_renderer_matches_reference(shape, na, dxy, dz, n, focus, engine):
     rng = np.random.default_rng(sum(shape) + n)
     alpha = rng.uniform(0.2, 1.0, shape)
     expected = reference_stack(alpha, na, dxy, dz, n, focus)
-    fast = brightfield_stack(alpha, na=na, xy_res_um=dxy, z_res_um=dz, aperture_samples=n, focus_layers=focus)
+    renderer = BrightfieldRenderer(shape[0], na, dxy, dz, n, focus, engine=engine)
+    with torch.no_grad():
+        fast = renderer(torch.as_tensor(alpha)).numpy()
+        fast32 = renderer(torch.as_tensor(alpha, dtype=torch.float32)).numpy()
     assert fast.dtype == np.float64
     assert np.max(np.abs(fast - expected)) < 1e-6
-    fast32 = brightfield_stack(alpha.astype(np.float32), na=na, xy_res_um=dxy, z_res_um=dz, aperture_samples=n,
-                               focus_layers=focus)
     assert fast32.dtype == np.float32 and np.max(np.abs(fast32 - expected)) < 1e-5
+
+
+def test_the_engines_agree_on_a_paper_sized_stack():
+    """The CPU kernels (fast float32 exp) and the torch shifted-layer sum on 11 x 40 x 44 voxels, 441 rays."""
+    alpha = torch.rand(11, 40, 44, dtype=torch.float64) * 0.3 + 0.7
+    stacks = {}
+    for engine in ("kernel", "torch"):
+        renderer = BrightfieldRenderer(11, engine=engine)
+        with torch.no_grad():
+            stacks[engine, 64] = renderer(alpha)
+            stacks[engine, 32] = renderer(alpha.float())
+    assert torch.max(torch.abs(stacks["kernel", 64] - stacks["torch", 64])) < 1e-12
+    assert torch.max(torch.abs(stacks["kernel", 32].double() - stacks["torch", 64])) < 1e-6
+    assert torch.max(torch.abs(stacks["torch", 32].double() - stacks["torch", 64])) < 1e-6
+    grads = {}
+    for engine, dtype in (("kernel", torch.float32), ("torch", torch.float64)):
+        log_t = torch.log(alpha).to(dtype).requires_grad_()
+        (BrightfieldRenderer(11, engine=engine).render_log(log_t) * torch.linspace(-1, 1, 44)).sum().backward()
+        grads[engine] = log_t.grad.double()
+    assert torch.max(torch.abs(grads["kernel"] - grads["torch"])) < 1e-5 * torch.max(torch.abs(grads["torch"]))
 
 
 def test_pupil_sampling_matches_the_paper_geometry():
@@ -117,8 +139,9 @@ def test_transparent_volume_renders_to_one_and_a_uniform_layer_to_the_secant_ave
         assert abs(stack[s, 10, 10] - np.mean(a**secant)) < 1e-12
 
 
-def test_gradients_match_finite_differences():
-    renderer = BrightfieldRenderer(3, na=0.6, xy_res_um=0.8, z_res_um=1.0, aperture_samples=3)
+@pytest.mark.parametrize("engine", ["kernel", "torch"])
+def test_gradients_match_finite_differences(engine):
+    renderer = BrightfieldRenderer(3, na=0.6, xy_res_um=0.8, z_res_um=1.0, aperture_samples=3, engine=engine)
     log_t = (-torch.rand(3, 3, 4, dtype=torch.float64) * 0.5).requires_grad_()
     assert torch.autograd.gradcheck(renderer.render_log, (log_t,), eps=1e-6, atol=1e-8)
     alpha = (0.5 + 0.5 * torch.rand(2, 3, 3, 4, dtype=torch.float64)).requires_grad_()  # batch of two volumes
@@ -144,3 +167,5 @@ def test_bad_inputs_are_one_line_errors():
         brightfield_stack(np.ones((2, 4, 4)), aperture_samples=0)
     with pytest.raises(InputError, match="evenly spaced"):
         brightfield_stack(np.ones((4, 4, 4)), focus_layers=[0, 1, 3])
+    with pytest.raises(InputError, match="engine="):
+        BrightfieldRenderer(2, engine="fast")

@@ -20,14 +20,16 @@ Choices where the papers are silent (see docs/volume.md):
 The lengths are exact (voxel traversal: the ray is cut at every layer, row and column boundary). Because every pixel's
 rays are the same up to an integer shift, the model is ``N_r`` sparse 3D kernels; :class:`BrightfieldRenderer` computes
 it as, per ray, a sum of shifted log-transmittance layers followed by ``exp``, and its backward pass is the adjoint of
-the same shifts (recomputed, so memory stays at one ray's layers).
+the same shifts (recomputed, so memory stays at one ray's layers). Two engines do this: on CPU the compiled row kernels
+of :mod:`widefield3d.optics.ray_kernels` (numba; every ray's sum stays in cache), on CUDA (or on request) whole-layer
+shifted additions in torch.
 """
 
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 import torch
@@ -190,8 +192,9 @@ def _ray_log_sum(plan_ray, padded: torch.Tensor, out: torch.Tensor, step: int) -
     return out
 
 
-class _RenderLog(torch.autograd.Function):
-    """Focal stack from log-transmittance ``(L, H, W)``; the backward pass recomputes each ray (low memory)."""
+class _RenderLogTorch(torch.autograd.Function):
+    """Focal stack from log-transmittance ``(L, H, W)`` by whole-layer shifted additions (any device); the backward
+    pass recomputes each ray (low memory)."""
 
     @staticmethod
     def forward(ctx, log_t: torch.Tensor, plan: _Plan) -> torch.Tensor:
@@ -222,6 +225,59 @@ class _RenderLog(torch.autograd.Function):
         return grad_padded[:, p:p + h, p:p + w], None
 
 
+@dataclass(frozen=True)
+class _TapTable:
+    """The taps as flat arrays for :mod:`widefield3d.optics.ray_kernels`: ray ``j`` owns entries ``starts[j]:starts[j+1]``
+    (depth order); ``row``/``col`` are offsets into the laterally padded volume."""
+
+    starts: np.ndarray
+    delta: np.ndarray
+    row: np.ndarray
+    col: np.ndarray
+    length: np.ndarray
+    pad: int
+    first: int
+    step: int
+    n_focus: int
+
+    @classmethod
+    def build(cls, taps: RayTaps, pad: int, first: int, step: int, n_focus: int) -> _TapTable:
+        starts = np.searchsorted(taps.ray, np.arange(taps.n_rays + 1)).astype(np.int64)  # taps are grouped by ray
+        return cls(starts, taps.delta.astype(np.int64), (taps.dy + pad).astype(np.int64),
+                   (taps.dx + pad).astype(np.int64), taps.length.astype(np.float64), pad, first, step, n_focus)
+
+    def arrays(self, dtype) -> tuple:
+        return self.starts, self.delta, self.row, self.col, self.length.astype(dtype, copy=False)
+
+
+class _RenderLogKernel(torch.autograd.Function):
+    """Focal stack from log-transmittance ``(L, H, W)`` on CPU with the compiled row kernels (forward and adjoint)."""
+
+    @staticmethod
+    def forward(ctx, log_t: torch.Tensor, table: _TapTable) -> torch.Tensor:
+        from widefield3d.optics import ray_kernels
+
+        ctx.table = table
+        ctx.save_for_backward(log_t)
+        padded = np.pad(log_t.detach().numpy(), ((0, 0), (table.pad,) * 2, (table.pad,) * 2))
+        out = np.empty((table.n_focus, *log_t.shape[1:]), padded.dtype)
+        ray_kernels.render_rows(padded, *table.arrays(padded.dtype), table.first, table.step, out)
+        return torch.from_numpy(out)
+
+    @staticmethod
+    def backward(ctx, grad_stack: torch.Tensor):
+        from widefield3d.optics import ray_kernels
+
+        (log_t,) = ctx.saved_tensors
+        table = ctx.table
+        padded = np.pad(log_t.detach().numpy(), ((0, 0), (table.pad,) * 2, (table.pad,) * 2))
+        grad_out = np.ascontiguousarray(grad_stack.detach().numpy(), dtype=padded.dtype)
+        grad = np.zeros((ray_kernels.n_chunks(grad_out.shape[0] * grad_out.shape[1]), *padded.shape), padded.dtype)
+        ray_kernels.render_rows_adjoint(padded, grad_out, *table.arrays(padded.dtype), table.first, table.step, grad)
+        p, (_, h, w) = table.pad, log_t.shape
+        return torch.from_numpy(np.ascontiguousarray(grad.sum(axis=0)[:, p:p + h, p:p + w])), None
+
+
 class BrightfieldRenderer(nn.Module):
     """Differentiable Yamaguchi renderer: transmittance ``(..., L, H, W)`` -> focal stack ``(..., F, H, W)``.
 
@@ -237,6 +293,9 @@ class BrightfieldRenderer(nn.Module):
         Pupil grid points per side (rays: those inside the disc).
     focus_layers : sequence of int, optional
         Increasing, evenly spaced layers to focus on; default every layer (``F = L``).
+    engine : {"auto", "kernel", "torch"}
+        ``"kernel"``: the compiled CPU row kernels (CPU tensors only); ``"torch"``: shifted whole-layer additions
+        (any device); ``"auto"``: the kernels on CPU, torch elsewhere.
 
     Notes
     -----
@@ -245,11 +304,17 @@ class BrightfieldRenderer(nn.Module):
     """
 
     def __init__(self, n_layers: int, na: float = 0.75, xy_res_um: float = 0.92, z_res_um: float = 1.0,
-                 aperture_samples: int = 25, focus_layers: Sequence[int] | None = None):
+                 aperture_samples: int = 25, focus_layers: Sequence[int] | None = None,
+                 engine: Literal["auto", "kernel", "torch"] = "auto"):
         super().__init__()
+        if engine not in ("auto", "kernel", "torch"):
+            raise InputError(f"BrightfieldRenderer: engine={engine!r} must be 'auto', 'kernel' or 'torch'")
         self.taps = ray_taps(n_layers, na, xy_res_um, z_res_um, aperture_samples)
         self.n_layers = n_layers
-        self.plan = _plan(self.taps, n_layers, *_focus_range(focus_layers, n_layers))
+        self.engine = engine
+        focus = _focus_range(focus_layers, n_layers)
+        self.plan = _plan(self.taps, n_layers, *focus)
+        self.table = _TapTable.build(self.taps, self.plan.pad, *focus)
 
     @property
     def n_rays(self) -> int:
@@ -259,11 +324,15 @@ class BrightfieldRenderer(nn.Module):
         """Focal stack from log-transmittance (``<= 0``) of shape ``(..., L, H, W)``."""
         if log_t.ndim < 3 or log_t.shape[-3] != self.n_layers:
             raise InputError(f"BrightfieldRenderer: expected (..., {self.n_layers}, H, W), got {tuple(log_t.shape)}")
-        if log_t.ndim == 3:
-            return _RenderLog.apply(log_t, self.plan)
-        flat = log_t.reshape(-1, *log_t.shape[-3:])
-        out = torch.stack([_RenderLog.apply(v, self.plan) for v in flat])
-        return out.reshape(*log_t.shape[:-3], *out.shape[-3:])
+        if log_t.device.type != "cpu" and self.engine == "kernel":
+            raise InputError(f"BrightfieldRenderer: engine='kernel' runs on CPU tensors, got {log_t.device}")
+        flat = log_t.reshape(-1, *log_t.shape[-3:]).contiguous()
+        compiled = log_t.device.type == "cpu" and log_t.dtype in (torch.float32, torch.float64)
+        if self.engine == "torch" or (self.engine == "auto" and not compiled):
+            out = [_RenderLogTorch.apply(v, self.plan) for v in flat]
+        else:
+            out = [_RenderLogKernel.apply(v, self.table) for v in flat]
+        return torch.stack(out).reshape(*log_t.shape[:-3], *out[0].shape)
 
     def forward(self, transmittance: torch.Tensor) -> torch.Tensor:
         tiny = torch.finfo(transmittance.dtype).tiny
