@@ -38,9 +38,16 @@ class DipNetConfig(BaseModel):
     negative_slope: float = Field(0.2, ge=0.0, lt=1.0)
 
 
+class _DepthLastConv3d(nn.Conv3d):
+    """A 3 x 3 x 3 convolution with ``(out, in, kz, ky, kx)`` weights applied to ``(B, C, Y, X, Z)`` input."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.conv3d(x, self.weight.permute(0, 1, 3, 4, 2), self.bias, padding=self.padding)
+
+
 def _conv(c_in: int, c_out: int, slope: float) -> list[nn.Module]:
     """3 x 3 x 3 convolution, batch normalisation, LeakyReLU (the unit of Ulyanov's skip network)."""
-    return [nn.Conv3d(c_in, c_out, 3, padding=1), nn.BatchNorm3d(c_out), nn.LeakyReLU(slope, inplace=True)]
+    return [_DepthLastConv3d(c_in, c_out, 3, padding=1), nn.BatchNorm3d(c_out), nn.LeakyReLU(slope, inplace=True)]
 
 
 def _block(c_in: int, c_out: int, slope: float) -> nn.Sequential:
@@ -56,8 +63,8 @@ class DipUNet(nn.Module):
         ch, slope = config.channels, config.negative_slope
         self.down = nn.ModuleList(_block(config.in_channels if i == 0 else ch[i - 1], ch[i], slope)
                                   for i in range(len(ch)))
-        self.pool = nn.MaxPool3d((1, 2, 2))
-        self.up = nn.ModuleList(nn.Sequential(nn.Upsample(scale_factor=(1, 2, 2), mode="nearest"),
+        self.pool = nn.MaxPool3d((2, 2, 1))  # Y and X of the depth-last layout
+        self.up = nn.ModuleList(nn.Sequential(nn.Upsample(scale_factor=(2, 2, 1), mode="nearest"),
                                               *_conv(ch[i + 1], ch[i], slope))
                                 for i in range(len(ch) - 1))
         self.merge = nn.ModuleList(_block(2 * ch[i], ch[i], slope) for i in range(len(ch) - 1))
@@ -79,8 +86,9 @@ class DipUNet(nn.Module):
         h, w = x.shape[-2:]
         m = self.lateral_multiple
         pad_y, pad_x = -h % m, -w % m
+        x = x.permute(0, 1, 3, 4, 2)  # (B, C, Y, X, Z)
         if pad_y or pad_x:
-            x = nn.functional.pad(x, (0, pad_x, 0, pad_y, 0, 0), mode="replicate")
+            x = nn.functional.pad(x, (0, 0, 0, pad_x, 0, pad_y), mode="replicate")
         skips = []
         for i, block in enumerate(self.down):
             x = block(x if i == 0 else self.pool(x))
@@ -88,4 +96,4 @@ class DipUNet(nn.Module):
         x = skips.pop()
         for i in reversed(range(len(self.merge))):
             x = self.merge[i](torch.cat([self.up[i](x), skips.pop()], dim=1))
-        return self.head(x)[..., :h, :w]
+        return self.head(x).permute(0, 1, 4, 2, 3)[..., :h, :w]
