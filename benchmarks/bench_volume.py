@@ -1,6 +1,8 @@
 """Bright-field volume reconstruction benchmark: the paper's Tables 1-3 and the speed targets.
 
-    python benchmarks/bench_volume.py --quick    # CPU: a subset (see QUICK below), minutes
+    python benchmarks/bench_volume.py --quick    # CPU: all 13 volumes at 50 x 50 x 11, few steps (QUICK below), ~2 CPU h
+    python benchmarks/bench_volume.py --quick --volumes heptane,engine --tag a   # a share of it (one process per core)
+    python benchmarks/bench_volume.py --quick --tables results/volume_quick_a.json results/volume_quick_b.json
     python benchmarks/bench_volume.py --full     # GPU: the paper's setting (13 volumes, 128x128x11 and 50x50x11,
                                                  # 25x25 pupil grid, 30000 steps, paper learning rates, ES window 100 /
                                                  # patience 1000), many hours on one GPU
@@ -23,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+import numba
 import numpy as np
 import torch
 
@@ -32,9 +35,9 @@ from widefield3d.nets.dip import DipNetConfig, DipUNet
 from widefield3d.optics.brightfield import BrightfieldRenderer, brightfield_stack
 from widefield3d.sim.phantoms import BENCHMARK_VOLUMES, benchmark_volume
 
-QUICK = dict(volumes=["heptane", "engine"], sizes=[(11, 32, 32)], aperture_samples=9,
-             steps=200, constant_steps=100, fit_steps=150, noise=[0.0, 0.01, 0.02], noisy_methods=["Iter", "DIP"], dip_lr=1e-2, es_window=20,
-             es_patience=40, speed_repeats=3)
+QUICK = dict(volumes=list(BENCHMARK_VOLUMES), sizes=[(11, 50, 50)], aperture_samples=25, steps=400,
+             constant_steps=100, fit_steps=150, noise=[0.0, 0.01, 0.02], noisy_methods=["Iter", "DIP"], dip_lr=1e-2,
+             es_window=20, es_patience=40, speed_repeats=5)
 FULL = dict(volumes=list(BENCHMARK_VOLUMES), sizes=[(11, 128, 128), (11, 50, 50)], aperture_samples=25, steps=30000,
             constant_steps=500, fit_steps=750,
             noise=[0.0, 0.01, 0.02], noisy_methods=["Iter", "DIP", "DIP + Pretr I", "DIP + Pretr II"], dip_lr=1e-3,
@@ -179,15 +182,26 @@ def main(argv=None) -> None:
     parser.add_argument("--skip-speed", action="store_true", help="only the tables")
     parser.add_argument("--speed-only", action="store_true", help="only the speed measurements")
     parser.add_argument("--progress", action="store_true")
+    parser.add_argument("--volumes", help="comma-separated subset of the 13 volumes (to split the run over processes)")
+    parser.add_argument("--tag", default="", help="suffix of the result file, e.g. one per process")
+    parser.add_argument("--tables", nargs="+", metavar="JSON", help="print the tables of these result files, merged")
     args = parser.parse_args(argv)
     name = "quick" if args.quick else "full"
-    setting = QUICK if args.quick else FULL
+    setting = dict(QUICK if args.quick else FULL)
+    if args.tables:
+        print(tables([row for f in args.tables for row in json.loads(Path(f).read_text())["rows"]]))
+        return
+    if args.volumes:
+        unknown = set(args.volumes.split(",")) - set(BENCHMARK_VOLUMES)
+        if unknown:
+            parser.error(f"unknown volumes {sorted(unknown)}; choose from {list(BENCHMARK_VOLUMES)}")
+        setting["volumes"] = args.volumes.split(",")
     from widefield3d.device import resolve_device
 
     device = resolve_device(args.device, "--device")
     t0 = time.perf_counter()
     result = {"setting": name, "parameters": setting, "machine": platform.processor() or platform.machine(),
-              "torch_threads": torch.get_num_threads(), "command": " ".join(["python"] + sys.argv),
+              "torch_threads": torch.get_num_threads(), "kernel_threads": numba.get_num_threads(), "command": " ".join(["python"] + sys.argv),
               "date": time.strftime("%Y-%m-%d %H:%M")}
     if not args.skip_speed:
         result["speed"] = speed(setting["speed_repeats"], device)
@@ -196,7 +210,7 @@ def main(argv=None) -> None:
         result["rows"] = run(setting, args.device, args.progress)
         print(tables(result["rows"]))
     result["seconds"] = time.perf_counter() - t0
-    suffix = "_speed" if args.speed_only else ""
+    suffix = ("_speed" if args.speed_only else "") + (f"_{args.tag}" if args.tag else "")
     out = Path(__file__).parent / "results" / f"volume_{name}{suffix}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=1, default=float) + "\n")
