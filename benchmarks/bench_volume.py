@@ -35,7 +35,7 @@ from widefield3d.nets.dip import DipNetConfig, DipUNet
 from widefield3d.optics.brightfield import BrightfieldRenderer, brightfield_stack
 from widefield3d.sim.phantoms import BENCHMARK_VOLUMES, benchmark_volume
 
-QUICK = dict(volumes=list(BENCHMARK_VOLUMES), sizes=[(11, 50, 50)], aperture_samples=25, steps=400,
+QUICK = dict(volumes=list(BENCHMARK_VOLUMES), sizes=[(11, 50, 50)], aperture_samples=25, steps=250,
              constant_steps=100, fit_steps=150, noise=[0.0, 0.01, 0.02], noisy_methods=["Iter", "DIP"], dip_lr=1e-2,
              es_window=20, es_patience=40, speed_repeats=5)
 FULL = dict(volumes=list(BENCHMARK_VOLUMES), sizes=[(11, 128, 128), (11, 50, 50)], aperture_samples=25, steps=30000,
