@@ -22,6 +22,7 @@ import numpy as np
 from scipy import ndimage
 
 from widefield3d.errors import InputError
+from widefield3d.sim.samples import check_shape
 
 T_MIN = 0.7
 """Lowest transmittance of the benchmark and pre-training volumes (the paper's normalisation to [0.7, 1])."""
@@ -218,16 +219,6 @@ BENCHMARK_VOLUMES: dict[str, Callable] = {
 """The 13 benchmark volumes, in the paper's Table 1 order; each ``f(shape, rng) -> absorption density``."""
 
 
-def _shape(shape) -> tuple[int, int, int]:
-    try:
-        ok = len(shape) == 3 and all(int(n) == n and n > 0 for n in shape)
-    except TypeError:
-        ok = False
-    if not ok:
-        raise InputError(f"shape must be 3 positive integers (Z, Y, X), got {shape!r}")
-    return tuple(int(n) for n in shape)
-
-
 def to_transmittance(absorption: np.ndarray, t_min: float = T_MIN) -> np.ndarray:
     """Map an absorption density ``>= 0`` to transmittance ``1 - (1 - t_min) * a / max(a)``, float32 in [t_min, 1]."""
     a = np.clip(np.asarray(absorption, dtype=np.float64), 0, None)
@@ -242,7 +233,7 @@ def benchmark_volume(name: str, shape=(11, 128, 128), seed: int = 0) -> np.ndarr
     """
     if name not in BENCHMARK_VOLUMES:
         raise InputError(f"unknown benchmark volume {name!r}; choose one of: {', '.join(BENCHMARK_VOLUMES)}")
-    absorption = BENCHMARK_VOLUMES[name](_shape(shape), np.random.default_rng(seed))
+    absorption = BENCHMARK_VOLUMES[name](check_shape(shape), np.random.default_rng(seed))
     return to_transmittance(np.broadcast_to(absorption, shape))
 
 
@@ -253,7 +244,7 @@ def ellipsoid_volume(shape, rng: np.random.Generator | int = 0, n_range=(3, 12))
     rotations about z and absorption strengths; overlapping absorption adds up, then is scaled to [0.7, 1].
     """
     rng = np.random.default_rng(rng)
-    z, y, x = _coords(_shape(shape))
+    z, y, x = _coords(check_shape(shape))
     a = np.zeros(shape)
     for _ in range(int(rng.integers(n_range[0], n_range[1] + 1))):
         c = rng.uniform([-0.6, -0.8, -0.8], [0.6, 0.8, 0.8])
@@ -265,7 +256,7 @@ def ellipsoid_volume(shape, rng: np.random.Generator | int = 0, n_range=(3, 12))
 def cell_volume(shape=(11, 64, 64), seed: int = 0) -> np.ndarray:
     """A cell-like transmittance volume: a flattened cell with a dense nucleus, nucleolus and small vesicles."""
     rng = np.random.default_rng(seed)
-    z, y, x = _coords(_shape(shape))
+    z, y, x = _coords(check_shape(shape))
     cell = _ellipsoid(z, y, x, (0, 0, 0), (0.7, 0.75, 0.85), 0.04, rng.uniform(0, np.pi))
     a = 0.25 * cell * (0.7 + 0.3 * _texture(cell.shape, rng, (1, 2, 2)))
     a += 0.5 * _ellipsoid(z, y, x, (0.1, 0.1, -0.15), (0.5, 0.3, 0.35), 0.03, 0.5)

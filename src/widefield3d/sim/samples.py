@@ -86,21 +86,27 @@ class Sample:
 # ----------------------------------------------------------------------------------------------- validation
 
 
-def _grid(shape, spacing_um) -> tuple[tuple[int, int, int], np.ndarray]:
-    """Validated ``shape`` (3 ints) and ``spacing_um`` (3 floats, as an array)."""
+def check_shape(shape) -> tuple[int, int, int]:
+    """``shape`` as 3 positive ints ``(Z, Y, X)``, or a one-line :class:`InputError`."""
     try:
         ok = len(shape) == 3 and all(int(n) == n and n > 0 for n in shape)
     except TypeError:
         ok = False
     if not ok:
         raise InputError(f"shape must be 3 positive integers (Z, Y, X), got {shape!r}")
+    return tuple(int(n) for n in shape)
+
+
+def _grid(shape, spacing_um) -> tuple[tuple[int, int, int], np.ndarray]:
+    """Validated ``shape`` (3 ints) and ``spacing_um`` (3 floats, as an array)."""
+    shape = check_shape(shape)
     try:
         sp = np.asarray(spacing_um, dtype=np.float64)
     except (TypeError, ValueError):
         sp = np.zeros(0)
     if sp.shape != (3,) or not np.all(np.isfinite(sp)) or np.any(sp <= 0):
         raise InputError(f"spacing_um must be 3 positive numbers (dz, dy, dx) in µm, got {spacing_um!r}")
-    return tuple(int(n) for n in shape), sp
+    return shape, sp
 
 
 def _positive(name: str, value) -> float:
