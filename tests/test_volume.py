@@ -17,6 +17,7 @@ from widefield3d.methods.volume import (
     reconstruct,
     start_network,
 )
+from widefield3d.errors import InputError
 from widefield3d.nets.dip import DipNetConfig
 from widefield3d.optics.brightfield import brightfield_stack
 from widefield3d.sim.phantoms import BENCHMARK_VOLUMES, benchmark_volume, cell_volume, ellipsoid_volume
@@ -72,6 +73,18 @@ def test_dip_reconstruction_reaches_a_stated_psnr(tiny):
     assert result.psnr > 30
     # the rendered reconstruction explains the stack
     assert np.mean(np.abs(brightfield_stack(result.transmittance, **OPTICS) - stack)) < 0.02
+
+
+def test_noisy_stacks_may_dip_below_zero(tiny):
+    """Centred Gaussian noise on a dark stack gives negative readings; they are data, not an error."""
+    truth, stack = tiny
+    noisy = stack - stack.min() - 0.01  # darkest pixel at -0.01
+    result = reconstruct(noisy, "iterative", steps=2, aperture_samples=5, progress=False, device="cpu")
+    assert result.transmittance.shape == truth.shape and np.all(np.isfinite(result.transmittance))
+    with pytest.raises(InputError, match="finite"):
+        reconstruct(np.where(noisy > 0.5, np.nan, noisy), "iterative", steps=1, progress=False)
+    with pytest.raises(InputError, match="flat-field"):
+        reconstruct(noisy - 2.0, "iterative", steps=1, progress=False)
 
 
 def test_early_stopping_returns_the_selected_iterate(tiny):

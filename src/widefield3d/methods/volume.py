@@ -157,11 +157,11 @@ def _check_stack(stack, name: str = "stack") -> np.ndarray:
     if not np.issubdtype(data.dtype, np.number) or np.iscomplexobj(data):
         raise InputError(f"{name}: expected real intensities, got dtype {data.dtype}")
     data = data.astype(np.float32)
-    if not np.all(np.isfinite(data)) or data.min() < 0:
-        raise InputError(f"{name}: intensities must be finite and >= 0")
-    if data.max() > 2.0:
-        raise InputError(f"{name}: values up to {data.max():g}; normalise the stack so that empty background is 1 "
-                         "(divide by a flat-field image)")
+    if not np.all(np.isfinite(data)):
+        raise InputError(f"{name}: intensities must be finite (no NaN or inf)")
+    if data.max() > 2.0 or data.min() < -1.0:
+        raise InputError(f"{name}: values in [{data.min():g}, {data.max():g}]; normalise the stack so that empty "
+                         "background is 1 (divide by a flat-field image)")
     return data
 
 
