@@ -111,7 +111,8 @@ def _wait_for_denoiser() -> None:
             time.sleep(60)
 
 
-def run(setting: dict, device: str, progress: bool) -> list[dict]:
+def run(setting: dict, device: str, progress: bool, save=lambda rows: None) -> list[dict]:
+    """All runs of ``setting``; ``save(rows)`` is called after each one (a killed run keeps what it finished)."""
     jobs = [(shape, name, sigma, label) for shape in setting["sizes"] for name in setting["volumes"]
             for sigma in setting["noise"] for label in (METHODS if sigma == 0 else setting["noisy_methods"])]
     jobs.sort(key=lambda job: job[3] == "DIP + Pretr II")  # Pretr II last (stable sort keeps the rest in order)
@@ -135,6 +136,7 @@ def run(setting: dict, device: str, progress: bool) -> list[dict]:
                "es_iteration": r.es_iteration, "es_psnr": psnr[r.es_iteration] if r.es_iteration is not None else None,
                "es_seconds": r.es_seconds}
         rows.append(row)
+        save(rows)
         print(f"{row['size']} {name:10s} sigma {sigma:<5g} {label:15s} PSNR {row['psnr']:6.2f} "
               f"(best {row['best_psnr']:6.2f} @ {row['best_step']}) SSIM {row['ssim']:.4f} "
               f"ES stop {row['es_stop']} -> {row['es_psnr'] or float('nan'):.2f} dB, {r.seconds:.0f} s", flush=True)
@@ -206,14 +208,20 @@ def main(argv=None) -> None:
     if not args.skip_speed:
         result["speed"] = speed(setting["speed_repeats"], device)
         print(json.dumps(result["speed"], indent=1), flush=True)
-    if not args.speed_only:
-        result["rows"] = run(setting, args.device, args.progress)
-        print(tables(result["rows"]))
-    result["seconds"] = time.perf_counter() - t0
     suffix = ("_speed" if args.speed_only else "") + (f"_{args.tag}" if args.tag else "")
     out = Path(__file__).parent / "results" / f"volume_{name}{suffix}.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(result, indent=1, default=float) + "\n")
+
+    def save(rows=None):
+        if rows is not None:
+            result["rows"] = rows
+        result["seconds"] = time.perf_counter() - t0
+        out.write_text(json.dumps(result, indent=1, default=float) + "\n")
+
+    if not args.speed_only:
+        run(setting, args.device, args.progress, save)
+        print(tables(result["rows"]))
+    save()
     print(f"wrote {out}")
 
 
