@@ -442,7 +442,7 @@ def demo_section(report, figures_dir: str | Path, seed: int = 0, progress: bool 
     """Add the bright-field volume section to a :class:`widefield3d.report.Report`; returns its numbers.
 
     A cell-like volume (11 layers of 32 x 32 voxels, 0.92 µm, 1 µm apart) is imaged with the ray model (NA 0.75,
-    9 x 9 pupil grid to keep the demo short on a CPU, noise sigma 0.005), then reconstructed by DIP started from the
+    the paper's 25 x 25 pupil grid, noise sigma 0.005), then reconstructed by DIP started from the
     shipped Pretr II weights and by the iterative method, ``steps`` each (DIP at learning rate 1e-2 instead of the
     paper's 1e-3, which needs thousands of steps); the figures show the focal stack and the DIP reconstruction beside
     the truth.
@@ -458,7 +458,7 @@ def demo_section(report, figures_dir: str | Path, seed: int = 0, progress: bool 
 
     figures = Path(figures_dir)
     spacing = (1.0, 0.92, 0.92)
-    optics = dict(na=0.75, xy_res_um=0.92, z_res_um=1.0, aperture_samples=9)
+    optics = dict(na=0.75, xy_res_um=0.92, z_res_um=1.0, aperture_samples=25)
     truth = cell_volume((11, 32, 32), seed)
     clean = brightfield_stack(truth, **optics)
     stack = clean + np.random.default_rng(seed).normal(0, 0.005, clean.shape).astype(np.float32)
