@@ -124,8 +124,8 @@ class VolumeResult:
     ``iteration`` is the step whose iterate was returned (ES-WMV's choice, else the last), ``iterations`` the steps
     run; ``history`` has per step ``loss`` (L1 data term), ``es_variance`` (from the first full window) and, when the
     truth was given, ``psnr`` (dB, data range 1). ES-WMV also runs when ``early_stop`` is off: ``es_stop`` is the step
-    at which it would have stopped (None if never), ``es_iteration`` the iterate it selects then (or at the end),
-    ``es_seconds`` the time to its stop.
+    at which it would have stopped (None if never), ``es_iteration`` the iterate it selects then (or at the end; None
+    if no window filled), ``es_seconds`` the time to its stop.
     """
 
     transmittance: np.ndarray
@@ -331,7 +331,8 @@ def reconstruct(stack, method: Literal["dip", "iterative"] = "dip", *, truth=Non
     volume = chosen.clamp(0, 1).to("cpu", torch.float32).numpy()
     return VolumeResult(volume, iteration, len(history["loss"]), es_stop is not None and config.early_stop,
                         time.perf_counter() - t0, config, history, es_stop=es_stop,
-                        es_iteration=es_iteration if es_stop is not None else stopper.best_iteration,
+                        es_iteration=es_iteration if es_stop is not None else
+                        (stopper.best_iteration if stopper.best_iteration >= 0 else None),
                         es_seconds=es_seconds)
 
 
