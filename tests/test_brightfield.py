@@ -169,3 +169,5 @@ def test_bad_inputs_are_one_line_errors():
         brightfield_stack(np.ones((4, 4, 4)), focus_layers=[0, 1, 3])
     with pytest.raises(InputError, match="engine="):
         BrightfieldRenderer(2, engine="fast")
+    with pytest.raises(InputError, match="float32/float64 CPU"):
+        BrightfieldRenderer(2, engine="kernel")(torch.ones((2, 4, 4), dtype=torch.float16))

@@ -324,10 +324,11 @@ class BrightfieldRenderer(nn.Module):
         """Focal stack from log-transmittance (``<= 0``) of shape ``(..., L, H, W)``."""
         if log_t.ndim < 3 or log_t.shape[-3] != self.n_layers:
             raise InputError(f"BrightfieldRenderer: expected (..., {self.n_layers}, H, W), got {tuple(log_t.shape)}")
-        if log_t.device.type != "cpu" and self.engine == "kernel":
-            raise InputError(f"BrightfieldRenderer: engine='kernel' runs on CPU tensors, got {log_t.device}")
-        flat = log_t.reshape(-1, *log_t.shape[-3:]).contiguous()
         compiled = log_t.device.type == "cpu" and log_t.dtype in (torch.float32, torch.float64)
+        if self.engine == "kernel" and not compiled:
+            raise InputError(f"BrightfieldRenderer: engine='kernel' needs float32/float64 CPU tensors, got "
+                             f"{log_t.dtype} on {log_t.device}")
+        flat = log_t.reshape(-1, *log_t.shape[-3:]).contiguous()
         if self.engine == "torch" or (self.engine == "auto" and not compiled):
             out = [_RenderLogTorch.apply(v, self.plan) for v in flat]
         else:
