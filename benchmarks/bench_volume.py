@@ -1,6 +1,6 @@
 """Bright-field volume reconstruction benchmark: the paper's Tables 1-3 and the speed targets.
 
-    python benchmarks/bench_volume.py --quick    # CPU: all 13 volumes at 50 x 50 x 11, few steps (QUICK below), ~2 CPU h
+    python benchmarks/bench_volume.py --quick    # CPU: all 13 volumes at 50 x 50 x 11, few steps (QUICK below), ~3 CPU h
     python benchmarks/bench_volume.py --quick --volumes heptane,engine --tag a   # a share of it (one process per core)
     python benchmarks/bench_volume.py --quick --tables results/volume_quick_a.json results/volume_quick_b.json
     python benchmarks/bench_volume.py --full     # GPU: the paper's setting (13 volumes, 128x128x11 and 50x50x11,
