@@ -87,6 +87,16 @@ def read_settings(path: str | Path, what: str = "settings") -> dict:
     return {k: v for k, v in data.items() if k not in ("method", "widefield3d_version")}
 
 
+def run_settings(config: str | Path | None, output: str | Path, resume: bool, what: str = "settings") -> dict:
+    """The settings a training run starts from: the ``--config`` file if given, else (with ``--resume``) the model
+    directory's own ``config.json`` if it exists, else none (the method's defaults)."""
+    if config is not None:
+        return read_settings(config, what)
+    if resume and (Path(output) / "config.json").is_file():
+        return read_settings(Path(output) / "config.json", what)
+    return {}
+
+
 def save_weights(directory: str | Path, module) -> Path:
     """Write the module's state dict to ``directory/weights.safetensors`` atomically (contiguous CPU tensors)."""
     from safetensors.torch import save_file

@@ -8,18 +8,16 @@ from typing import Annotated, Optional
 import typer
 
 
-def _config_settings(path: Path) -> dict:
-    """MFPIConfig fields from a JSON/YAML file (a model's config.json works too: extra entries are dropped)."""
+def _mfpi_fields(data: dict, source: Path) -> dict:
+    """MFPIConfig fields of a settings mapping (a model's config.json works too: its extra entries are dropped)."""
     from widefield3d.errors import InputError
     from widefield3d.methods.mfpi import MFPIConfig
-    from widefield3d.zoo import read_settings
 
-    data = read_settings(path, "MFPINet settings")
     unknown = sorted(set(data) - set(MFPIConfig.model_fields)
                      - {"trainer", "adversarial", "training_fields",
                         "validation_fields", "data"})
     if unknown:
-        raise InputError(f"--config {path}: unknown MFPINet settings {', '.join(unknown)}")
+        raise InputError(f"--config {source}: unknown MFPINet settings {', '.join(unknown)}")
     return {k: v for k, v in data.items() if k in MFPIConfig.model_fields}
 
 
@@ -64,14 +62,12 @@ def register(app: typer.Typer, train_app: typer.Typer) -> None:
         from widefield3d.cli import console
         from widefield3d.errors import InputError
         from widefield3d.methods.mfpi import MFPIConfig, train
+        from widefield3d.zoo import run_settings
 
         if not data.is_dir():
             raise InputError(f"--data {data}: not a directory")
-        settings = {}
-        if config is not None:
-            settings = _config_settings(config)
-        elif resume and (output / "config.json").is_file():
-            settings = _config_settings(output / "config.json")
+        settings = _mfpi_fields(run_settings(config, output, resume, "MFPINet settings"),
+                                config or output / "config.json")
         if device is not None:
             settings["device"] = device
         result = train(data, output, MFPIConfig.model_validate(settings), resume=resume, progress=True)

@@ -72,15 +72,11 @@ def register(app: typer.Typer, train_app: typer.Typer) -> None:
         from widefield3d.cli import console
         from widefield3d.errors import InputError
         from widefield3d.methods.wfcon import WFConConfig, train
-        from widefield3d.zoo import read_settings
+        from widefield3d.zoo import run_settings
 
         if not data.is_dir():
             raise InputError(f"--data {data}: not a directory")
-        settings = {}
-        if config is not None:
-            settings = read_settings(config, "WFCON-Net settings")
-        elif resume and (output / "config.json").is_file():
-            settings = read_settings(output / "config.json", "WFCON-Net settings")
+        settings = run_settings(config, output, resume, "WFCON-Net settings")
         for key, value in (("perceptual", perceptual), ("network", network.value if network else None)):
             if value is not None:
                 settings[key] = value
