@@ -168,8 +168,13 @@ class _Plan:
     n_focus: int
 
 
+def _lateral_reach(taps: RayTaps) -> int:
+    """Largest lateral tap offset (pixels): the zero padding both engines put around the volume."""
+    return int(max(np.abs(taps.dy).max(initial=0), np.abs(taps.dx).max(initial=0)))
+
+
 def _plan(taps: RayTaps, n_layers: int, first: int, step: int, n_focus: int) -> _Plan:
-    pad = int(max(np.abs(taps.dy).max(initial=0), np.abs(taps.dx).max(initial=0)))
+    pad = _lateral_reach(taps)
     rays: list[list] = [[] for _ in range(taps.n_rays)]
     for j, d, dy, dx, w in zip(taps.ray.tolist(), taps.delta.tolist(), taps.dy.tolist(), taps.dx.tolist(),
                                taps.length.tolist()):
@@ -257,9 +262,8 @@ class _RenderLogKernel(torch.autograd.Function):
     def forward(ctx, log_t: torch.Tensor, table: _TapTable) -> torch.Tensor:
         from widefield3d.optics import ray_kernels
 
-        ctx.table = table
-        ctx.save_for_backward(log_t)
         padded = np.pad(log_t.detach().numpy(), ((0, 0), (table.pad,) * 2, (table.pad,) * 2))
+        ctx.table, ctx.padded, ctx.shape = table, padded, log_t.shape
         out = np.empty((table.n_focus, *log_t.shape[1:]), padded.dtype)
         ray_kernels.render_rows(padded, *table.arrays(padded.dtype), table.first, table.step, out)
         return torch.from_numpy(out)
@@ -268,13 +272,11 @@ class _RenderLogKernel(torch.autograd.Function):
     def backward(ctx, grad_stack: torch.Tensor):
         from widefield3d.optics import ray_kernels
 
-        (log_t,) = ctx.saved_tensors
-        table = ctx.table
-        padded = np.pad(log_t.detach().numpy(), ((0, 0), (table.pad,) * 2, (table.pad,) * 2))
+        table, padded = ctx.table, ctx.padded
         grad_out = np.ascontiguousarray(grad_stack.detach().numpy(), dtype=padded.dtype)
         grad = np.zeros((ray_kernels.n_chunks(grad_out.shape[0] * grad_out.shape[1]), *padded.shape), padded.dtype)
         ray_kernels.render_rows_adjoint(padded, grad_out, *table.arrays(padded.dtype), table.first, table.step, grad)
-        p, (_, h, w) = table.pad, log_t.shape
+        p, (_, h, w) = table.pad, ctx.shape
         return torch.from_numpy(np.ascontiguousarray(grad.sum(axis=0)[:, p:p + h, p:p + w])), None
 
 
@@ -313,8 +315,13 @@ class BrightfieldRenderer(nn.Module):
         self.n_layers = n_layers
         self.engine = engine
         focus = _focus_range(focus_layers, n_layers)
-        self.plan = _plan(self.taps, n_layers, *focus)
-        self.table = _TapTable.build(self.taps, self.plan.pad, *focus)
+        self.focus = focus
+        self.table = _TapTable.build(self.taps, _lateral_reach(self.taps), *focus)
+
+    @functools.cached_property
+    def plan(self) -> _Plan:
+        """The torch engine's per-ray shifted-layer additions (built on first use: a Python loop over the taps)."""
+        return _plan(self.taps, self.n_layers, *self.focus)
 
     @property
     def n_rays(self) -> int:
