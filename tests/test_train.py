@@ -6,6 +6,7 @@ import csv
 import math
 import os
 import signal
+import time
 
 import numpy as np
 import pytest
@@ -201,3 +202,77 @@ def test_config_rejects_bad_values():
         TrainerConfig(gan_loss="wgan")
     with pytest.raises(ValueError):
         TrainerConfig(learning_rate=1e-3)  # unknown field
+
+
+# --- budget, warm-up, reproducibility, resume checks ---------------------------------------------------------------
+
+
+def _generator_weights(out_dir) -> dict:
+    return load_checkpoint(out_dir / "checkpoint.pt")["generator"]
+
+
+def test_two_identical_runs_give_bit_identical_weights(tmp_path):
+    for d in ("a", "b"):
+        train(_task(), _config(), tmp_path / d, progress=False)
+    a, b = (load_checkpoint(tmp_path / d / "checkpoint.pt") for d in ("a", "b"))
+    for net in ("generator", "discriminator"):
+        for key, value in a[net].items():
+            assert torch.equal(b[net][key], value), (net, key)
+
+
+def test_time_budget_stops_cleanly_and_resumes_to_the_same_weights(tmp_path):
+    straight = train(_task(), _config(), tmp_path / "a", progress=False)
+    assert not straight.stopped_by_budget and straight.iterations_done == 8
+    slow = _task(on_sample=lambda: time.sleep(0.05))  # 3 batches per iteration: >= 0.15 s each
+    cut = train(slow, _config(time_budget_minutes=0.3 / 60), tmp_path / "b", progress=False)
+    assert cut.stopped_by_budget and 1 <= cut.iterations_done < 8
+    ckpt = load_checkpoint(tmp_path / "b" / "checkpoint.pt")
+    assert ckpt["iteration"] == cut.iterations_done
+    assert (tmp_path / "b" / "weights.safetensors").is_file()
+    assert _rows(cut.log_path)[-1]["iteration"] == cut.iterations_done  # validated at the stop
+    assert cut.timings["data"] >= 0.15 * cut.iterations_done  # the sleeps count as data loading
+    # the budget may change on resume; the resumed run reaches the uninterrupted run's weights
+    done = train(_task(), _config(), tmp_path / "b", resume=True, progress=False)
+    assert done.iterations_done == 8 and not done.stopped_by_budget
+    a, b = (_generator_weights(tmp_path / d) for d in ("a", "b"))
+    for key, value in a.items():
+        torch.testing.assert_close(b[key], value, rtol=0, atol=1e-6)
+    assert set(done.timings) == {"data", "step", "validation", "checkpoint"}
+
+
+def test_warmup_trains_the_generator_alone_then_switches_to_the_gan(tmp_path):
+    task = _task()
+    d_before = {k: v.clone() for k, v in task.discriminator.state_dict().items()}
+    cfg = _config(iterations=4, warmup_iterations=4, validate_every=2)
+    result = train(task, cfg, tmp_path, progress=False)
+    for key, value in task.discriminator.state_dict().items():
+        assert torch.equal(value, d_before[key]), key  # no discriminator update during the warm-up
+    for r in _rows(result.log_path):
+        assert math.isnan(r["g_adv"]) and math.isnan(r["loss_d"])
+        assert r["loss_g"] == pytest.approx(cfg.pixel_weight * r["g_pixel"], rel=1e-5)
+    resumed = _task()
+    longer = train(resumed, cfg.model_copy(update={"iterations": 8}), tmp_path, resume=True, progress=False)
+    rows = _rows(longer.log_path)
+    assert [r["iteration"] for r in rows] == [2, 4, 6, 8]
+    for r in rows[2:]:  # after the warm-up: the paper's adversarial loss and discriminator updates
+        assert math.isfinite(r["g_adv"]) and math.isfinite(r["loss_d"])
+    assert any(not torch.equal(v, d_before[k]) for k, v in resumed.discriminator.state_dict().items())
+
+
+def test_resume_prints_its_iteration_and_refuses_changed_data(tmp_path, capsys):
+    method = {"method": "toy", "data": {"patch_px": 16}, "provenance": {"data_dir": "/somewhere"}}
+    train(_task(), _config(iterations=4), tmp_path, progress=False, method_config=method)
+    capsys.readouterr()
+    # the data directory's path may move; the iteration resumed from is printed
+    moved = {**method, "provenance": {"data_dir": "/elsewhere"}}
+    train(_task(), _config(iterations=6), tmp_path, resume=True, progress=False, method_config=moved)
+    assert "from iteration 4" in capsys.readouterr().err
+    config_before = (tmp_path / "config.json").read_text()
+    with pytest.raises(InputError, match=r"data\.patch_px: 16 -> 32"):
+        train(_task(), _config(iterations=8), tmp_path, resume=True, progress=False,
+              method_config={**method, "data": {"patch_px": 32}})
+    assert (tmp_path / "config.json").read_text() == config_before  # not rewritten by a refused resume
+    other = _task()
+    other.validation = [_pair(np.random.default_rng(7))]
+    with pytest.raises(InputError, match="validation data differ"):
+        train(other, _config(iterations=8), tmp_path, resume=True, progress=False, method_config=method)

@@ -307,13 +307,16 @@ def demo(
 
 
 def _register_verbs() -> None:
-    """Each module in ``widefield3d.verbs`` adds its commands (``register(app, train_app)``)."""
+    """Each public module in ``widefield3d.verbs`` adds its commands (``register(app, train_app)``); modules
+    named ``_*`` hold what the verbs share."""
     import importlib
     import pkgutil
 
     import widefield3d.verbs
 
     for module in pkgutil.iter_modules(widefield3d.verbs.__path__):
+        if module.name.startswith("_"):
+            continue
         importlib.import_module(f"widefield3d.verbs.{module.name}").register(app, train_app)
 
 

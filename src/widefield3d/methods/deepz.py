@@ -327,6 +327,8 @@ def refocus(image, z=None, *, model, dpm=None, tilt_deg: float | None = None, ti
 
 
 def _task(pairs_train, pairs_val, config: DeepZConfig):
+    import torch
+
     from widefield3d.nets.deepz import DeepZDiscriminator, DeepZGenerator
     from widefield3d.train.trainer import AdversarialTask
 
@@ -337,6 +339,7 @@ def _task(pairs_train, pairs_val, config: DeepZConfig):
     def sample_batch(rng: np.random.Generator):
         return pairs_train.batch(rng.integers(0, len(pairs_train), size=batch), rng)
 
+    torch.manual_seed(config.trainer.seed)  # repeatable initial weights
     return AdversarialTask(
         generator=DeepZGenerator(width=config.network.width),
         discriminator=DeepZDiscriminator(width=config.network.discriminator_width),

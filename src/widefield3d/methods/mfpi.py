@@ -39,6 +39,8 @@ if TYPE_CHECKING:  # torch stays out of `import widefield3d.methods.mfpi` for li
     from widefield3d.train.trainer import TrainerConfig, TrainResult
 
 METHOD = "mfpi"
+RESUMABLE_KEYS = ("epochs", "device", "time_budget_minutes", "data")
+"""Config keys that may change on resume (``data`` is the data directory's path)."""
 SCALE = 2
 """Lateral up-sampling factor of MFPINet (pixel shuffle x2)."""
 
@@ -72,6 +74,8 @@ class MFPIConfig(BaseModel):
     lr_halve_every_epochs: float = Field(2, gt=0)
     adversarial_weight: float = Field(0.01, ge=0, description="alpha of eq. 7")
     validations_per_epoch: int = Field(1, ge=1)
+    warmup_iterations: int = Field(0, ge=0, description="first iterations with the L1 loss only (0 = the paper)")
+    time_budget_minutes: float | None = Field(None, gt=0, description="stop cleanly after this wall time; resumable")
     seed: int = 0
     device: str = "auto"
     description: str = ""
@@ -91,7 +95,8 @@ class MFPIConfig(BaseModel):
             discriminator_steps=1, lr_generator=self.lr, lr_discriminator=self.lr,
             lr_halve_every=max(1, round(self.lr_halve_every_epochs * per_epoch)), gan_loss="bce",
             adversarial_weight=self.adversarial_weight, pixel_weight=1.0, pixel_loss="l1", validate_every=every,
-            checkpoint_every=every, seed=self.seed, device=self.device,
+            checkpoint_every=every, seed=self.seed, device=self.device, warmup_iterations=self.warmup_iterations,
+            time_budget_minutes=self.time_budget_minutes,
         )
 
 
@@ -306,7 +311,7 @@ def train(data_dir, out_dir, config: MFPIConfig | None = None, *, resume: bool =
                      "training_fields": [data.names[i] for i in fit],
                      "validation_fields": [data.names[i] for i in val], "data": str(Path(data_dir).resolve())}
     return run(task, config.trainer_config(), out_dir, resume=resume, progress=progress,
-               method_config=method_config)
+               method_config=method_config, resumable_method_keys=RESUMABLE_KEYS)
 
 
 # ------------------------------------------------------------------------------------------------ inference

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from widefield3d.errors import InputError
+from widefield3d.verbs._training_options import Device, Iterations, TimeBudget, Warmup, report, trainer_overrides
 
 
 class Axis(str, Enum):
@@ -111,26 +112,27 @@ def train_cmd(
     config: Annotated[Optional[Path], typer.Option(help="DeepZConfig as YAML or JSON (defaults: the paper)")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue a killed run from its checkpoint")] = False,
     target: Annotated[Optional[Target], typer.Option(help="widefield = Deep-Z, confocal = Deep-Z+")] = None,
-    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N (overrides the config)")] = None,
+    iterations: Iterations = None,
+    time_budget: TimeBudget = None,
+    warmup: Warmup = None,
+    device: Device = None,
 ) -> None:
     """Train Deep-Z (wide-field targets) or Deep-Z+ (confocal targets) with the paper's GAN."""
     from widefield3d.cli import console
     from widefield3d.methods.deepz import DeepZConfig, train
-    from widefield3d.zoo import read_settings
+    from widefield3d.zoo import run_settings
 
-    cfg = None
-    if config is not None:
-        raw = read_settings(config, "DeepZConfig fields")
-        cfg = DeepZConfig.model_validate(raw)
-    if target is not None or device is not None:
+    settings = run_settings(config, output, resume, "DeepZConfig fields")
+    settings.pop("widefield3d_version", None)
+    cfg = DeepZConfig.model_validate(settings) if settings or config is not None else None
+    overrides = trainer_overrides(iterations=iterations, time_budget=time_budget, warmup=warmup, device=device)
+    if target is not None or overrides:
         cfg = cfg or DeepZConfig()
         if target is not None:
             cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"target": target.value})})
-        if device is not None:
-            cfg = cfg.model_copy(update={"trainer": cfg.trainer.model_copy(update={"device": device})})
-    result = train(data, output, cfg, resume=resume)
-    console.print(f"trained {result.iterations_done} iterations in {result.seconds:.0f} s; best validation MAE "
-                  f"{result.best_metric:.4g} at iteration {result.best_iteration}; model in {output}")
+        cfg = cfg.model_copy(update={"trainer": cfg.trainer.model_validate({**cfg.trainer.model_dump(),
+                                                                             **overrides})})
+    console.print(report(train(data, output, cfg, resume=resume), output))
 
 
 def register(app: typer.Typer, train_app: typer.Typer) -> None:

@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from widefield3d.verbs._training_options import Device, TimeBudget, Warmup, report, trainer_overrides
+
 
 def _mfpi_fields(data: dict, source: Path) -> dict:
     """MFPIConfig fields of a settings mapping (a model's config.json works too: its extra entries are dropped)."""
@@ -56,7 +58,10 @@ def register(app: typer.Typer, train_app: typer.Typer) -> None:
         output: Annotated[Path, typer.Option("-o", "--output", help="model directory")],
         config: Annotated[Optional[Path], typer.Option(help="JSON/YAML file of MFPIConfig settings")] = None,
         resume: Annotated[bool, typer.Option("--resume", help="continue the run in the model directory")] = False,
-        device: Annotated[Optional[str], typer.Option(help="auto | cpu | cuda[:N]")] = None,
+        epochs: Annotated[Optional[float], typer.Option(min=0.001, help="override the number of epochs")] = None,
+        time_budget: TimeBudget = None,
+        warmup: Warmup = None,
+        device: Device = None,
     ) -> None:
         """Train MFPINet (GAN: L1 + 0.01 BCE adversarial, Adam 1e-4 halved every 2 epochs, 20 epochs)."""
         from widefield3d.cli import console
@@ -68,8 +73,7 @@ def register(app: typer.Typer, train_app: typer.Typer) -> None:
             raise InputError(f"--data {data}: not a directory")
         settings = _mfpi_fields(run_settings(config, output, resume, "MFPINet settings"),
                                 config or output / "config.json")
-        if device is not None:
-            settings["device"] = device
-        result = train(data, output, MFPIConfig.model_validate(settings), resume=resume, progress=True)
-        console.print(f"trained {result.iterations_done} iterations in {result.seconds:.0f} s; best validation MAE "
-                      f"{result.best_metric:.4g} at iteration {result.best_iteration}; model in {output}")
+        settings.update(trainer_overrides(time_budget=time_budget, warmup=warmup, device=device))
+        if epochs is not None:
+            settings["epochs"] = epochs
+        console.print(report(train(data, output, MFPIConfig.model_validate(settings), resume=resume), output))

@@ -8,6 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from widefield3d.verbs._training_options import Device, Iterations, TimeBudget, Warmup, report, trainer_overrides
+
 
 class Network(str, Enum):
     three_d = "3d"
@@ -65,8 +67,10 @@ def register(app: typer.Typer, train_app: typer.Typer) -> None:
         perceptual: Annotated[Optional[str], typer.Option(
             help="discriminator | vgg16:PATH (local VGG-16 weights) | none")] = None,
         network: Annotated[Optional[Network], typer.Option(help="3d (paper) or its 2d version")] = None,
-        iterations: Annotated[Optional[int], typer.Option(help="override the number of iterations")] = None,
-        device: Annotated[Optional[str], typer.Option(help="auto | cpu | cuda[:N]")] = None,
+        iterations: Iterations = None,
+        time_budget: TimeBudget = None,
+        warmup: Warmup = None,
+        device: Device = None,
     ) -> None:
         """Train WFCON-Net (3D GAN: LSGAN + 2 L1 + 0.01 perceptual) on paired wide-field/confocal stacks."""
         from widefield3d.cli import console
@@ -80,14 +84,9 @@ def register(app: typer.Typer, train_app: typer.Typer) -> None:
         for key, value in (("perceptual", perceptual), ("network", network.value if network else None)):
             if value is not None:
                 settings[key] = value
-        trainer = dict(settings.get("trainer") or {})
-        if iterations is not None:
-            trainer["iterations"] = iterations
-        if device is not None:
-            trainer["device"] = device
+        trainer = {**(settings.get("trainer") or {}),
+                   **trainer_overrides(iterations=iterations, time_budget=time_budget, warmup=warmup, device=device)}
         cfg = WFConConfig.model_validate(settings)
         if trainer:
             cfg = WFConConfig.model_validate({**settings, "trainer": {**cfg.trainer.model_dump(), **trainer}})
-        result = train(data, output, cfg, resume=resume, progress=True)
-        console.print(f"trained {result.iterations_done} iterations in {result.seconds:.0f} s; best validation MAE "
-                      f"{result.best_metric:.4g} at iteration {result.best_iteration}; model in {output}")
+        console.print(report(train(data, output, cfg, resume=resume, progress=True), output))
