@@ -25,6 +25,7 @@ def _simulate(root, n, seed, confocal_shift=None, kind="beads", px=64):
                              **options)
         acq = fluorescence_stack(sample, m, 6.0 + Z_REL, camera=Camera(photons=2000.0), seed=seed + i)
         io.write(root / "widefield" / f"field_{i}.ome.tif", acq.as_image("noisy"))
+        io.write(root / "widefield_clean" / f"field_{i}.ome.tif", acq.as_image("clean"))
         if confocal_shift is not None:
             dz, dy, dx = confocal_shift
             shifted = np.roll(acq.noisy, (dz, dy, dx), axis=(0, 1, 2))
@@ -57,6 +58,30 @@ def test_pairs_follow_the_paper(beads):
     train, val = pairs.split(0.15, seed=0)
     assert len(val) == round(0.15 * len(pairs)) and len(train) + len(val) == len(pairs)
     assert not set(map(tuple, train.pairs)) & set(map(tuple, val.pairs))
+
+
+def test_clean_targets_share_the_inputs_scale_without_their_noise(beads, tmp_path):
+    """target_source='clean': targets are the simulator's noise-free stacks, on the measured stacks' normalised scale
+    (least-squares gain/offset), so inputs and targets differ by the camera noise alone."""
+    import shutil
+
+    cfg = _config(max_fields=2, align=False)
+    measured = build_pairs(beads[0], cfg, progress=False)
+    clean = build_pairs(beads[0], cfg.model_copy(update={"target_source": "clean"}), progress=False)
+    np.testing.assert_array_equal(clean.pairs, measured.pairs)  # same regions, planes and DPMs
+    for x, y in zip(clean.inputs, clean.targets, strict=True):
+        assert y is not x and y.shape == x.shape
+        assert np.corrcoef(x.ravel(), y.ravel())[0, 1] > 0.9
+        noise = x - y  # one scale (gain and offset fitted): what is left is the camera noise, white and centred
+
+        def lag1(a):
+            return np.corrcoef(a[..., 1:].ravel(), a[..., :-1].ravel())[0, 1]
+        assert abs(noise.mean()) < 0.05 * noise.std()
+        assert abs(lag1(noise)) < 0.1 and lag1(y) > 0.5  # measured: 0.003 and 0.69
+    (tmp_path / "widefield").mkdir()
+    shutil.copy(beads[0] / "widefield" / "field_0.ome.tif", tmp_path / "widefield")
+    with pytest.raises(InputError, match="noise-free stack"):
+        build_pairs(tmp_path, cfg.model_copy(update={"target_source": "clean"}), progress=False)
 
 
 def test_augmentation_keeps_input_and_target_aligned(beads):

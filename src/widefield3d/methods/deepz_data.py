@@ -3,7 +3,8 @@ preparation" and "Cross-modality alignment of wide-field and confocal fluorescen
 
 Per field of view (one ``ZYX`` stack):
 
-1. rigid alignment of the planes (:func:`widefield3d.prep.align.align_stack`, StackReg-like);
+1. rigid alignment of the planes (:func:`widefield3d.prep.align.align_stack`, StackReg-like; ``align=False`` skips
+   it for simulated stacks);
 2. an extended-depth-of-field (EDF) image (:func:`widefield3d.prep.edf.extended_depth_of_field`);
 3. normalisation of the whole stack against the EDF: triangle threshold, background subtracted, scale such that
    1% of the foreground pixels saturate (:func:`widefield3d.prep.normalise.triangle_normalisation`);
@@ -12,7 +13,11 @@ Per field of view (one ``ZYX`` stack):
 5. per region: the middle plane = the plane of highest standard deviation; the ``planes_each_side`` planes above
    and below it are inputs; for each input, ``targets_per_input`` random target planes within the trained axial
    range; the DPM is the uniform ``z_target - z_input`` (µm), divided by ``range_um`` before entering the network;
-6. pairs split at random 85/15 into training and validation; training batches are augmented by a random flip and
+6. with ``target_source="clean"`` (simulated data) the targets are the noise-free stacks the simulator writes
+   beside the measured ones, mapped to the measured scale (least-squares gain/offset), moved and normalised like
+   them: the L1 optimum is the same (the median of a noisy target is close to its expectation) but the gradients
+   are far less noisy, which matters for a CPU budget;
+7. pairs split at random 85/15 into training and validation; training batches are augmented by a random flip and
    rotation by a multiple of 90 degrees, validation is not.
 
 Deep-Z+ (``target="confocal"``): the wide-field and confocal stacks of a field are each aligned and normalised
@@ -66,6 +71,11 @@ class DeepZDataConfig(BaseModel):
     saturate_fraction: float = Field(0.01, gt=0, lt=1, description="foreground fraction above 1 after normalising")
     registration: Literal["projective", "none"] = Field(
         "projective", description="Deep-Z+ lateral co-registration; 'none' when both stacks share one pixel grid")
+    align: bool = Field(True, description="rigid alignment of the planes (paper: StackReg); False for simulated "
+                                          "stacks, which need none")
+    target_source: Literal["measured", "clean"] = Field(
+        "measured", description="clean: the simulator's noise-free stacks (<modality>_clean/) as targets, on the "
+                                "measured stack's scale (simulated data only; CPU-variant choice)")
     validation_fraction: float = Field(0.15, gt=0, lt=1)
     max_fields: int | None = Field(None, ge=1, description="use only the first N fields (None: all)")
     seed: int = 0
@@ -168,16 +178,47 @@ def _read_stack(path: Path) -> tuple[np.ndarray, float]:
     return np.asarray(image.data, np.float32), float(image.spacing_zyx[0])
 
 
-def _prepared(stack: np.ndarray, saturate_fraction: float) -> tuple[np.ndarray, np.ndarray]:
-    """Aligned and EDF-normalised stack, and its normalised EDF image (steps 1-3)."""
-    from widefield3d.prep.align import align_stack
+def clean_path(path: Path) -> Path:
+    """The simulator's noise-free stack beside a measured one: ``<root>/<modality>_clean/<name>``."""
+    return path.parent.parent / f"{path.parent.name}_clean" / path.name
+
+
+def _on_measured_scale(clean: np.ndarray, measured: np.ndarray) -> np.ndarray:
+    """The clean stack mapped onto the measured stack's scale by one least-squares gain and offset (camera
+    quantum efficiency / gain and offset: exact for expectation values)."""
+    a = np.stack([clean.ravel().astype(np.float64), np.ones(clean.size)], axis=1)
+    (gain, offset), *_ = np.linalg.lstsq(a, measured.ravel().astype(np.float64), rcond=None)
+    return (clean * np.float32(gain) + np.float32(offset)).astype(np.float32)
+
+
+def _prepared(stack: np.ndarray, config: DeepZDataConfig, clean: np.ndarray | None = None
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Aligned and EDF-normalised stack, its normalised EDF image (steps 1-3), and the clean stack (if given)
+    moved and normalised like the measured one."""
+    from widefield3d.prep.align import align_stack, rigid_warp
     from widefield3d.prep.edf import extended_depth_of_field
     from widefield3d.prep.normalise import triangle_normalisation
 
-    aligned, _ = align_stack(stack)
+    aligned = stack
+    if clean is not None:
+        clean = _on_measured_scale(clean, stack)
+    if config.align:
+        aligned, transforms = align_stack(stack)
+        if clean is not None:
+            clean = np.stack([rigid_warp(plane, *t) for plane, t in zip(clean, transforms)])
     edf = extended_depth_of_field(aligned)
-    norm = triangle_normalisation(edf, saturate_fraction=saturate_fraction)
-    return norm.apply(aligned), norm.apply(edf)
+    norm = triangle_normalisation(edf, saturate_fraction=config.saturate_fraction)
+    return norm.apply(aligned), norm.apply(edf), None if clean is None else norm.apply(clean)
+
+
+def _read_target_source(path: Path, config: DeepZDataConfig) -> np.ndarray | None:
+    if config.target_source == "measured":
+        return None
+    source = clean_path(path)
+    if not source.exists():
+        raise InputError(f"{source}: target_source='clean' needs the simulator's noise-free stack here")
+    clean, _ = _read_stack(source)
+    return clean
 
 
 def _cover(mask: np.ndarray, config: DeepZDataConfig, name: Path) -> list[tuple[int, int]]:
@@ -213,12 +254,13 @@ def _widefield_regions(path: Path, config: DeepZDataConfig, rng: np.random.Gener
     from widefield3d.prep.mask import foreground_mask
 
     raw, dz = _read_stack(path)
-    stack, edf = _prepared(raw, config.saturate_fraction)
+    stack, edf, clean = _prepared(raw, config, _read_target_source(path, config))
+    target = stack if clean is None else clean
     z = np.arange(len(stack)) * dz
     p = config.patch_px
     for y0, x0 in _cover(foreground_mask(edf), config, path):
         crop = stack[:, y0:y0 + p, x0:x0 + p]
-        yield crop, crop, _choose_pairs(z, z, _input_planes(crop, config), config, rng)
+        yield crop, target[:, y0:y0 + p, x0:x0 + p], _choose_pairs(z, z, _input_planes(crop, config), config, rng)
 
 
 def _confocal_regions(wf_path: Path, conf_path: Path, config: DeepZDataConfig, rng: np.random.Generator):
@@ -229,8 +271,9 @@ def _confocal_regions(wf_path: Path, conf_path: Path, config: DeepZDataConfig, r
 
     wf_raw, dz_wf = _read_stack(wf_path)
     conf_raw, dz_conf = _read_stack(conf_path)
-    wf, wf_edf = _prepared(wf_raw, config.saturate_fraction)
-    conf, conf_edf = _prepared(conf_raw, config.saturate_fraction)
+    wf, wf_edf, _ = _prepared(wf_raw, config)
+    conf, conf_edf, conf_clean = _prepared(conf_raw, config, _read_target_source(conf_path, config))
+    conf = conf if conf_clean is None else conf_clean
     if config.registration == "projective":
         try:
             matrix = register_projective(conf_edf, wf_edf)
