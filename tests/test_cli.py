@@ -1,6 +1,7 @@
 """The command line end to end on small simulated data, and its one-line errors (exit status 2)."""
 
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -73,3 +74,75 @@ def test_evaluate_refuses_shape_mismatch(tmp_path, capsys):
     io.write(tmp_path / "b.npy", io.Image(np.zeros((4, 9), np.float32), axes="YX", spacing_um={}))
     assert run(["evaluate", tmp_path / "a.npy", tmp_path / "b.npy"]) == 2
     assert "shape" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the error contract: usage errors, Ctrl-C (issue 14, items 0 and 1)
+
+
+def test_no_arguments_shows_the_help(capsys):
+    assert run([]) == 2
+    captured = capsys.readouterr()
+    text = captured.out + captured.err
+    assert "Usage" in text and "refocus" in text and "simulate" in text and "Traceback" not in text
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["export"], "No such command 'export'"),
+        (["refocus", "--bogus"], "No such option: --bogus"),
+        (["refocus", "p.tif", "-o", "x.tif", "--modle", "m"], "--model"),  # click's "did you mean"
+        (["simulate", "psf", "-o", "p.ome.tif", "--na", "abc"], "'--na'"),
+        (["simulate"], "psf"),  # a group without its command: its help
+    ],
+)
+def test_usage_errors_are_clicks_short_message_and_exit_2(tmp_path, monkeypatch, capsys, argv, words):
+    monkeypatch.chdir(tmp_path)
+    assert run(argv) == 2
+    captured = capsys.readouterr()
+    text = captured.out + captured.err
+    assert words in text and "Traceback" not in text
+    if argv != ["simulate"]:
+        assert text.count("Usage:") == 1 and len([line for line in text.splitlines() if line.strip()]) <= 4, text
+    assert not list(tmp_path.iterdir())
+
+
+def _interrupt(*args, **kwargs):
+    """What Ctrl-C does: SIGINT, which Python's default handler turns into KeyboardInterrupt."""
+    import signal
+
+    signal.raise_signal(signal.SIGINT)
+    raise AssertionError("SIGINT did not interrupt")
+
+
+def test_ctrl_c_exits_130_with_one_line(tmp_path, monkeypatch, capsys):
+    import widefield3d.optics.psf
+
+    monkeypatch.setattr(widefield3d.optics.psf, "psf", _interrupt)
+    assert run(["simulate", "psf", "-o", tmp_path / "p.ome.tif", "--shape", "5,33,33"]) == 130
+    assert capsys.readouterr().err.strip() == "interrupted"
+    assert not list(tmp_path.iterdir())
+
+
+def test_ctrl_c_while_writing_leaves_no_partial_file(tmp_path, monkeypatch, capsys):
+    import tifffile as tf
+
+    def half_written(path, *args, **kwargs):
+        Path(path).write_bytes(b"II*\x00partial")
+        _interrupt()
+
+    monkeypatch.setattr(tf, "imwrite", half_written)
+    assert run(["simulate", "sample", "--kind", "beads", "-o", tmp_path / "s.ome.tif", "--shape", "4,32,32"]) == 130
+    assert capsys.readouterr().err.strip() == "interrupted"
+    assert not list(tmp_path.iterdir())  # neither the output nor its hidden temporary
+
+
+def test_ctrl_c_during_training_exits_130(tmp_path, monkeypatch, capsys):
+    """The trainer writes its checkpoint and re-raises KeyboardInterrupt; the command line turns it into 130."""
+    import widefield3d.methods.deepz
+
+    (tmp_path / "data").mkdir()
+    monkeypatch.setattr(widefield3d.methods.deepz, "train", _interrupt)
+    assert run(["train", "deepz", "--data", tmp_path / "data", "-o", tmp_path / "model"]) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "interrupted"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 from enum import Enum
 from pathlib import Path
@@ -323,24 +324,59 @@ def _register_verbs() -> None:
 _register_verbs()
 
 
+_USAGE_ERRORS = (click.ClickException, typer.TyperException)  # typer >= 0.24 vendors click as typer._click
+_ABORTS = (click.exceptions.Abort, typer.Abort, KeyboardInterrupt)
+INTERRUPTED = 130
+"""Exit status after Ctrl-C (128 + SIGINT), as shells report it."""
+
+
+def _error(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True, markup=True)
+
+
+def _os_error_line(err: OSError) -> str:
+    """One line for an OS error: the file it concerns and the system's reason."""
+    reason = err.strerror or str(err) or type(err).__name__
+    if err.filename is not None and err.filename2 is not None:
+        return f"{err.filename} -> {err.filename2}: {reason}"
+    if err.filename is not None:
+        return f"{err.filename}: {reason}"
+    return reason
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: user errors print one line and exit 2; Ctrl-C exits 130."""
+    """Entry point. Usage errors print click's usage message and exit 2 (no arguments: the help); bad input
+    prints one line naming the file or argument and exits 2; Ctrl-C prints "interrupted" and exits 130."""
     try:
-        app(args=argv, standalone_mode=False)
+        status = app(args=argv, standalone_mode=False)
     except Widefield3DError as err:
-        console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+        _error(str(err).strip().replace("\n", " "))
         sys.exit(2)
     except pydantic.ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ()))
-        console.print(f"[red]error:[/red] {err.title} {where}: {first['msg']}", highlight=False, soft_wrap=True)
+        _error(f"{err.title} {where}: {first['msg']}")
         sys.exit(2)
-    except click.ClickException as err:
-        err.show()
+    except _USAGE_ERRORS as err:
+        err.show()  # click's own message: usage line, hint and "Error: ..." ("did you mean" where it has one)
         sys.exit(2)
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        console.print("interrupted")
-        sys.exit(130)
+    except _ABORTS:
+        console.print("interrupted", highlight=False)
+        sys.exit(INTERRUPTED)
+    except MemoryError as err:
+        _error(f"not enough memory{': ' + str(err) if str(err) else ''} (use a smaller input or range)")
+        sys.exit(2)
+    except OSError as err:
+        if err.errno == errno.EPIPE:  # output piped into a program that stopped reading (| head)
+            sys.exit(1)
+        _error(_os_error_line(err))
+        sys.exit(2)
+    # standalone_mode=False: typer turns Ctrl-C into a returned 130 and ctx.exit(n) into a returned n
+    if status == INTERRUPTED:
+        console.print("interrupted", highlight=False)
+        sys.exit(INTERRUPTED)
+    if isinstance(status, int) and status:
+        sys.exit(status)
 
 
 if __name__ == "__main__":
