@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCRIPTS = ("physics_checks.py", "bench_simulation.py", "bench_tiling.py")
+SCRIPTS = ("physics_checks.py", "bench_simulation.py", "bench_tiling.py", "bench_training.py")
 
 if __name__ == "__main__":
     here = Path(__file__).parent
