@@ -11,6 +11,7 @@ from conftest import run
 
 from widefield3d import io
 from widefield3d.cli import main, parse_range
+from widefield3d.errors import InputError
 
 
 @pytest.fixture(autouse=True)
@@ -146,3 +147,191 @@ def test_ctrl_c_during_training_exits_130(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(widefield3d.methods.deepz, "train", _interrupt)
     assert run(["train", "deepz", "--data", tmp_path / "data", "-o", tmp_path / "model"]) == 130
     assert capsys.readouterr().err.strip().splitlines()[-1] == "interrupted"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# checks before any work: the input is never the output, the output location, the size (issue 14, items 2-4)
+
+
+def _tree(folder):
+    """Every file under ``folder`` with its bytes, to show that nothing changed."""
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _no_work(*args, **kwargs):
+    raise AssertionError("the command started its work before checking its arguments")
+
+
+@pytest.fixture()
+def plane_files(tmp_path):
+    plane = io.Image(np.random.default_rng(0).random((16, 16), dtype=np.float32), "YX", {"Y": 0.325, "X": 0.325})
+    stack = io.Image(np.random.default_rng(1).random((4, 16, 16), dtype=np.float32), "ZYX", (0.5, 0.1, 0.1))
+    for name, image in (("p.ome.tif", plane), ("p.ome.zarr", plane), ("p.tif", plane), ("s.ome.tif", stack),
+                        ("s.ome.zarr", stack), ("s_truth.ome.tif", stack)):
+        io.write(tmp_path / name, image)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["refocus", "p.ome.tif", "-o", "p.ome.tif", "--model", "deepz-20x075", "--z", "1"],
+        ["refocus", "p.ome.zarr", "-o", "./p.ome.zarr/", "--model", "deepz-20x075", "--z", "1"],
+        ["refocus", "p.tif", "-o", "p.ome.tif", "--model", "deepz-20x075", "--z", "1", "--dpm", "p.ome.tif"],
+        ["refocus", "p.ome.tif", "-o", "p.ome.tif", "--model", "deepz-20x075", "--z", "-1:1:1", "--mip"],
+        ["confocal", "s.ome.tif", "-o", "s.ome.tif"],
+        ["confocal", "s.ome.zarr", "-o", "s.ome.zarr"],
+        ["multifocal", "s.ome.zarr", "-o", "s.ome.zarr"],
+        ["reconstruct", "s.ome.tif", "-o", "s.ome.tif"],
+        ["simulate", "acquire", "s.ome.tif", "-o", "s.ome.tif", "--z", "1"],
+        ["simulate", "acquire", "s_truth.ome.tif", "-o", "s.ome.tif", "--z", "1"],  # OUT_truth is the input
+        ["evaluate", "s.ome.tif", "s_truth.ome.tif", "-o", "s.ome.tif"],
+    ],
+)
+def test_output_equal_to_input_is_refused_before_any_work(plane_files, monkeypatch, capsys, argv):
+    import widefield3d.methods.deepz
+    import widefield3d.methods.mfpi
+    import widefield3d.methods.volume
+    import widefield3d.methods.wfcon
+
+    for module in (widefield3d.methods.deepz, widefield3d.methods.wfcon, widefield3d.methods.mfpi):
+        monkeypatch.setattr(module, "load", _no_work)
+    monkeypatch.setattr(widefield3d.methods.volume, "reconstruct", _no_work)
+    monkeypatch.chdir(plane_files)
+    before = _tree(plane_files)
+    assert run(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert ("input" in err or ".csv" in err) and "Traceback" not in err
+    assert _tree(plane_files) == before
+
+
+def test_output_under_a_file_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    import widefield3d.sim.samples
+
+    monkeypatch.setattr(widefield3d.sim.samples, "make_sample", _no_work)
+    (tmp_path / "notes.txt").write_text("a file")
+    assert run(["simulate", "sample", "--kind", "beads", "-o", tmp_path / "notes.txt" / "s.ome.tif"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "notes.txt is a file, not a folder" in err and len(err.splitlines()) == 1
+
+
+def test_read_only_output_folder_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    import os
+
+    import widefield3d.optics.psf
+
+    monkeypatch.setattr(widefield3d.optics.psf, "psf", _no_work)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: Path(p) != locked and real_access(p, mode, **kw))
+    assert run(["simulate", "psf", "-o", locked / "sub" / "p.ome.tif"]) == 2  # a missing folder: its parent counts
+    err = capsys.readouterr().err.strip()
+    assert f"the folder {locked} is not writable" in err and len(err.splitlines()) == 1
+    assert not list(locked.iterdir())
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "geteuid") or __import__("os").geteuid() == 0,
+                    reason="root writes to read-only folders")
+def test_read_only_output_folder_really_refused(tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        assert run(["simulate", "psf", "-o", locked / "p.ome.tif", "--shape", "3,9,9"]) == 2
+    finally:
+        locked.chmod(0o755)
+    assert "not writable" in capsys.readouterr().err
+
+
+def test_os_errors_during_the_work_are_one_line(tmp_path, monkeypatch, capsys):
+    def refuse(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(io, "write", refuse)
+    assert run(["simulate", "sample", "--kind", "beads", "-o", tmp_path / "s.ome.tif", "--shape", "4,32,32"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {tmp_path / 's.ome.tif'}: Permission denied"
+
+
+def test_memory_error_is_one_line(tmp_path, monkeypatch, capsys):
+    import widefield3d.sim.samples
+
+    def too_big(*args, **kwargs):
+        raise MemoryError("Unable to allocate 373. GiB for an array with shape (1000, 10000, 10000)")
+
+    monkeypatch.setattr(widefield3d.sim.samples, "make_sample", too_big)
+    assert run(["simulate", "sample", "--kind", "beads", "-o", tmp_path / "s.ome.tif", "--shape", "4,32,32"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: not enough memory") and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["simulate", "sample", "--kind", "beads", "-o", "s2.ome.tif", "--shape", "1000,10000,10000"], "--shape"),
+        (["simulate", "psf", "-o", "p.ome.tif", "--shape", "2001,2049,2049"], "--shape"),
+        (["simulate", "acquire", "s.ome.tif", "-o", "a.ome.tif", "--z", "0:1999:1"], "s.ome.tif"),
+        (["refocus", "p.ome.tif", "-o", "v.ome.tif", "--model", "deepz-20x075", "--z", "0:1999:1"], "p.ome.tif"),
+    ],
+)
+def test_work_larger_than_memory_is_refused_before_any_work(plane_files, monkeypatch, capsys, argv, words):
+    import widefield3d.checks
+    import widefield3d.methods.deepz
+    import widefield3d.optics.psf
+    import widefield3d.sim.acquisition
+    import widefield3d.sim.samples
+
+    monkeypatch.setattr(widefield3d.checks, "available_memory", lambda: 2**20)  # 1 MiB
+    for module, name in ((widefield3d.sim.samples, "make_sample"), (widefield3d.optics.psf, "psf"),
+                         (widefield3d.sim.acquisition, "acquire"), (widefield3d.methods.deepz, "load")):
+        monkeypatch.setattr(module, name, _no_work)
+    monkeypatch.chdir(plane_files)
+    before = _tree(plane_files)
+    assert run(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert words in err and "1 MiB is available" in err and "--allow-large" in err and len(err.splitlines()) == 1
+    assert _tree(plane_files) == before
+
+
+def test_allow_large_skips_the_size_checks(tmp_path, monkeypatch):
+    import widefield3d.checks
+
+    monkeypatch.setattr(widefield3d.checks, "available_memory", lambda: 1024)
+    out = tmp_path / "s.ome.tif"
+    assert run(["simulate", "sample", "--kind", "beads", "-o", out, "--shape", "4,32,32"]) == 2
+    assert run(["simulate", "sample", "--kind", "beads", "-o", out, "--shape", "4,32,32", "--allow-large"]) == 0
+    assert io.read(out).data.shape == (4, 32, 32)
+
+
+@pytest.mark.parametrize("text", ["nan:1:1", "0:inf:1", "nan", "-inf", "1:nan:1", "0:1e308:1e-300"])
+def test_parse_range_refuses_non_finite(text):
+    with pytest.raises(InputError, match="--z"):
+        parse_range(text)
+
+
+def test_parse_range_caps_the_plane_count():
+    with pytest.raises(InputError, match="200001 planes, more than 2000.*--allow-large"):
+        parse_range("-10:10:0.0001")
+    assert len(parse_range("0:1999:1")) == 2000
+    with pytest.raises(InputError):
+        parse_range("0:2000:1")
+    assert len(parse_range("-10:10:0.0001", allow_large=True)) == 200001
+
+
+@pytest.mark.parametrize("z", ["nan:1:1", "0:inf:1", "-10:10:0.0001"])
+@pytest.mark.parametrize("verb", ["refocus", "acquire"])
+def test_bad_z_ranges_are_one_line_before_any_work(plane_files, monkeypatch, capsys, z, verb):
+    import widefield3d.methods.deepz
+    import widefield3d.sim.acquisition
+
+    monkeypatch.setattr(widefield3d.methods.deepz, "load", _no_work)
+    monkeypatch.setattr(widefield3d.sim.acquisition, "acquire", _no_work)
+    monkeypatch.chdir(plane_files)
+    argv = (["refocus", "p.ome.tif", "-o", "v.ome.tif", "--model", "deepz-20x075", f"--z={z}"] if verb == "refocus"
+            else ["simulate", "acquire", "s.ome.tif", "-o", "a.ome.tif", f"--z={z}"])
+    assert run(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--z" in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not (plane_files / "v.ome.tif").exists() and not (plane_files / "a.ome.tif").exists()

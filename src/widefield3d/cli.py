@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import math
 import sys
 from enum import Enum
 from pathlib import Path
@@ -14,7 +15,9 @@ import pydantic
 import typer
 from rich.console import Console
 
+from widefield3d.checks import check_memory, check_output, check_planes, estimate_bytes
 from widefield3d.errors import InputError, Widefield3DError
+from widefield3d.verbs._options import AllowLarge
 
 app = typer.Typer(
     help="3D vision for wide-field microscopes: refocus, multi-focal, confocal-like stacks, volumes, simulation.",
@@ -36,28 +39,41 @@ class Modality(str, Enum):
 
 
 def parse_triple(text: str, name: str, cast=float) -> tuple:
-    """'a,b,c' -> (a, b, c)."""
+    """'a,b,c' -> (a, b, c), finite numbers."""
     try:
         values = tuple(cast(v) for v in text.split(","))
     except ValueError:
         raise InputError(f"{name}: expected three comma-separated numbers Z,Y,X, got {text!r}") from None
     if len(values) != 3:
         raise InputError(f"{name}: expected three comma-separated numbers Z,Y,X, got {text!r}")
+    if not all(math.isfinite(v) for v in values):
+        raise InputError(f"{name}: expected finite numbers, got {text!r}")
     return values
 
 
-def parse_range(text: str, name: str = "--z") -> np.ndarray:
-    """'start:stop:step' (inclusive of stop) or a single number -> focal depths in µm."""
+def parse_range(text: str, name: str = "--z", *, allow_large: bool = False) -> np.ndarray:
+    """'start:stop:step' (inclusive of stop) or a single number -> focal depths in µm.
+
+    Refuses NaN and infinite values and, unless ``allow_large``, more than :data:`widefield3d.checks.MAX_PLANES`
+    planes (a mistyped step), before any array is made.
+    """
     try:
         parts = [float(p) for p in text.split(":")]
     except ValueError:
         raise InputError(f"{name}: expected START:STOP:STEP or a number (µm), got {text!r}") from None
+    if not all(math.isfinite(p) for p in parts):
+        raise InputError(f"{name}: expected finite numbers of µm, got {text!r}")
     if len(parts) == 1:
         return np.array(parts)
     if len(parts) != 3 or parts[2] <= 0 or parts[1] < parts[0]:
         raise InputError(f"{name}: expected START:STOP:STEP with STOP >= START and STEP > 0, got {text!r}")
     start, stop, step = parts
-    return start + step * np.arange(int(np.floor((stop - start) / step + 1e-9)) + 1)
+    steps = (stop - start) / step
+    if not math.isfinite(steps) or steps > 1e12:
+        raise InputError(f"{name}: START:STOP:STEP {text!r} makes an impossible number of planes")
+    n_planes = math.floor(steps + 1e-9) + 1
+    check_planes(n_planes, f"{name} {text}", allow_large=allow_large)
+    return start + step * np.arange(n_planes)
 
 
 def _microscope(preset_name, **overrides):
@@ -82,15 +98,18 @@ def simulate_psf(
     dxy: Annotated[float, typer.Option(help="lateral pixel (µm)")] = 0.1,
     dz: Annotated[float, typer.Option(help="axial step (µm)")] = 0.25,
     shape: Annotated[str, typer.Option(help="Z,Y,X sizes, odd")] = "41,65,65",
+    allow_large: AllowLarge = False,
 ) -> None:
     """Compute a wide-field or confocal PSF (centre plane sums to 1)."""
     from widefield3d import io
     from widefield3d.optics.psf import psf as make_psf
 
+    check_output(output)
+    zyx = parse_triple(shape, "--shape", int)
+    check_memory(estimate_bytes(zyx, copies=4), f"--shape {shape}", allow_large=allow_large)
     m = _microscope(preset, modality=modality.value, na=na, emission_wavelength_um=wavelength,
                     excitation_wavelength_um=ex_wavelength, pinhole_au=pinhole_au, immersion_index=immersion_index,
                     sample_index=sample_index, depth_um=depth)
-    zyx = parse_triple(shape, "--shape", int)
     kernel = make_psf(m, zyx, (dz, dxy, dxy))
     io.write(output, io.Image(kernel, axes="ZYX", spacing_um={"Z": dz, "Y": dxy, "X": dxy}))
     console.print(f"wrote {output}: {m.modality} PSF {kernel.shape}, NA {m.na}, depth {m.depth_um} µm")
@@ -105,6 +124,7 @@ def simulate_sample(
     seed: Annotated[int, typer.Option()] = 0,
     angle: Annotated[Optional[float], typer.Option(help="tilt in degrees (tilted-beads)")] = None,
     radius: Annotated[Optional[float], typer.Option(help="cylinder radius in µm (curved-beads)")] = None,
+    allow_large: AllowLarge = False,
 ) -> None:
     """Generate a ground-truth sample (3D fluorescence density, or stain concentrations for cytology)."""
     from widefield3d import io
@@ -118,7 +138,11 @@ def simulate_sample(
     if radius is not None:
         extra["radius_um"] = radius
     dzyx = parse_triple(spacing, "--spacing")
-    sample = make_sample(kind, parse_triple(shape, "--shape", int), dzyx, seed=seed, **extra)
+    zyx = parse_triple(shape, "--shape", int)
+    check_output(output)
+    check_memory(estimate_bytes(zyx, copies=4 * (3 if kind == "cytology" else 1)), f"--shape {shape}",
+                 allow_large=allow_large)
+    sample = make_sample(kind, zyx, dzyx, seed=seed, **extra)
     axes = "CZYX" if sample.density.ndim == 4 else "ZYX"
     io.write(output, io.Image(sample.density, axes=axes, spacing_um=dzyx,
                               channel_names=sample.channel_names))
@@ -173,6 +197,7 @@ def simulate_acquire(
     aperture_samples: Annotated[int, typer.Option(help="ray model: pupil grid points per side")] = 25,
     noise: Annotated[float, typer.Option(help="ray model: Gaussian noise sigma (transmitted intensity, 1 = "
                                               "background)")] = 0.0,
+    allow_large: AllowLarge = False,
 ) -> None:
     """Image a sample: writes OUT (camera counts), OUT_clean (expected photons) and OUT_truth.
 
@@ -184,8 +209,16 @@ def simulate_acquire(
     from widefield3d.sim.acquisition import acquire
     from widefield3d.sim.camera import Camera
 
-    z_um = None if z is None else parse_range(z)
-    if modality == Modality.brightfield and _is_zyx(truth):
+    z_um = None if z is None else parse_range(z, allow_large=allow_large)
+    for path in (output, _beside(output, "clean"), _beside(output, "truth")):
+        check_output(path, inputs=[truth])
+    header = io.read(truth, lazy=True)  # the file's header only: a bad sample fails before any work
+    shape = dict(zip(header.axes, header.data.shape))
+    voxels = estimate_bytes(header.data.shape, itemsize=1)
+    planes = (shape.get("Z", 1) if z_um is None else len(z_um)) * (3 if modality == Modality.brightfield else 1)
+    check_memory(4 * (6 * voxels + 3 * planes * shape['Y'] * shape['X']), f"{truth} with --z {z}" if z else str(truth),
+                 allow_large=allow_large)
+    if modality == Modality.brightfield and header.axes == "ZYX":
         _acquire_transmittance(truth, output, na=0.75 if na is None else na, xy_res=xy_res,
                                aperture_samples=aperture_samples, noise=noise, seed=seed)
         return
@@ -202,12 +235,6 @@ def simulate_acquire(
     for path, which in ((output, "noisy"), (_beside(output, "clean"), "clean"), (_beside(output, "truth"), "truth")):
         io.write(path, acq.as_image(which))
     console.print(f"wrote {output} (+ _clean, _truth): {m.modality} {acq.axes} {acq.noisy.shape}")
-
-
-def _is_zyx(path: Path) -> bool:
-    from widefield3d import io
-
-    return io.read(path, lazy=True).axes == "ZYX"
 
 
 def _acquire_transmittance(path: Path, output: Path, *, na: float, xy_res: float | None, aperture_samples: int,
@@ -244,6 +271,7 @@ def simulate_dataset_cmd(
     """Simulate many fields of view with ground truth, for training and evaluation (resumable)."""
     from widefield3d.sim.dataset import simulate_dataset
 
+    check_output(output, kind="dir")
     path = simulate_dataset(preset, output, n, seed=seed)
     console.print(f"wrote {n} fields to {path}")
 
@@ -261,6 +289,8 @@ def evaluate(
     from widefield3d.analysis.metrics import evaluate as run_evaluate
     from widefield3d.analysis.metrics import format_table, write_metrics_csv
 
+    if output is not None:
+        check_output(output, kind="csv", inputs=[pred, gt])
     p, g = io.read(pred), io.read(gt)
     if p.data.shape != g.data.shape:
         raise InputError(f"{pred}: shape {p.data.shape} differs from {gt}: {g.data.shape}")
@@ -297,6 +327,7 @@ def demo(
     """Simulate a worm, image it, and run every method on simulated data with the shipped models (report.html)."""
     from widefield3d.demo import METHODS, run_demo
 
+    check_output(output, kind="dir")
     if only is None:
         methods = METHODS
     elif only.strip() == "none":

@@ -64,6 +64,7 @@ __all__ = [
     "check_array",
     "check_axes",
     "create_ome_zarr",
+    "format_of",
     "read",
     "require_ndim",
     "write",
@@ -331,6 +332,11 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
             _swap_in(tmp, path, path.with_name(f".old-{token}-{path.name}"))
         else:
             os.replace(tmp, path)
+    except OSError as err:
+        _remove(tmp)
+        if err.filename is not None and Path(err.filename) == tmp and err.errno is not None:
+            raise type(err)(err.errno, err.strerror, str(path)) from err  # name the output, not the temporary
+        raise
     except BaseException:
         _remove(tmp)
         raise
@@ -364,7 +370,10 @@ class _Parsed:
     record: dict[str, Any] | None = None
 
 
-def _format_of(path: Path) -> str:
+def format_of(path: str | os.PathLike[str]) -> str:
+    """The format :func:`read` and :func:`write` use for ``path`` ('OME-TIFF', 'TIFF', 'OME-Zarr', 'PNG', 'JPEG',
+    'NPY'), from its extension; InputError naming the file for an unknown one."""
+    path = Path(path)
     name = path.name.lower()
     for suffix, fmt in _FORMATS.items():
         if name.endswith(suffix):
@@ -624,7 +633,7 @@ def read(path: str | os.PathLike[str], *, lazy: bool = False, axes: str | None =
     path = Path(path)
     if not (path.exists() or path.is_symlink()):
         raise InputError(f"{path}: file not found")
-    fmt = _format_of(path)
+    fmt = format_of(path)
     with _unreadable_as_input_error(path, fmt):
         parsed = _READERS[fmt](path, lazy)
     data, record = parsed.data, parsed.record
@@ -677,7 +686,7 @@ def write(path: str | os.PathLike[str], image: Image, *, chunks: Sequence[int] |
         format cannot hold (PNG/JPEG: one gray or RGB plane of uint8, PNG also uint16 gray).
     """
     path = Path(path)
-    fmt = _format_of(path)
+    fmt = format_of(path)
     if not isinstance(image, Image):
         raise InputError(f"{path}: write() needs a widefield3d.io.Image, got {type(image).__name__}")
     streaming = fmt == "OME-Zarr" and isinstance(image.data, da.Array)

@@ -22,9 +22,13 @@ def beads(
     from widefield3d import io
     from widefield3d.analysis.beads import fwhm_histograms, measure_beads, summarise
     from widefield3d.analysis.metrics import write_metrics_csv
+    from widefield3d.checks import check_output
     from widefield3d.cli import console, parse_triple
     from widefield3d.errors import InputError
 
+    check_output(output, kind="csv", inputs=[stack])
+    if figure is not None:
+        check_output(figure, kind="png", inputs=[stack], name="--figure")
     image = io.read(stack)
     if "Z" in image.axes and image.data.shape[image.axes.index("Z")] > 1:
         image = image.as_axes("ZYX")

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from widefield3d.errors import InputError
+from widefield3d.verbs._options import AllowLarge
 from widefield3d.verbs._training_options import Device, Iterations, TimeBudget, Warmup, report, trainer_overrides
 
 
@@ -68,17 +69,19 @@ def refocus_cmd(
     allow_extrapolation: Annotated[bool, typer.Option("--allow-extrapolation",
                                                       help="allow DPMs beyond the trained axial range")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
+    allow_large: AllowLarge = False,
 ) -> None:
     """Refocus one wide-field image (or each frame of a time series) onto a plane, a virtual stack or a surface."""
     import numpy as np
 
     from widefield3d import io
+    from widefield3d.checks import check_memory, check_output, estimate_bytes
     from widefield3d.cli import console, parse_range
     from widefield3d.methods.deepz import load, refocus
 
     z_um = None
     if z is not None:
-        z_um = parse_range(z, "--z")
+        z_um = parse_range(z, "--z", allow_large=allow_large)
         z_um = float(z_um[0]) if ":" not in z else z_um
     surface = dict(tilt_deg=tilt, tilt_axis=tilt_axis.value, cylinder_radius_um=cylinder_radius,
                    sinusoid=_sinusoid(sinusoid) if sinusoid is not None else None)
@@ -86,6 +89,12 @@ def refocus_cmd(
                             ("--sinusoid", sinusoid)) if v is not None]
     if not given:
         raise InputError("refocus: give --z, --dpm, --tilt, --cylinder-radius or --sinusoid")
+    for path in (output, _mip_path(output)) if mip else (output,):
+        check_output(path, inputs=[image, dpm])
+    header = io.read(image, lazy=True)
+    n_planes = len(z_um) if z_um is not None and np.ndim(z_um) > 0 else 1
+    check_memory(estimate_bytes(header.data.shape, copies=2 * n_planes + 1), f"{image} with --z {z}" if z else
+                 str(image), allow_large=allow_large)
     source = io.read(image)
     if source.axes not in ("YX", "TYX"):
         raise InputError(f"{image}: Deep-Z refocuses one plane (YX) or a time series (TYX), got axes {source.axes}")

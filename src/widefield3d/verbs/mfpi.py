@@ -36,6 +36,7 @@ def register(app: typer.Typer, train_app: typer.Typer) -> None:
     ) -> None:
         """All focal planes at 2x lateral resolution from one low-resolution image, in one pass (MFPINet)."""
         from widefield3d import io
+        from widefield3d.checks import check_output
         from widefield3d.cli import console
         from widefield3d.errors import InputError
         from widefield3d.methods.mfpi import load, multifocal
@@ -43,6 +44,7 @@ def register(app: typer.Typer, train_app: typer.Typer) -> None:
         name = output.name.lower()
         if not name.endswith((".ome.tif", ".ome.tiff", ".ome.zarr", ".zarr")):
             raise InputError(f"-o {output}: the focal stack is written as OME-TIFF (.ome.tif) or OME-Zarr (.ome.zarr)")
+        check_output(output, inputs=[image])
         if tile < 8:
             raise InputError(f"--tile {tile}: must be at least 8")
         source = io.read(image, lazy=True)

@@ -34,6 +34,7 @@ def register(app: typer.Typer, train_app: typer.Typer) -> None:
         import numpy as np
 
         from widefield3d import io
+        from widefield3d.checks import check_output
         from widefield3d.cli import console, parse_triple
         from widefield3d.errors import InputError
         from widefield3d.prep.psf_registration import register_psf, register_xcorr
@@ -41,6 +42,7 @@ def register(app: typer.Typer, train_app: typer.Typer) -> None:
         if method not in ("psf", "xcorr", "phase"):
             raise InputError(f"--method: choose psf, xcorr or phase, got {method!r}")
         shape = parse_triple(psf_shape, "--psf-shape", int)
+        check_output(output, kind="json", inputs=[widefield, confocal])
         stacks = {}
         for name, path in (("widefield", widefield), ("confocal", confocal)):
             image = io.read(path)

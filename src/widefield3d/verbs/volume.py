@@ -47,15 +47,15 @@ def register(app: typer.Typer, train_app: typer.Typer) -> None:
         import numpy as np
 
         from widefield3d import io
+        from widefield3d.checks import check_output
         from widefield3d.cli import console
         from widefield3d.errors import InputError
         from widefield3d.io import atomic_output
         from widefield3d.methods.volume import VolumeConfig, ortho_figure, reconstruct
 
-        if not output.name.lower().endswith(io.SUPPORTED_EXTENSIONS):
-            raise InputError(f"{output}: unknown image extension; supported: {', '.join(io.SUPPORTED_EXTENSIONS)}")
-        if figure is not None and figure.suffix.lower() != ".png":
-            raise InputError(f"--figure {figure}: must be a .png file")
+        check_output(output, inputs=[stack])
+        if figure is not None:
+            check_output(figure, kind="png", inputs=[stack], name="--figure")
         image = io.read(stack)
         if image.axes != "ZYX":
             if "Z" not in image.axes:
@@ -92,8 +92,11 @@ def register(app: typer.Typer, train_app: typer.Typer) -> None:
         device: Annotated[str, typer.Option(help="auto | cpu | cuda[:N]")] = "auto",
     ) -> None:
         """Pre-train the DIP network to denoise random-ellipsoid volumes (Pretr II; paper: 1000 x 5 epochs)."""
+        from widefield3d.checks import check_output
         from widefield3d.cli import console, parse_triple
         from widefield3d.methods.volume import DenoiserConfig, pretrain_denoiser
+
+        check_output(output, kind="dir")
 
         config = DenoiserConfig(n_volumes=volumes, batch_size=batch_size, epochs=epochs,
                                 shape=parse_triple(shape, "--shape", int), seed=seed)

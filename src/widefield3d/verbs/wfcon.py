@@ -16,14 +16,6 @@ class Network(str, Enum):
     two_d = "2d"
 
 
-def _check_output_name(output: Path) -> None:
-    from widefield3d import io
-    from widefield3d.errors import InputError
-
-    if not output.name.lower().endswith(io.SUPPORTED_EXTENSIONS):
-        raise InputError(f"{output}: unknown image extension; supported: {', '.join(io.SUPPORTED_EXTENSIONS)}")
-
-
 def register(app: typer.Typer, train_app: typer.Typer) -> None:
     """Add ``confocal`` to the main app and ``wfcon`` to ``train``."""
 
@@ -40,11 +32,12 @@ def register(app: typer.Typer, train_app: typer.Typer) -> None:
         import numpy as np
 
         from widefield3d import io
+        from widefield3d.checks import check_output
         from widefield3d.cli import console
         from widefield3d.errors import InputError
         from widefield3d.methods.wfcon import confocal, load
 
-        _check_output_name(output)
+        check_output(output, inputs=[stack])
         image = io.read(stack)
         if image.axes != "ZYX":
             try:

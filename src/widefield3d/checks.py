@@ -1,0 +1,195 @@
+"""Checks that every command runs before it computes: where its outputs go, that no input is overwritten, and
+that the work fits in memory.
+
+Each check raises :class:`~widefield3d.errors.InputError` with one line naming the file or argument, so a
+command fails in its first second instead of after the compute (the command line prints that line and exits 2).
+
+>>> check_output("out/virtual.ome.tif", inputs=["plane.ome.tif"])          # doctest: +SKIP
+>>> check_memory(estimate_bytes((201, 2048, 2048)), "--z", allow_large=False)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from widefield3d.errors import InputError
+
+__all__ = [
+    "MAX_PLANES",
+    "available_memory",
+    "check_memory",
+    "check_output",
+    "check_planes",
+    "estimate_bytes",
+]
+
+MAX_PLANES = 2000
+"""Most planes a range argument (``--z``) may make without ``--allow-large``: a typo in the step (0.0001 for 0.1)
+should not start 200,001 planes."""
+
+ALLOW_LARGE = "--allow-large"
+
+_FILE_KINDS = {"csv": (".csv",), "json": (".json",), "png": (".png",)}
+
+
+def check_output(path: str | os.PathLike[str], *, kind: str = "image", inputs: Iterable = (),
+                 name: str = "-o") -> Path:
+    """Raise InputError unless ``path`` can be written as an output of this ``kind`` without losing an input.
+
+    Checks, in order: the extension (``kind='image'``: one :func:`widefield3d.io.write` knows; ``'csv'``,
+    ``'json'``, ``'png'``: that suffix; ``'dir'``: a folder, which must not be an existing file), that an
+    existing ``path`` is not a folder where a file goes, that ``path`` is none of ``inputs`` (and holds none of
+    them, for folder outputs such as OME-Zarr), and that the nearest existing folder above it is a folder, not a
+    file, and is writable (missing folders are created when the output is written).
+
+    Parameters
+    ----------
+    path : str or Path
+        The output.
+    kind : {'image', 'dir', 'csv', 'json', 'png'}
+    inputs : iterable of str or Path (None entries are skipped)
+        Files or folders the command reads.
+    name : str
+        The option that names the output, for the message.
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    path = Path(path)
+    label = f"{name} {path}" if name else str(path)
+    if kind == "image":
+        from widefield3d import io
+
+        try:
+            fmt = io.format_of(path)
+        except InputError as err:
+            raise InputError(f"{name} {err}" if name else str(err)) from None
+        folder_output = fmt == "OME-Zarr"
+    elif kind == "dir":
+        folder_output = True
+    elif kind in _FILE_KINDS:
+        if not path.name.lower().endswith(_FILE_KINDS[kind]):
+            raise InputError(f"{label}: must be a {' or '.join(_FILE_KINDS[kind])} file")
+        folder_output = False
+    else:
+        raise ValueError(f"check_output: unknown kind {kind!r}")
+    if path.is_dir() and not folder_output:
+        raise InputError(f"{label}: is a folder; give a file name")
+    if path.exists() and not path.is_dir() and folder_output:
+        raise InputError(f"{label}: is a file; give a folder name")
+    _check_not_an_input(path, label, inputs)
+    _check_parent(path, label)
+    return path
+
+
+def _check_not_an_input(path: Path, label: str, inputs: Iterable) -> None:
+    target = _resolved(path)
+    for given in inputs:
+        if given is None:
+            continue
+        source = Path(given)
+        same = _samefile(path, source) or target == _resolved(source)
+        if same or (path.is_dir() and _resolved(source).is_relative_to(target)):
+            what = "is" if same else "holds"
+            raise InputError(f"{label}: {what} the input {source}; writing it would destroy the input (choose "
+                             "another output name)")
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        return path.absolute()
+
+
+def _samefile(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _check_parent(path: Path, label: str) -> None:
+    folder = path.absolute().parent
+    while not (folder.exists() or folder.is_symlink()) and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise InputError(f"{label}: {folder} is a file, not a folder")
+    if not _writable(folder):
+        raise InputError(f"{label}: the folder {folder} is not writable")
+
+
+def _writable(folder: Path) -> bool:
+    """Whether files can be created in ``folder`` (permissions and read-only file systems; root passes chmod)."""
+    return os.access(folder, os.W_OK | os.X_OK)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# size of the work
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this process can still take: the kernel's MemAvailable, capped by a cgroup (container)
+    limit; None where neither is known."""
+    found: list[int] = []
+    try:
+        with open("/proc/meminfo", encoding="ascii") as file:
+            for line in file:
+                if line.startswith("MemAvailable:"):
+                    found.append(int(line.split()[1]) * 1024)
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            used = int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
+            found.append(max(int(limit) - used, 0))
+    except (OSError, ValueError):
+        pass
+    if not found:
+        try:
+            found.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (AttributeError, OSError, ValueError):
+            return None
+    return min(found)
+
+
+def estimate_bytes(shape: Sequence[int], *, itemsize: int = 4, copies: float = 1.0) -> int:
+    """Bytes of ``copies`` arrays of ``shape`` with ``itemsize`` bytes per value (float32: 4)."""
+    return int(math.prod(int(n) for n in shape) * itemsize * copies)
+
+
+def _gib(n_bytes: float) -> str:
+    return f"{n_bytes / 2**30:.3g} GiB" if n_bytes >= 2**30 else f"{n_bytes / 2**20:.3g} MiB"
+
+
+def check_memory(n_bytes: int, what: str, *, allow_large: bool = False) -> None:
+    """Raise InputError if the work needs more memory than is available (unless ``allow_large``).
+
+    Parameters
+    ----------
+    n_bytes : int
+        The work's estimated peak memory (e.g. from :func:`estimate_bytes`).
+    what : str
+        The file or argument that sets the size, named in the message (e.g. ``'--shape 1000,10000,10000'``).
+    allow_large : bool
+        Skip the check (``--allow-large``); an allocation that then fails still ends with one line.
+    """
+    if allow_large:
+        return
+    available = available_memory()
+    if available is not None and n_bytes > available:
+        raise InputError(f"{what}: needs about {_gib(n_bytes)} of memory but {_gib(available)} is available; "
+                         f"use a smaller size, or pass {ALLOW_LARGE} to try anyway")
+
+
+def check_planes(n_planes: int, what: str, *, allow_large: bool = False) -> None:
+    """Raise InputError if a range makes more than :data:`MAX_PLANES` planes (unless ``allow_large``)."""
+    if n_planes > MAX_PLANES and not allow_large:
+        raise InputError(f"{what}: {n_planes} planes, more than {MAX_PLANES}; check the step, or pass "
+                         f"{ALLOW_LARGE} to compute them all")
