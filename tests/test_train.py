@@ -43,6 +43,20 @@ def test_bce_losses_by_hand_and_float32():
     assert loss.dtype == torch.float32 and math.isfinite(loss.item())
 
 
+def test_multiscale_pixel_loss_by_hand():
+    fake, target = torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 4)
+    fake[0, 0, 0, 0], target[0, 0, 0, 1] = 1.0, 1.0  # a spot placed one pixel off
+    assert losses.multiscale_pixel_loss(fake, target, "l1", (1,)).item() == pytest.approx(2 / 16)
+    assert losses.multiscale_pixel_loss(fake, target, "l1", (2,)).item() == pytest.approx(0.0)  # same 2x2 block
+    assert losses.multiscale_pixel_loss(fake, target, "l1", (1, 2)).item() == pytest.approx(1 / 16)
+    # 3D batches pool Y and X only: a spot one plane off is not forgiven
+    f3, t3 = torch.zeros(1, 1, 2, 4, 4), torch.zeros(1, 1, 2, 4, 4)
+    f3[0, 0, 0, 0, 0], t3[0, 0, 1, 0, 0] = 1.0, 1.0
+    assert losses.multiscale_pixel_loss(f3, t3, "l1", (2,)).item() == pytest.approx(2 * 0.25 / 8)
+    with pytest.raises(ValueError):
+        TrainerConfig(pixel_scales=(0,))
+
+
 def test_pixel_losses_by_hand():
     fake, target = torch.tensor([1.0, 2.0, 4.0]), torch.tensor([0.0, 2.0, 2.0])
     assert losses.pixel_loss(fake, target, "l1").item() == pytest.approx(1.0)

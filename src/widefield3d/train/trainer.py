@@ -67,6 +67,9 @@ class TrainerConfig(pydantic.BaseModel):
     adversarial_weight: float = pydantic.Field(1.0, ge=0)
     pixel_weight: float = pydantic.Field(0.02, ge=0)
     pixel_loss: Literal["l1", "l2"] = "l1"
+    pixel_scales: tuple[pydantic.PositiveInt, ...] = pydantic.Field(
+        (1,), min_length=1, description="pixel loss averaged over these lateral average-pooling factors "
+                                        "(1 = per pixel, the papers; e.g. (1, 2, 4, 8) for sparse samples)")
     validate_every: int = pydantic.Field(50, ge=1, description="iterations")
     checkpoint_every: int = pydantic.Field(50, ge=1, description="iterations")
     seed: int = 0
@@ -383,7 +386,7 @@ def train(task: AdversarialTask, config: TrainerConfig, out_dir: str | Path, *, 
         parts = {}
         with autocast():
             fake = generator(x)
-            pixel = losses.pixel_loss(fake, y, config.pixel_loss)
+            pixel = losses.multiscale_pixel_loss(fake, y, config.pixel_loss, config.pixel_scales)
             loss = config.pixel_weight * pixel
             parts["g_pixel"] = pixel
             if adversarial:
