@@ -335,3 +335,11 @@ def test_bad_z_ranges_are_one_line_before_any_work(plane_files, monkeypatch, cap
     err = capsys.readouterr().err.strip()
     assert "--z" in err and len(err.splitlines()) == 1 and "Traceback" not in err
     assert not (plane_files / "v.ome.tif").exists() and not (plane_files / "a.ome.tif").exists()
+
+
+def test_half_written_ome_zarr_is_one_line(tmp_path, capsys):
+    path = io.write(tmp_path / "a.ome.zarr", io.Image(np.zeros((2, 8, 8), np.float32), "ZYX"), chunks=(1, 8, 8))
+    next(p for p in (path / "s0" / "c").rglob("*") if p.is_file()).unlink()
+    assert run(["confocal", path, "-o", tmp_path / "c.ome.tif"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "a.ome.zarr: incomplete OME-Zarr" in err and len(err.splitlines()) == 1

@@ -460,3 +460,36 @@ def test_atomic_output_body_that_writes_nothing(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothing was written"), io.atomic_output(tmp_path / "x.txt"):
         pass
     assert os.listdir(tmp_path) == []
+
+
+def test_half_written_ome_zarr_is_refused(tmp_path):
+    """Zarr reads a chunk that is not stored as zeros; widefield3d's files store every chunk, so one missing is an
+    interrupted write or copy (issue 14, item 5)."""
+    data = np.zeros((4, 300, 300), np.float32)  # chunks of zeros are stored too
+    data[0] = 1
+    path = io.write(tmp_path / "a.ome.zarr", io.Image(data, "ZYX"))
+    chunks = sorted(p for p in (path / "s0" / "c").rglob("*") if p.is_file())
+    assert len(chunks) == 4
+    np.testing.assert_array_equal(io.read(path).data, data)
+    chunks[-1].unlink()
+    for lazy in (False, True):
+        with pytest.raises(InputError, match=r"a\.ome\.zarr: incomplete OME-Zarr \(1 of 4 chunks .* missing") as got:
+            io.read(path, lazy=lazy)
+        assert "\n" not in str(got.value)
+    partial = io.create_ome_zarr(tmp_path / "b.ome.zarr", (2, 8, 8), "uint16", "ZYX", None, chunks=(1, 8, 8))
+    partial[0] = 7
+    with pytest.raises(InputError, match=r"b\.ome\.zarr: incomplete OME-Zarr \(1 of 2 chunks"):
+        io.read(tmp_path / "b.ome.zarr")
+    partial[1] = 0
+    assert io.read(tmp_path / "b.ome.zarr").data.sum() == 7 * 64
+
+
+def test_other_writers_missing_chunks_warn(tmp_path):
+    """Another writer may leave out chunks of fill value (legal zarr): read, with a warning that says so."""
+    path = io.write(tmp_path / "a.ome.zarr", io.Image(np.ones((2, 8, 8), np.uint8), "ZYX"), chunks=(1, 8, 8))
+    group = zarr.open_group(path, mode="r+")
+    del group.attrs["widefield3d"]
+    next(p for p in (path / "s0" / "c").rglob("*") if p.is_file()).unlink()
+    with pytest.warns(UserWarning, match=r"1 of 2 chunks of 's0' are missing and read as the fill value 0"):
+        image = io.read(path)
+    assert image.data.sum() == 64

@@ -98,6 +98,7 @@ _UM_PER_UNIT = {
 }
 _CHANNEL_COLORS = ("FF0000", "00FF00", "0000FF", "FF00FF", "00FFFF", "FFFF00")
 # what tifffile, zarr, numcodecs, PIL, numpy and ElementTree (ParseError is a SyntaxError) raise on damaged files
+_EVERY_CHUNK = "every_chunk_stored"  # OME-Zarr attribute: the writer stores all chunks, even those of fill value
 _LIBRARY_ERRORS = (OSError, ValueError, KeyError, IndexError, TypeError, EOFError, RuntimeError, SyntaxError)
 
 
@@ -553,8 +554,27 @@ def _read_ome_zarr(path: Path, lazy: bool) -> _Parsed:
             spacing[axis] = um
     channels = (ome.get("omero") or {}).get("channels") or []
     labels = [c.get("label") for c in channels]
+    _check_chunks(path, array, bool((attrs.get(_RECORD_KEY) or {}).get(_EVERY_CHUNK)))
     data = da.from_zarr(array) if lazy else array[...]
     return _Parsed(data, axes, spacing, labels if labels and None not in labels else None)
+
+
+def _check_chunks(path: Path, array: zarr.Array, every_chunk_stored: bool) -> None:
+    """Refuse an OME-Zarr written by widefield3d with chunks missing; warn about another writer's missing chunks.
+
+    Zarr reads a chunk that is not stored as its fill value, so a half-written or half-copied image would read as
+    zeros. widefield3d stores every chunk (and says so in its attributes), so for its files a missing chunk is an
+    interruption; other writers may leave out chunks that hold only the fill value, which is legal.
+    """
+    total, stored = array.nchunks, array.nchunks_initialized
+    if stored >= total:
+        return
+    missing = f"{total - stored} of {total} chunks of '{array.basename}' are missing"
+    if every_chunk_stored:
+        raise InputError(f"{path}: incomplete OME-Zarr ({missing}: an interrupted write or copy); write or copy it "
+                         "again")
+    warnings.warn(f"{path}: {missing} and read as the fill value {array.fill_value} (regions the writer left "
+                  "empty, or an interrupted write or copy)", UserWarning, stacklevel=4)
 
 
 _PIL_MODES = {"1": "L", "P": "RGB", "PA": "RGBA", "CMYK": "RGB", "YCbCr": "RGB", "LAB": "RGB", "HSV": "RGB",
@@ -807,9 +827,11 @@ def create_ome_zarr(path: str | os.PathLike[str], shape: Sequence[int], dtype: A
                     name: str | None = None) -> zarr.Array:
     """Create an OME-Zarr image (NGFF 0.5) and return its writable full-resolution array.
 
-    The metadata (axes with units, scale in µm, ``omero`` channels) are written now; the array is filled with
-    zeros until written, e.g. tile by tile, so results larger than memory can be stored. For an all-or-nothing
-    output, create it inside :func:`atomic_output` and fill it before the block ends.
+    The metadata (axes with units, scale in µm, ``omero`` channels) are written now; the array is then written,
+    e.g. tile by tile, so results larger than memory can be stored. Every chunk is stored, even one of zeros, and
+    the attributes say so: :func:`read` refuses the image until every chunk has been written (a missing chunk
+    means an interrupted write or copy). For an all-or-nothing output, create it inside :func:`atomic_output` and
+    fill it before the block ends.
 
     Parameters
     ----------
@@ -857,7 +879,7 @@ def create_ome_zarr(path: str | os.PathLike[str], shape: Sequence[int], dtype: A
         from ome_zarr.writer import write_multiscales_metadata
     group = zarr.open_group(str(path), mode="w", zarr_format=3)
     array = group.create_array("s0", shape=shape, dtype=dtype, chunks=chunks, fill_value=0,
-                               dimension_names=[a.lower() for a in axes])
+                               dimension_names=[a.lower() for a in axes], config={"write_empty_chunks": True})
     ngff_axes = []
     for a in axes:
         entry = {"name": a.lower(), "type": {"T": "time", "C": "channel"}.get(a, "space")}
@@ -868,6 +890,7 @@ def create_ome_zarr(path: str | os.PathLike[str], shape: Sequence[int], dtype: A
     write_multiscales_metadata(
         group, datasets=[{"path": "s0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}],
         axes=ngff_axes, name=name or path.name, metadata={"omero": _omero(n_channels, names, low, high)})
+    group.attrs[_RECORD_KEY] = {_EVERY_CHUNK: True}  # a missing chunk then means an interrupted write or copy
     return array
 
 
