@@ -343,3 +343,18 @@ def test_half_written_ome_zarr_is_one_line(tmp_path, capsys):
     assert run(["confocal", path, "-o", tmp_path / "c.ome.tif"]) == 2
     err = capsys.readouterr().err.strip()
     assert "a.ome.zarr: incomplete OME-Zarr" in err and len(err.splitlines()) == 1
+
+
+def test_warnings_and_errors_are_one_line_each(tmp_path, capsys):
+    """A warning is one line too, and file names with brackets are printed as they are."""
+    import tifffile as tf
+
+    path = io.write(tmp_path / "[red]c.ome.tif", io.Image(np.ones((3, 8, 8), np.float32), "CYX"))
+    with tf.TiffFile(path) as tif:
+        xml = tif.ome_metadata
+    tf.tiffcomment(path, xml.replace('SizeC="3"', 'SizeC="1"').replace('SizeZ="1"', 'SizeZ="3"').encode("utf-8"))
+    assert run(["info", path]) == 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("warning: ") and "[red]c.ome.tif" in err and len(err.splitlines()) == 1, err
+    assert run(["info", tmp_path / "[red]missing.tif"]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {tmp_path / '[red]missing.tif'}: file not found"

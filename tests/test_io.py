@@ -493,3 +493,30 @@ def test_other_writers_missing_chunks_warn(tmp_path):
     with pytest.warns(UserWarning, match=r"1 of 2 chunks of 's0' are missing and read as the fill value 0"):
         image = io.read(path)
     assert image.data.sum() == 64
+
+
+def test_ome_xml_describing_fewer_planes_than_the_file_holds_is_refused(tmp_path):
+    """OME SizeZ=5 over 13 pages used to give 5 planes without a word (issue 14, item 6)."""
+    data = np.random.default_rng(0).random((13, 16, 16), dtype=np.float32)
+    path = io.write(tmp_path / "z.ome.tif", io.Image(data, "ZYX"))
+    assert io.read(path).data.shape == (13, 16, 16)
+    with tifffile.TiffFile(path) as tif:
+        xml = tif.ome_metadata
+    tifffile.tiffcomment(path, xml.replace('SizeZ="13"', 'SizeZ="5"').encode("utf-8"))
+    with pytest.raises(InputError, match=r"z\.ome\.tif: contradictory OME-TIFF metadata \(the OME-XML describes 5 "
+                                         r"planes, the file holds 13\)"):
+        io.read(path)
+
+
+def test_ome_axes_win_over_a_contradicting_record_with_a_warning(tmp_path):
+    """docs/io.md: the standard fields win where another program changed them; the record no longer overrides
+    the OME axes silently (issue 14, item 6)."""
+    path = io.write(tmp_path / "c.ome.tif", io.Image(np.ones((3, 8, 8), np.float32), "CYX"))
+    with tifffile.TiffFile(path) as tif:
+        xml = tif.ome_metadata
+    assert io.read(path).axes == "CYX"
+    tifffile.tiffcomment(path, xml.replace('SizeC="3"', 'SizeC="1"').replace('SizeZ="1"', 'SizeZ="3"')
+                         .encode("utf-8"))
+    with pytest.warns(UserWarning, match="record says axes 'CYX' but the file's metadata say 'ZYX'; using the file's"):
+        image = io.read(path)
+    assert image.axes == "ZYX" and image.data.shape == (3, 8, 8)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import math
 import sys
+import warnings
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -14,6 +15,7 @@ import numpy as np
 import pydantic
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from widefield3d.checks import check_memory, check_output, check_planes, estimate_bytes
 from widefield3d.errors import InputError, Widefield3DError
@@ -362,7 +364,12 @@ INTERRUPTED = 130
 
 
 def _error(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True, markup=True)
+    console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True, markup=True)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as one line, like an error (not Python's two lines with the source)."""
+    console.print(f"[yellow]warning:[/yellow] {escape(str(message))}", highlight=False, soft_wrap=True, markup=True)
 
 
 def _os_error_line(err: OSError) -> str:
@@ -379,7 +386,9 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point. Usage errors print click's usage message and exit 2 (no arguments: the help); bad input
     prints one line naming the file or argument and exits 2; Ctrl-C prints "interrupted" and exits 130."""
     try:
-        status = app(args=argv, standalone_mode=False)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            status = app(args=argv, standalone_mode=False)
     except Widefield3DError as err:
         _error(str(err).strip().replace("\n", " "))
         sys.exit(2)

@@ -458,6 +458,10 @@ def _read_tiff(path: Path, lazy: bool) -> _Parsed:
                 raise InputError(f"{path}: corrupt or truncated TIFF file ({flavour} metadata describe "
                                  "more data than the file holds)")
         if tif.is_ome:
+            described, held = sum(len(s.pages) for s in tif.series), len(tif.pages)
+            if described < held:
+                raise InputError(f"{path}: contradictory OME-TIFF metadata (the OME-XML describes {described} "
+                                 f"planes, the file holds {held}); fix its OME-XML (Size, DimensionOrder)")
             parsed = _ome_metadata(tif.ome_metadata, path)
         elif tif.is_imagej:
             parsed = _imagej_metadata(tif, series, path)
@@ -622,6 +626,24 @@ def _merge_spacing(known: dict[str, float], exact: dict[str, float]) -> dict[str
     return merged
 
 
+def _record_fits(record: dict[str, Any], shape: Sequence[int], axes: str | None, path: Path) -> bool:
+    """Whether the record describes these data: the same sizes, and the same axes as the format's own metadata
+    where it has axes (singletons aside). Where they contradict each other, the format's fields win (another
+    program changed them) and a warning says so."""
+    sizes = [n for n in record["shape"] if n != 1]
+    if sizes != [n for n in shape if n != 1]:
+        return False
+    if axes is None or len(axes) != len(shape):
+        return True
+    ours = "".join(a for a, n in zip(str(record["axes"]), record["shape"]) if n != 1)
+    theirs = "".join(a for a, n in zip(axes, shape) if n != 1)
+    if ours != theirs:
+        warnings.warn(f"{path}: the widefield3d record says axes '{record['axes']}' but the file's metadata say "
+                      f"'{axes}'; using the file's", UserWarning, stacklevel=4)
+        return False
+    return True
+
+
 def read(path: str | os.PathLike[str], *, lazy: bool = False, axes: str | None = None) -> Image:
     """Read an image file with its axes, spacing (µm) and channel names.
 
@@ -660,7 +682,7 @@ def read(path: str | os.PathLike[str], *, lazy: bool = False, axes: str | None =
     check_array(data, str(path), check_values=not lazy)
     if axes is not None:
         file_axes = check_axes(axes, data.shape, f"{path} (axes argument)")
-    elif record and [n for n in record["shape"] if n != 1] == [n for n in data.shape if n != 1]:
+    elif record and _record_fits(record, data.shape, parsed.axes, path):
         file_axes = check_axes(record["axes"], record["shape"], f"{path}: metadata record")
         data = data.reshape(record["shape"])  # restores the singleton axes that readers squeeze away
     else:
