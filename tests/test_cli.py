@@ -165,7 +165,7 @@ def _no_work(*args, **kwargs):
 @pytest.fixture()
 def plane_files(tmp_path):
     plane = io.Image(np.random.default_rng(0).random((16, 16), dtype=np.float32), "YX", {"Y": 0.325, "X": 0.325})
-    stack = io.Image(np.random.default_rng(1).random((4, 16, 16), dtype=np.float32), "ZYX", (0.5, 0.1, 0.1))
+    stack = io.Image(np.random.default_rng(1).random((4, 16, 16), dtype=np.float32), "ZYX", (0.5, 0.1625, 0.1625))
     for name, image in (("p.ome.tif", plane), ("p.ome.zarr", plane), ("p.tif", plane), ("s.ome.tif", stack),
                         ("s.ome.zarr", stack), ("s_truth.ome.tif", stack)):
         io.write(tmp_path / name, image)
@@ -358,3 +358,23 @@ def test_warnings_and_errors_are_one_line_each(tmp_path, capsys):
     assert err.startswith("warning: ") and "[red]c.ome.tif" in err and len(err.splitlines()) == 1, err
     assert run(["info", tmp_path / "[red]missing.tif"]) == 2
     assert capsys.readouterr().err.strip() == f"error: {tmp_path / '[red]missing.tif'}: file not found"
+
+
+def test_interrupted_acquisition_set_lacks_its_main_file(plane_files, monkeypatch, capsys):
+    """simulate acquire writes OUT last (and removes an old OUT first): OUT without _clean/_truth cannot happen,
+    and an interrupted run cannot leave an old OUT beside new companions (issue 14, item 7)."""
+    out = plane_files / "acq.ome.tif"
+    argv = ["simulate", "acquire", plane_files / "s.ome.tif", "-o", out, "--z", "0:1:0.5", "--preset", "deepz-20x075"]
+    assert run(argv) == 0
+    real_write = io.write
+
+    def interrupted(path, image, **kwargs):
+        if Path(path) == out:
+            _interrupt()
+        return real_write(path, image, **kwargs)
+
+    monkeypatch.setattr(io, "write", interrupted)
+    assert run(argv) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "interrupted"
+    assert not out.exists() and (plane_files / "acq_truth.ome.tif").exists()
+    assert not [p for p in plane_files.iterdir() if p.name.startswith(".tmp-")]

@@ -520,3 +520,65 @@ def test_ome_axes_win_over_a_contradicting_record_with_a_warning(tmp_path):
     with pytest.warns(UserWarning, match="record says axes 'CYX' but the file's metadata say 'ZYX'; using the file's"):
         image = io.read(path)
     assert image.axes == "ZYX" and image.data.shape == (3, 8, 8)
+
+
+def test_killed_writers_temporaries_are_removed_by_the_next_write(tmp_path):
+    """SIGKILL leaves the hidden temporary; the next write to the folder removes it (issue 14, item 7)."""
+    import signal
+    import subprocess
+    import sys
+
+    script = ("import os, signal, sys\nfrom widefield3d import io\n"
+              "with io.atomic_output(sys.argv[1]) as tmp:\n"
+              "    tmp.write_bytes(b'half of a file')\n"
+              "    os.kill(os.getpid(), signal.SIGKILL)\n")
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "a.ome.tif")], timeout=120)
+    assert done.returncode == -signal.SIGKILL
+    left = [p.name for p in tmp_path.iterdir()]
+    assert len(left) == 1 and left[0].startswith(".tmp-") and left[0].endswith("-a.ome.tif")
+    io.write(tmp_path / "b.ome.tif", io.Image(np.ones((4, 4), np.uint8), "YX"))
+    assert [p.name for p in tmp_path.iterdir()] == ["b.ome.tif"]
+
+
+def test_stale_temporaries_only_ours_and_only_of_ended_processes(tmp_path):
+    gone = 2**22 + 7  # above any pid_max: no such process
+    host = io._HOST
+    live = tmp_path / f".tmp-0123abcd.{host}.{os.getpid()}-live.tif"  # a write in progress
+    stale_file = tmp_path / f".tmp-0123abcd.{host}.{gone}-a.tif"
+    stale_dir = tmp_path / f".tmp-89abcdef.{host}.{gone}-b.ome.zarr"
+    other_host = tmp_path / f".tmp-0123abcd.000000.{gone}-c.tif"  # perhaps alive on another machine
+    not_ours = tmp_path / ".tmp-notes.txt"
+    old_kept = tmp_path / f".old-0123abcd.{host}.{gone}-d.ome.zarr"  # its output was not renamed in: restore it
+    old_done = tmp_path / f".old-0123abcd.{host}.{gone}-e.ome.zarr"  # the new output is in place: delete it
+    for path in (live, stale_file, other_host, not_ours):
+        path.write_bytes(b"x")
+    for path in (stale_dir / "s0", old_kept / "s0", old_done, tmp_path / "e.ome.zarr"):
+        path.mkdir(parents=True)
+    cleaned = io.remove_stale_temporaries(tmp_path)
+    assert sorted(p.name for p in cleaned) == sorted(p.name for p in (stale_file, stale_dir, old_kept, old_done))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [live.name, other_host.name, not_ours.name, "d.ome.zarr", "e.ome.zarr"])
+    assert (tmp_path / "d.ome.zarr" / "s0").is_dir()
+
+
+def test_write_set_main_file_last(tmp_path, monkeypatch):
+    """An interrupted set lacks its main file, so it cannot pass for a complete one (issue 14, item 7)."""
+    image = io.Image(np.ones((2, 4, 4), np.float32), "ZYX")
+    main, clean = tmp_path / "a.ome.tif", tmp_path / "a_clean.ome.tif"
+    assert io.write_set([(main, image), (clean, image)]) == [main, clean]
+    assert main.exists() and clean.exists()
+    real_write = io.write
+
+    def interrupted(path, img, **kwargs):
+        if path == main:
+            raise KeyboardInterrupt
+        return real_write(path, img, **kwargs)
+
+    monkeypatch.setattr(io, "write", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        io.write_set([(main, image), (clean, image)])
+    assert not main.exists() and clean.exists()
+    monkeypatch.setattr(io, "write", real_write)
+    with pytest.raises(InputError, match="NaN"):  # bad data: refused before the old set is touched
+        io.write_set([(main, image), (clean, io.Image(np.full((2, 4, 4), np.nan, np.float32), "ZYX"))])
+    assert clean.exists()

@@ -234,8 +234,8 @@ def simulate_acquire(
     if m.modality != "brightfield":
         kwargs.update(scattering_length_um=scattering_length, drift_px=drift, progress=True)
     acq = acquire(sample, m, z_um, **kwargs)
-    for path, which in ((output, "noisy"), (_beside(output, "clean"), "clean"), (_beside(output, "truth"), "truth")):
-        io.write(path, acq.as_image(which))
+    io.write_set([(path, acq.as_image(which)) for path, which in
+                  ((output, "noisy"), (_beside(output, "clean"), "clean"), (_beside(output, "truth"), "truth"))])
     console.print(f"wrote {output} (+ _clean, _truth): {m.modality} {acq.axes} {acq.noisy.shape}")
 
 
@@ -257,8 +257,8 @@ def _acquire_transmittance(path: Path, output: Path, *, na: float, xy_res: float
     clean = brightfield_stack(volume, na=na, xy_res_um=dxy, z_res_um=dz, aperture_samples=aperture_samples)
     noisy = clean + np.float32(noise) * np.random.default_rng(seed).standard_normal(clean.shape, dtype=np.float32)
     spacing = (dz, dxy, dxy)
-    for target, data in ((output, noisy), (_beside(output, "clean"), clean), (_beside(output, "truth"), volume)):
-        io.write(target, io.Image(data, axes="ZYX", spacing_um=spacing))
+    io.write_set([(target, io.Image(data, axes="ZYX", spacing_um=spacing)) for target, data in
+                  ((output, noisy), (_beside(output, "clean"), clean), (_beside(output, "truth"), volume))])
     console.print(f"wrote {output} (+ _clean, _truth): bright-field ray model, {len(clean)} focal planes "
                   f"{clean.shape[1:]}, NA {na:g}, {aperture_samples}x{aperture_samples} pupil grid, noise {noise:g}")
 

@@ -32,11 +32,14 @@ and :func:`require_ndim` hold the array checks for reuse by other modules.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import math
 import os
+import re
 import shutil
+import socket
 import uuid
 import warnings
 import xml.etree.ElementTree as ElementTree
@@ -66,6 +69,8 @@ __all__ = [
     "create_ome_zarr",
     "format_of",
     "read",
+    "remove_stale_temporaries",
+    "write_set",
     "require_ndim",
     "write",
 ]
@@ -306,15 +311,73 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+_HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:6]
+# .tmp-<random>.<host>.<pid>-<name> (a temporary being written) and .old-... (an old folder being replaced)
+_OURS = re.compile(r"^\.(tmp|old)-[0-9a-f]{8}\.([0-9a-f]{6})\.(\d+)-(.+)$")
+
+
+def _sibling(kind: str, token: str, path: Path) -> Path:
+    return path.with_name(f".{kind}-{token}.{_HOST}.{os.getpid()}-{path.name}")
+
+
+def _process_gone(pid: int) -> bool:
+    if os.name == "nt":  # os.kill(pid, 0) would end the process there; leave the temporaries
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists, another user's
+        return False
+    return False
+
+
+def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporaries :func:`atomic_output` left in ``folder`` when its process was killed.
+
+    Only names of our own pattern (``.tmp-<random>.<host>.<pid>-<name>``) written on this machine by a process
+    that no longer runs are touched. An ``.old-...`` copy (an old folder output moved aside while the new one was
+    renamed in) is renamed back when its output is missing, else deleted. Called by every :func:`atomic_output`,
+    so the next write to a folder cleans it up.
+
+    Returns
+    -------
+    list of Path
+        What was deleted or restored.
+    """
+    folder = Path(folder)
+    cleaned = []
+    try:
+        entries = [e.name for e in os.scandir(folder) if e.name.startswith((".tmp-", ".old-"))]
+    except OSError:
+        return cleaned
+    for name in entries:
+        match = _OURS.match(name)
+        if not match or match[2] != _HOST or not _process_gone(int(match[3])):
+            continue
+        stale, target = folder / name, folder / match[4]
+        try:
+            if match[1] == "old" and not (target.exists() or target.is_symlink()):
+                os.rename(stale, target)
+            else:
+                _remove(stale)
+        except OSError:
+            continue
+        cleaned.append(stale)
+    return cleaned
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a hidden temporary sibling of ``path`` to write to; rename it over ``path`` on success.
 
-    The temporary lives in the same directory (``.tmp-<random>-<name>``, keeping the extension), so the rename
-    is atomic for files (``os.replace``). A directory (e.g. ``.zarr``) replaces an old one by moving the old one
+    The temporary lives in the same directory (``.tmp-<random>.<host>.<pid>-<name>``, keeping the extension),
+    so the rename is atomic for files (``os.replace``). A directory (e.g. ``.zarr``) replaces an old one by moving the old one
     aside, renaming the new one in, then deleting the old one (restored if the rename fails). On any exception,
     KeyboardInterrupt included, the temporary is deleted and the exception re-raised, so ``path`` is either the
-    old content or the complete new one. Missing parent directories are created.
+    old content or the complete new one. Missing parent directories are created. A process killed outright
+    (SIGKILL, power cut) cannot clean up; its temporaries are removed by the next write to the same folder
+    (:func:`remove_stale_temporaries`).
 
     Examples
     --------
@@ -323,14 +386,15 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path.parent)
     token = uuid.uuid4().hex[:8]
-    tmp = path.with_name(f".tmp-{token}-{path.name}")
+    tmp = _sibling("tmp", token, path)
     try:
         yield tmp
         if not (tmp.exists() or tmp.is_symlink()):
             raise FileNotFoundError(f"{path}: nothing was written to the temporary {tmp.name}")
         if tmp.is_dir() or path.is_dir():
-            _swap_in(tmp, path, path.with_name(f".old-{token}-{path.name}"))
+            _swap_in(tmp, path, _sibling("old", token, path))
         else:
             os.replace(tmp, path)
     except OSError as err:
@@ -745,6 +809,36 @@ def write(path: str | os.PathLike[str], image: Image, *, chunks: Sequence[int] |
     else:
         {"OME-TIFF": _write_ome_tiff, "TIFF": _write_imagej_tiff, "NPY": _write_npy}[fmt](path, image)
     return path
+
+
+def write_set(outputs: Sequence[tuple[str | os.PathLike[str], Image]]) -> list[Path]:
+    """Write files that belong together (an image and its ``_clean``, ``_truth`` or ``_mip`` companions) so that
+    an incomplete set is recognisable: the first, main file is removed, the others are written, and the main file
+    is written last. A set whose main file exists is complete; an interrupted one lacks it.
+
+    Parameters
+    ----------
+    outputs : sequence of (path, Image)
+        The main file first. Every path is checked (extension, data) before anything is removed or written.
+
+    Returns
+    -------
+    list of Path
+        The paths, in the order given.
+    """
+    paths = [Path(p) for p, _ in outputs]
+    for path, image in outputs:
+        format_of(path)
+        if not isinstance(image, Image):
+            raise InputError(f"{path}: write_set() needs widefield3d.io.Image values, got {type(image).__name__}")
+        check_array(image.data, str(path), check_values=not isinstance(image.data, da.Array))
+    if paths:
+        _remove(paths[0])
+        if format_of(paths[0]) == "NPY":
+            _remove(_sidecar(paths[0]))
+    for path, image in list(outputs[1:]) + list(outputs[:1]):
+        write(path, image)
+    return paths
 
 
 def _write_ome_tiff(path: Path, image: Image) -> None:

@@ -106,12 +106,11 @@ def refocus_cmd(
     axes = ("T" if "T" in source.axes else "") + ("Z" if stacked else "") + "YX"
     dz = float(np.diff(z_um).mean()) if stacked and len(z_um) > 1 else 1.0
     spacing = {"Z": dz, "Y": source.spacing_um["Y"], "X": source.spacing_um["X"]}
-    io.write(output, io.Image(result, axes, spacing))
-    written = [str(output)]
+    outputs = [(output, io.Image(result, axes, spacing))]
     if mip:
         projection = result.max(axis=axes.index("Z")) if stacked else result
-        io.write(_mip_path(output), io.Image(projection, axes.replace("Z", ""), spacing))
-        written.append(str(_mip_path(output)))
+        outputs.append((_mip_path(output), io.Image(projection, axes.replace("Z", ""), spacing)))
+    written = [str(p) for p in io.write_set(outputs)]
     console.print(f"wrote {', '.join(written)}: {axes} {result.shape} with {Path(str(loaded.path)).name}")
 
 
