@@ -178,3 +178,18 @@ def test_cli_round_trip_and_errors(tissue_pair, tmp_path, capsys):
     err = captured.out + captured.err
     assert "same shape" in err and "spacing" in err and "missing.tif" in err and "--method" in err
     assert not (tmp_path / "bad.json").exists()
+
+
+def test_phase_correlation_of_a_single_plane(tissue_pair, tmp_path):
+    """Z = 1: the Hann window spans Y and X only (it was all zeros along z, and the shift a false -0.70 px; issue
+    14, item 8)."""
+    w, c = cut(*tissue_pair, (0, -3, 4.5), size=(1, 64, 64), origin=(9, 16, 16))
+    assert w.shape == c.shape == (1, 64, 64)
+    np.testing.assert_allclose(register_xcorr(w, c, spacing_um=SPACING, phase=True).px, (0, -3, 4.5), atol=0.15)
+    np.testing.assert_allclose(register_xcorr(c, c, spacing_um=SPACING, phase=True).px, 0, atol=0.05)
+    wf, cf, out = tmp_path / "wf.ome.tif", tmp_path / "cf.ome.tif", tmp_path / "shift.json"
+    io.write(wf, io.Image(w.astype(np.float32), "ZYX", SPACING))
+    io.write(cf, io.Image(c.astype(np.float32), "ZYX", SPACING))
+    assert run(["register", wf, cf, "-o", out, "--method", "phase"]) == 0
+    shift = json.loads(out.read_text())["shift_px"]
+    np.testing.assert_allclose([shift["z"], shift["y"], shift["x"]], (0, -3, 4.5), atol=0.15)

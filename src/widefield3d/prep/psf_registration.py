@@ -394,8 +394,8 @@ def register_xcorr(widefield, confocal, *, spacing_um, upsample: int = 10, phase
     if upsample < 1:
         raise InputError(f"upsample must be at least 1, got {upsample}")
     standard = [(a.astype(np.float64) - a.mean()) / max(float(a.std()), 1e-30) for a in (y, x)]
-    if phase:
-        hann = window("hann", y.shape)
+    if phase:  # the window spans the axes longer than 1 (a single plane's Hann window along z would be zero)
+        hann = window("hann", tuple(n for n in y.shape if n > 1)).reshape(y.shape)
         standard = [a * hann for a in standard]
     shift, _, _ = phase_cross_correlation(*standard, upsample_factor=upsample,
                                           normalization="phase" if phase else None)
