@@ -378,3 +378,22 @@ def test_interrupted_acquisition_set_lacks_its_main_file(plane_files, monkeypatc
     assert capsys.readouterr().err.strip().splitlines()[-1] == "interrupted"
     assert not out.exists() and (plane_files / "acq_truth.ome.tif").exists()
     assert not [p for p in plane_files.iterdir() if p.name.startswith(".tmp-")]
+
+
+@pytest.mark.parametrize("method", ["deepz", "mfpi", "wfcon"])
+def test_training_output_is_checked_before_the_data_are_prepared(tmp_path, monkeypatch, capsys, method):
+    """The 'checkpoint exists' refusal used to come after data preparation (issue 14, item 9)."""
+    import importlib
+
+    module = importlib.import_module(f"widefield3d.methods.{method}")
+    monkeypatch.setattr(module, "train", _no_work)
+    (tmp_path / "data").mkdir()
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "checkpoint.pt").write_bytes(b"an earlier run")
+    assert run(["train", method, "--data", tmp_path / "data", "-o", model]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {model / 'checkpoint.pt'}: exists; pass --resume or choose another directory"
+    (tmp_path / "file").write_text("x")
+    assert run(["train", method, "--data", tmp_path / "data", "-o", tmp_path / "file"]) == 2
+    assert "is a file; give a folder name" in capsys.readouterr().err

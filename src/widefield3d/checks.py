@@ -21,6 +21,7 @@ __all__ = [
     "MAX_PLANES",
     "available_memory",
     "check_memory",
+    "check_model_dir",
     "check_output",
     "check_planes",
     "estimate_bytes",
@@ -83,6 +84,19 @@ def check_output(path: str | os.PathLike[str], *, kind: str = "image", inputs: I
         raise InputError(f"{label}: is a file; give a folder name")
     _check_not_an_input(path, label, inputs)
     _check_parent(path, label)
+    return path
+
+
+def check_model_dir(path: str | os.PathLike[str], *, resume: bool, name: str = "-o") -> Path:
+    """Raise InputError unless ``path`` can take a training run: :func:`check_output` for a folder, and no
+    checkpoint of an earlier run there unless ``resume`` (the trainer refuses it too, but only after preparing the
+    data; this says it first)."""
+    from widefield3d.train.trainer import CHECKPOINT_NAME
+
+    path = check_output(path, kind="dir", name=name)
+    checkpoint = path / CHECKPOINT_NAME
+    if checkpoint.exists() and not resume:
+        raise InputError(f"{checkpoint}: exists; pass --resume or choose another directory")
     return path
 
 

@@ -89,7 +89,14 @@ def read_settings(path: str | Path, what: str = "settings") -> dict:
 
 def run_settings(config: str | Path | None, output: str | Path, resume: bool, what: str = "settings") -> dict:
     """The settings a training run starts from: the ``--config`` file if given, else (with ``--resume``) the model
-    directory's own ``config.json`` if it exists, else none (the method's defaults)."""
+    directory's own ``config.json`` if it exists, else none (the method's defaults).
+
+    Every ``train`` command calls this first, so it also checks the model directory before any work
+    (:func:`widefield3d.checks.check_model_dir`: a writable folder, no earlier checkpoint without ``resume``).
+    """
+    from widefield3d.checks import check_model_dir
+
+    check_model_dir(output, resume=resume)
     if config is not None:
         return read_settings(config, what)
     if resume and (Path(output) / "config.json").is_file():
