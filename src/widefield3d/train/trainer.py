@@ -17,9 +17,11 @@ import contextlib
 import csv
 import json
 import math
+import re
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -480,8 +482,10 @@ def train(task: AdversarialTask, config: TrainerConfig, out_dir: str | Path, *, 
                     discriminator.requires_grad_(False)  # G steps need gradients through D, not of D
                 for _ in range(config.generator_steps):
                     generator_step(adversarial)
-                for scheduler in schedulers:
-                    scheduler.step()
+                with warnings.catch_warnings():  # during the warm-up D's schedule advances while D rests
+                    warnings.filterwarnings("ignore", re.escape("Detected call of `lr_scheduler.step()` before"))
+                    for scheduler in schedulers:
+                        scheduler.step()
                 state["iteration"] += 1
                 elapsed = time.perf_counter() - start
                 state["seconds"] += elapsed
