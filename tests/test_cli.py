@@ -397,3 +397,11 @@ def test_training_output_is_checked_before_the_data_are_prepared(tmp_path, monke
     (tmp_path / "file").write_text("x")
     assert run(["train", method, "--data", tmp_path / "data", "-o", tmp_path / "file"]) == 2
     assert "is a file; give a folder name" in capsys.readouterr().err
+
+
+def test_info_says_when_the_pixel_size_is_unknown(tmp_path, capsys):
+    np.save(tmp_path / "raw.npy", np.ones((6, 8), np.float32))
+    assert run(["info", tmp_path / "raw.npy"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.strip() == f"warning: {tmp_path / 'raw.npy'}: no pixel size for Y, X in the file; taken as 1 µm"
+    assert "Y=1 µm, X=1 µm" in captured.out

@@ -3,6 +3,7 @@ bad inputs and atomic outputs."""
 
 import json
 import os
+import warnings
 import xml.etree.ElementTree as ElementTree
 
 import dask.array as da
@@ -582,3 +583,30 @@ def test_write_set_main_file_last(tmp_path, monkeypatch):
     with pytest.raises(InputError, match="NaN"):  # bad data: refused before the old set is touched
         io.write_set([(main, image), (clean, io.Image(np.full((2, 4, 4), np.nan, np.float32), "ZYX"))])
     assert clean.exists()
+
+
+def test_missing_or_invalid_pixel_size_is_said_once(tmp_path):
+    """Files without a pixel size used to be taken as 1 µm silently (issue 14, should fix)."""
+    np.save(tmp_path / "raw.npy", np.ones((4, 6, 8), np.float32))
+    with pytest.warns(UserWarning, match=r"raw\.npy: no pixel size for Z, Y, X in the file; taken as 1 µm"):
+        assert io.read(tmp_path / "raw.npy").spacing_zyx == (1.0, 1.0, 1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        io.read(tmp_path / "raw.npy", lazy=True)  # said once per file
+        io.read(io.write(tmp_path / "ok.npy", io.Image(np.ones((2, 3)), "YX")))  # our files always carry it
+    path = io.write(tmp_path / "nan.ome.tif", io.Image(np.ones((4, 4), np.float32), "YX", {"Y": 0.5, "X": 0.5}))
+    with tifffile.TiffFile(path) as tif:
+        xml = tif.ome_metadata
+    tifffile.tiffcomment(path, xml.replace('PhysicalSizeX="0.5"', 'PhysicalSizeX="NaN"').encode("utf-8"))
+    with pytest.warns(UserWarning, match=r"nan\.ome\.tif: ignoring the pixel size X = nan"):
+        image = io.read(path)
+    assert image.spacing_um == {"Y": 0.5, "X": 0.5}  # the exact record still holds it
+
+
+@pytest.mark.parametrize("name", ["a.ome.tif", "a.tif"])
+def test_64_bit_integers_to_ome_tiff_are_one_line(tmp_path, name):
+    with pytest.raises(InputError, match=r"a\.(ome\.)?tif: OME-TIFF cannot hold uint64"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        io.write(tmp_path / name, io.Image(np.ones((4, 4), np.uint64), "YX"))
+    assert not list(tmp_path.iterdir())
+    io.write(tmp_path / "a.ome.zarr", io.Image(np.ones((4, 4), np.uint64), "YX"))

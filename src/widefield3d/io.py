@@ -690,6 +690,31 @@ def _merge_spacing(known: dict[str, float], exact: dict[str, float]) -> dict[str
     return merged
 
 
+def _usable_spacing(spacing: dict[str, float], path: Path) -> dict[str, float]:
+    """The file's pixel sizes that are positive finite numbers; a warning for each other one (then unknown)."""
+    usable = {}
+    for axis, value in spacing.items():
+        if math.isfinite(value) and value > 0:
+            usable[axis] = value
+        else:
+            warnings.warn(f"{path}: ignoring the pixel size {axis} = {value:g} of its metadata (not a positive "
+                          "number of µm)", UserWarning, stacklevel=3)
+    return usable
+
+
+_WARNED_SPACING: set[str] = set()
+
+
+def _warn_unknown_spacing(path: Path, axes: str, shape: Sequence[int], spacing: Mapping[str, float]) -> None:
+    """Warn (once per file and process) that spatial axes without a pixel size in the file are taken as 1 µm."""
+    unknown = [a for a, n in zip(axes, shape) if a in SPATIAL_AXES and a not in spacing and (n > 1 or a != "Z")]
+    key = str(path.absolute())
+    if unknown and key not in _WARNED_SPACING:
+        _WARNED_SPACING.add(key)
+        warnings.warn(f"{path}: no pixel size for {', '.join(unknown)} in the file; taken as 1 µm", UserWarning,
+                      stacklevel=3)
+
+
 def _record_fits(record: dict[str, Any], shape: Sequence[int], axes: str | None, path: Path) -> bool:
     """Whether the record describes these data: the same sizes, and the same axes as the format's own metadata
     where it has axes (singletons aside). Where they contradict each other, the format's fields win (another
@@ -751,7 +776,8 @@ def read(path: str | os.PathLike[str], *, lazy: bool = False, axes: str | None =
         data = data.reshape(record["shape"])  # restores the singleton axes that readers squeeze away
     else:
         file_axes = check_axes(parsed.axes or _guess_axes(data.shape), data.shape, str(path))
-    spacing = _merge_spacing(parsed.spacing, record["spacing_um"] if record else {})
+    spacing = _merge_spacing(_usable_spacing(parsed.spacing, path), record["spacing_um"] if record else {})
+    _warn_unknown_spacing(path, file_axes, data.shape, spacing)
     names = parsed.channel_names or (record or {}).get("channel_names")
     n_channels = data.shape[file_axes.index("C")] if "C" in file_axes else 1
     if names is not None and len(names) != n_channels:
@@ -842,6 +868,9 @@ def write_set(outputs: Sequence[tuple[str | os.PathLike[str], Image]]) -> list[P
 
 
 def _write_ome_tiff(path: Path, image: Image) -> None:
+    if image.data.dtype.itemsize == 8 and image.data.dtype.kind in "iu":
+        raise InputError(f"{path}: OME-TIFF cannot hold {image.data.dtype}; convert the data (e.g. to uint32 or "
+                         "float64) or write .ome.zarr or .npy")
     record = _record_json(image.axes, image.data.shape, image.spacing_um, image.channel_names)
     metadata: dict[str, Any] = {"axes": image.axes, "MapAnnotation": {"Namespace": _RECORD_KEY, "record": record}}
     for axis, value in image.spacing_um.items():
