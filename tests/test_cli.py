@@ -354,8 +354,9 @@ def test_warnings_and_errors_are_one_line_each(tmp_path, capsys):
         xml = tif.ome_metadata
     tf.tiffcomment(path, xml.replace('SizeC="3"', 'SizeC="1"').replace('SizeZ="1"', 'SizeZ="3"').encode("utf-8"))
     assert run(["info", path]) == 0
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("warning: ") and "[red]c.ome.tif" in err and len(err.splitlines()) == 1, err
+    lines = capsys.readouterr().err.strip().splitlines()  # the record's axes, and no pixel size for the new Z axis
+    assert len(lines) == 2 and all(line.startswith("warning: ") for line in lines), lines
+    assert "[red]c.ome.tif: the widefield3d record says axes 'CYX'" in lines[0] and "for Z" in lines[1]
     assert run(["info", tmp_path / "[red]missing.tif"]) == 2
     assert capsys.readouterr().err.strip() == f"error: {tmp_path / '[red]missing.tif'}: file not found"
 
