@@ -406,3 +406,58 @@ def test_info_says_when_the_pixel_size_is_unknown(tmp_path, capsys):
     captured = capsys.readouterr()
     assert captured.err.strip() == f"warning: {tmp_path / 'raw.npy'}: no pixel size for Y, X in the file; taken as 1 µm"
     assert "Y=1 µm, X=1 µm" in captured.out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# issue 14, should fix: messages name the file, bad numbers, single planes, odd intensities
+
+
+@pytest.fixture()
+def odd_files(tmp_path):
+    spacing = {"Y": 0.325, "X": 0.325}
+    io.write(tmp_path / "const.ome.tif", io.Image(np.full((32, 32), 5, np.float32), "YX", spacing))
+    io.write(tmp_path / "neg.ome.tif", io.Image(-1 - np.random.default_rng(0).random((32, 32), np.float32), "YX",
+                                                spacing))
+    io.write(tmp_path / "u64.ome.zarr", io.Image(np.arange(32 * 32, dtype=np.uint64).reshape(32, 32), "YX", spacing))
+    io.write(tmp_path / "tzyx.ome.tif", io.Image(np.ones((2, 3, 16, 16), np.float32), "TZYX", (1, 0.1, 0.1)))
+    io.write(tmp_path / "focal.ome.tif", io.Image(np.full((3, 16, 16), 100.0, np.float32), "ZYX", (1, 0.9, 0.9)))
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["refocus", "const.ome.tif", "-o", "r.ome.tif", "--model", "deepz-20x075", "--z", "1"],
+         "const.ome.tif: the image is constant"),  # was "reference: the image is constant"
+        (["beads", "const.ome.tif", "-o", "b.csv", "--threshold", "nan"], "--threshold: must be a finite number"),
+        (["beads", "tzyx.ome.tif", "-o", "b.csv"], "tzyx.ome.tif: expects one plane (YX) or one z-stack (ZYX)"),
+        (["reconstruct", "focal.ome.tif", "-o", "r.ome.tif", "--na", "0"], "--na: must be > 0"),
+        (["reconstruct", "focal.ome.tif", "-o", "r.ome.tif"], "focal.ome.tif: values in [100, 100]"),
+        (["confocal", "const.ome.tif", "-o", "c.ome.tif"], "const.ome.tif: needs a z-stack"),
+    ],
+)
+def test_should_fix_messages(odd_files, monkeypatch, capsys, argv, expected):
+    import widefield3d.methods.wfcon
+
+    monkeypatch.setattr(widefield3d.methods.wfcon, "load", _no_work)
+    monkeypatch.chdir(odd_files)
+    before = _tree(odd_files)
+    assert run(argv) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert lines[-1].startswith(f"error: {expected}"), lines
+    assert _tree(odd_files) == before
+
+
+@pytest.mark.parametrize("name, expected", [("neg.ome.tif", "most pixels are negative"),
+                                            ("u64.ome.zarr", "uint64 values are converted to float32")])
+def test_refocus_says_when_an_image_does_not_look_like_intensities(odd_files, monkeypatch, capsys, name, expected):
+    import widefield3d.methods.deepz
+
+    def stop(*args, **kwargs):
+        raise InputError("stopped before loading the model")
+
+    monkeypatch.setattr(widefield3d.methods.deepz, "load", stop)
+    assert run(["refocus", odd_files / name, "-o", odd_files / "r.ome.tif", "--model", "m", "--z", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"warning: {odd_files / name}: {expected}" + err[0].split(expected, 1)[1],
+                   "error: stopped before loading the model"]

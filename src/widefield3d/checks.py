@@ -10,9 +10,10 @@ command fails in its first second instead of after the compute (the command line
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from widefield3d.errors import InputError
@@ -25,6 +26,7 @@ __all__ = [
     "check_output",
     "check_planes",
     "estimate_bytes",
+    "naming_files",
 ]
 
 MAX_PLANES = 2000
@@ -140,6 +142,28 @@ def _check_parent(path: Path, label: str) -> None:
 def _writable(folder: Path) -> bool:
     """Whether files can be created in ``folder`` (permissions and read-only file systems; root passes chmod)."""
     return os.access(folder, os.W_OK | os.X_OK)
+
+
+@contextlib.contextmanager
+def naming_files(names: Mapping[str, str | os.PathLike[str] | None]) -> Iterator[None]:
+    """Within the block, an InputError about a generic argument of the API names the user's file instead.
+
+    The methods work on arrays and name their arguments ("reference: the image is constant ..."); a command knows
+    which file that argument came from. ``names`` maps argument names to files.
+
+    Examples
+    --------
+    >>> with naming_files({"reference": "plane.ome.tif"}):  # doctest: +SKIP
+    ...     refocus(array, ...)   # InputError "plane.ome.tif: the image is constant, ..."
+    """
+    try:
+        yield
+    except InputError as err:
+        text = str(err)
+        for argument, path in names.items():
+            if path is not None and text.startswith(f"{argument}: "):
+                raise InputError(f"{path}: {text[len(argument) + 2:]}") from err
+        raise
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -22,21 +22,26 @@ def beads(
     from widefield3d import io
     from widefield3d.analysis.beads import fwhm_histograms, measure_beads, summarise
     from widefield3d.analysis.metrics import write_metrics_csv
-    from widefield3d.checks import check_output
+    from widefield3d.checks import check_output, naming_files
     from widefield3d.cli import console, parse_triple
     from widefield3d.errors import InputError
 
+    if threshold is not None and not np.isfinite(threshold):
+        raise InputError(f"--threshold: must be a finite number, got {threshold}")
     check_output(output, kind="csv", inputs=[stack])
     if figure is not None:
         check_output(figure, kind="png", inputs=[stack], name="--figure")
     image = io.read(stack)
-    if "Z" in image.axes and image.data.shape[image.axes.index("Z")] > 1:
-        image = image.as_axes("ZYX")
-    else:
-        image = image.as_axes("YX")
+    target = "ZYX" if "Z" in image.axes and image.data.shape[image.axes.index("Z")] > 1 else "YX"
+    try:
+        image = image.as_axes(target)
+    except InputError:
+        raise InputError(f"{stack}: expects one plane (YX) or one z-stack (ZYX), got axes {image.axes} with shape "
+                         f"{tuple(image.data.shape)}") from None
     dz, dy, dx = parse_triple(spacing, "--spacing") if spacing else image.spacing_zyx
     step = (dz, dy, dx) if image.axes == "ZYX" else (dy, dx)
-    rows = measure_beads(np.asarray(image.data), step, window_px=window, threshold=threshold)
+    with naming_files({"image": stack, "stack": stack}):
+        rows = measure_beads(np.asarray(image.data), step, window_px=window, threshold=threshold)
     if not rows:
         raise InputError(f"{stack}: no isolated bead found")
     write_metrics_csv(rows, output)

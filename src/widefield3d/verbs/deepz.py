@@ -44,6 +44,20 @@ def _read_dpm(path: Path, shape: tuple[int, int]):
     return np.asarray(dpm.data, np.float32)
 
 
+def _warn_odd_intensities(data, path: Path) -> None:
+    """Say so when a wide-field image does not look like intensities: 64-bit integers, a negative median."""
+    import warnings
+
+    import numpy as np
+
+    if data.dtype.kind in "iu" and data.dtype.itemsize == 8:
+        warnings.warn(f"{path}: {data.dtype} values are converted to float32 (exact up to 16,777,216)", UserWarning,
+                      stacklevel=2)
+    if float(np.median(data)) < 0:
+        warnings.warn(f"{path}: most pixels are negative; a wide-field image holds intensities (camera counts or "
+                      "photons), was the camera offset subtracted twice?", UserWarning, stacklevel=2)
+
+
 def _mip_path(output: Path) -> Path:
     name = output.name
     for ext in (".ome.tif", ".ome.tiff", ".ome.zarr", ".tif", ".tiff", ".zarr", ".npy"):
@@ -75,7 +89,7 @@ def refocus_cmd(
     import numpy as np
 
     from widefield3d import io
-    from widefield3d.checks import check_memory, check_output, estimate_bytes
+    from widefield3d.checks import check_memory, check_output, estimate_bytes, naming_files
     from widefield3d.cli import console, parse_range
     from widefield3d.methods.deepz import load, refocus
 
@@ -98,10 +112,13 @@ def refocus_cmd(
     source = io.read(image)
     if source.axes not in ("YX", "TYX"):
         raise InputError(f"{image}: Deep-Z refocuses one plane (YX) or a time series (TYX), got axes {source.axes}")
+    _warn_odd_intensities(source.data, image)
     if dpm is not None:
         surface["dpm"] = _read_dpm(dpm, tuple(source.data.shape[-2:]))
     loaded = load(model)
-    result = refocus(source, z_um, model=loaded, allow_extrapolation=allow_extrapolation, device=device, **surface)
+    with naming_files({"reference": image, "image": image, "dpm": dpm}):
+        result = refocus(source, z_um, model=loaded, allow_extrapolation=allow_extrapolation, device=device,
+                         **surface)
     stacked = z_um is not None and np.ndim(z_um) > 0
     axes = ("T" if "T" in source.axes else "") + ("Z" if stacked else "") + "YX"
     dz = float(np.diff(z_um).mean()) if stacked and len(z_um) > 1 else 1.0

@@ -36,7 +36,7 @@ def register(app: typer.Typer, train_app: typer.Typer) -> None:
     ) -> None:
         """All focal planes at 2x lateral resolution from one low-resolution image, in one pass (MFPINet)."""
         from widefield3d import io
-        from widefield3d.checks import check_output
+        from widefield3d.checks import check_output, naming_files
         from widefield3d.cli import console
         from widefield3d.errors import InputError
         from widefield3d.methods.mfpi import load, multifocal
@@ -49,7 +49,8 @@ def register(app: typer.Typer, train_app: typer.Typer) -> None:
             raise InputError(f"--tile {tile}: must be at least 8")
         source = io.read(image, lazy=True)
         m = load(model)
-        stack = multifocal(source, model=m, device=device, tile=tile, out=output, progress=True)
+        with naming_files({"multifocal": image, "image": image}):
+            stack = multifocal(source, model=m, device=device, tile=tile, out=output, progress=True)
         dz, dy, _ = stack.spacing_zyx
         console.print(f"wrote {output}: {stack.axes} {tuple(stack.data.shape)} {stack.data.dtype}, "
                       f"z step {dz:g} µm, pixel {dy:.4g} µm")

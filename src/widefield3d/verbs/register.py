@@ -34,7 +34,7 @@ def register(app: typer.Typer, train_app: typer.Typer) -> None:
         import numpy as np
 
         from widefield3d import io
-        from widefield3d.checks import check_output
+        from widefield3d.checks import check_output, naming_files
         from widefield3d.cli import console, parse_triple
         from widefield3d.errors import InputError
         from widefield3d.prep.psf_registration import register_psf, register_xcorr
@@ -63,13 +63,15 @@ def register(app: typer.Typer, train_app: typer.Typer) -> None:
         if method == "psf":
             params = {"psf_shape": list(shape), "lam": lam, "mu": mu, "iterations": iterations,
                       "highpass_px": highpass}
-            shift = register_psf(np.asarray(wf.data), np.asarray(cf.data), spacing_um=spacing, psf_shape=shape,
-                                 lam=lam, mu=mu, iterations=iterations, highpass_px=highpass or None,
-                                 progress=progress)
+            with naming_files({"widefield": widefield, "confocal": confocal}):
+                shift = register_psf(np.asarray(wf.data), np.asarray(cf.data), spacing_um=spacing, psf_shape=shape,
+                                     lam=lam, mu=mu, iterations=iterations, highpass_px=highpass or None,
+                                     progress=progress)
         else:
             params = {"upsample": upsample}
-            shift = register_xcorr(np.asarray(wf.data), np.asarray(cf.data), spacing_um=spacing, upsample=upsample,
-                                   phase=method == "phase")
+            with naming_files({"widefield": widefield, "confocal": confocal}):
+                shift = register_xcorr(np.asarray(wf.data), np.asarray(cf.data), spacing_um=spacing,
+                                       upsample=upsample, phase=method == "phase")
         record = {
             "widefield": str(widefield), "confocal": str(confocal), "method": method, "parameters": params,
             "spacing_um": list(spacing),

@@ -47,12 +47,14 @@ def register(app: typer.Typer, train_app: typer.Typer) -> None:
         import numpy as np
 
         from widefield3d import io
-        from widefield3d.checks import check_output
+        from widefield3d.checks import check_output, naming_files
         from widefield3d.cli import console
         from widefield3d.errors import InputError
         from widefield3d.io import atomic_output
         from widefield3d.methods.volume import VolumeConfig, ortho_figure, reconstruct
 
+        if not na > 0:
+            raise InputError(f"--na: must be > 0 (with NA 0 every focal plane is the same image), got {na:g}")
         check_output(output, inputs=[stack])
         if figure is not None:
             check_output(figure, kind="png", inputs=[stack], name="--figure")
@@ -70,7 +72,8 @@ def register(app: typer.Typer, train_app: typer.Typer) -> None:
                        pretrained=pretrained.value, early_stop=early_stop, steps=steps, es_window=es_window,
                        es_patience=es_patience, seed=seed)
         VolumeConfig(method=method.value, **options)  # one-line errors before any work
-        result = reconstruct(np.asarray(image.data), method.value, device=device, progress=True, **options)
+        with naming_files({"stack": stack}):
+            result = reconstruct(np.asarray(image.data), method.value, device=device, progress=True, **options)
         spacing = (result.config.z_res_um, result.config.xy_res_um, result.config.xy_res_um)
         io.write(output, io.Image(result.transmittance, axes="ZYX", spacing_um=spacing))
         if figure is not None:

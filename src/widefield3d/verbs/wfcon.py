@@ -32,7 +32,7 @@ def register(app: typer.Typer, train_app: typer.Typer) -> None:
         import numpy as np
 
         from widefield3d import io
-        from widefield3d.checks import check_output
+        from widefield3d.checks import check_output, naming_files
         from widefield3d.cli import console
         from widefield3d.errors import InputError
         from widefield3d.methods.wfcon import confocal, load
@@ -45,8 +45,12 @@ def register(app: typer.Typer, train_app: typer.Typer) -> None:
             except InputError:
                 raise InputError(f"{stack}: needs a ZYX stack, got axes {image.axes} "
                                  f"shape {tuple(image.data.shape)}") from None
+        if image.data.shape[0] < 2:
+            raise InputError(f"{stack}: needs a z-stack (WFCON-Net sees the planes above and below), got a single "
+                             f"plane of shape {tuple(image.data.shape[1:])}")
         m = load(model)
-        result = confocal(np.asarray(image.data), model=m, z_step_um=z_step, device=device, progress=True)
+        with naming_files({"stack": stack, "widefield": stack}):
+            result = confocal(np.asarray(image.data), model=m, z_step_um=z_step, device=device, progress=True)
         _, dy, dx = image.spacing_zyx
         io.write(output, io.Image(result, axes="ZYX", spacing_um=(m.config.z_step_um, dy, dx)))
         console.print(f"wrote {output}: confocal-like stack {result.shape}, z step {m.config.z_step_um:g} µm")
