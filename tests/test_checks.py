@@ -66,3 +66,11 @@ def test_memory_and_planes(monkeypatch):
     with pytest.raises(InputError, match="--allow-large"):
         check_planes(checks.MAX_PLANES + 1, "--z")
     check_planes(10**6, "--z", allow_large=True)
+
+
+def test_pixel_mismatch_warning():
+    assert not checks.warn_pixel_mismatch(0.34, 0.325, "a.tif", "m")  # within 10 %
+    assert not checks.warn_pixel_mismatch(0.5, None, "a.tif", "m")  # the model does not know its pixel
+    with pytest.warns(UserWarning, match=r"a\.tif: pixel size 0\.5 µm differs from the 0\.325 µm that m was "
+                                         r"trained on by 54%"):
+        assert checks.warn_pixel_mismatch(0.5, 0.325, "a.tif", "m")

@@ -461,3 +461,19 @@ def test_refocus_says_when_an_image_does_not_look_like_intensities(odd_files, mo
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"warning: {odd_files / name}: {expected}" + err[0].split(expected, 1)[1],
                    "error: stopped before loading the model"]
+
+
+def test_refocus_warns_when_the_pixel_size_is_not_the_models(odd_files, monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    import widefield3d.methods.deepz
+
+    def stop(*args, **kwargs):
+        raise InputError("stopped before refocusing")
+
+    monkeypatch.setattr(widefield3d.methods.deepz, "load", lambda name: SimpleNamespace(pixel_um=0.65, path="m"))
+    monkeypatch.setattr(widefield3d.methods.deepz, "refocus", stop)
+    assert run(["refocus", odd_files / "const.ome.tif", "-o", odd_files / "r.ome.tif", "--model", "m", "--z", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith(f"warning: {odd_files / 'const.ome.tif'}: pixel size 0.325 µm differs from the 0.65 µm "
+                             "that m was trained on by 50%") and err[1] == "error: stopped before refocusing"

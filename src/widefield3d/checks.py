@@ -27,6 +27,7 @@ __all__ = [
     "check_planes",
     "estimate_bytes",
     "naming_files",
+    "warn_pixel_mismatch",
 ]
 
 MAX_PLANES = 2000
@@ -164,6 +165,22 @@ def naming_files(names: Mapping[str, str | os.PathLike[str] | None]) -> Iterator
             if path is not None and text.startswith(f"{argument}: "):
                 raise InputError(f"{path}: {text[len(argument) + 2:]}") from err
         raise
+
+
+def warn_pixel_mismatch(image_um: float, model_um: float | None, path, model: str, *,
+                        tolerance: float = 0.1) -> bool:
+    """Warn when an image's pixel size differs from the model's training pixel size by more than ``tolerance``
+    (relative): a network learns features at its training scale. Returns whether it warned."""
+    import warnings
+
+    if model_um is None or not (model_um > 0 and image_um > 0):
+        return False
+    if abs(image_um / model_um - 1) <= tolerance:
+        return False
+    warnings.warn(f"{path}: pixel size {image_um:g} µm differs from the {model_um:g} µm that {model} was trained "
+                  f"on by {abs(image_um / model_um - 1):.0%}; resample the image to {model_um:g} µm for results "
+                  "the model can be trusted with", UserWarning, stacklevel=2)
+    return True
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -89,7 +89,7 @@ def refocus_cmd(
     import numpy as np
 
     from widefield3d import io
-    from widefield3d.checks import check_memory, check_output, estimate_bytes, naming_files
+    from widefield3d.checks import check_memory, check_output, estimate_bytes, naming_files, warn_pixel_mismatch
     from widefield3d.cli import console, parse_range
     from widefield3d.methods.deepz import load, refocus
 
@@ -116,6 +116,7 @@ def refocus_cmd(
     if dpm is not None:
         surface["dpm"] = _read_dpm(dpm, tuple(source.data.shape[-2:]))
     loaded = load(model)
+    warn_pixel_mismatch(source.spacing_um["X"], loaded.pixel_um, image, Path(str(loaded.path)).name)
     with naming_files({"reference": image, "image": image, "dpm": dpm}):
         result = refocus(source, z_um, model=loaded, allow_extrapolation=allow_extrapolation, device=device,
                          **surface)
