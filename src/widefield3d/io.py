@@ -507,6 +507,16 @@ def _parse_record(text: str | bytes | None, path: Path) -> dict[str, Any] | None
     return record
 
 
+def _check_fits(path: Path, n_bytes: int) -> None:
+    """Refuse to load an image larger than the available memory (before the allocation, not by running out)."""
+    from widefield3d.checks import available_memory
+
+    available = available_memory()
+    if available is not None and n_bytes > available:
+        raise InputError(f"{path}: too large to load ({n_bytes / 2**30:.3g} GiB, {available / 2**30:.3g} GiB of "
+                         "memory available); read it lazily or convert it to OME-Zarr")
+
+
 def _guess_axes(shape: Sequence[int]) -> str:
     """Axes for data without usable axes metadata: 3-D or 4-D with 3 or 4 last -> (Z)YXC, else TCZYX's tail."""
     if len(shape) in (3, 4) and shape[-1] in (3, 4):
@@ -534,6 +544,8 @@ def _read_tiff(path: Path, lazy: bool) -> _Parsed:
         axes = series.axes
         if (tif.is_ome or tif.is_imagej) and not ("S" in axes and "C" in axes) and set(axes) <= set(AXES + "S"):
             parsed.axes = axes.replace("S", "C")  # else: plain TIFF, or letters like Q or I: guess from the shape
+        if not lazy:
+            _check_fits(path, math.prod(series.shape) * np.dtype(series.dtype).itemsize)
         parsed.data = None if lazy else series.asarray()
         shape = series.shape
     if lazy:
@@ -623,6 +635,8 @@ def _read_ome_zarr(path: Path, lazy: bool) -> _Parsed:
     channels = (ome.get("omero") or {}).get("channels") or []
     labels = [c.get("label") for c in channels]
     _check_chunks(path, array, bool((attrs.get(_RECORD_KEY) or {}).get(_EVERY_CHUNK)))
+    if not lazy:
+        _check_fits(path, array.nbytes)
     data = da.from_zarr(array) if lazy else array[...]
     return _Parsed(data, axes, spacing, labels if labels and None not in labels else None)
 
@@ -667,7 +681,10 @@ def _sidecar(path: Path) -> Path:
 
 
 def _read_npy(path: Path, lazy: bool) -> _Parsed:
-    data = np.load(path, mmap_mode="r" if lazy else None, allow_pickle=False)
+    data = np.load(path, mmap_mode="r", allow_pickle=False)  # the header, checked against the file's length
+    if not lazy:
+        _check_fits(path, data.nbytes)
+        data = np.array(data)
     sidecar = _sidecar(path)
     record = None
     if sidecar.exists():
