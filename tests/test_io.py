@@ -621,3 +621,27 @@ def test_images_larger_than_memory_are_refused_before_loading(tmp_path, monkeypa
     with pytest.raises(InputError, match=rf"{name}: too large to load \(6\.1e-05 GiB, 3\.05e-05 GiB"):
         io.read(path)
     assert io.read(path, lazy=True).data.shape == (4, 64, 64)
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ('SizeZ="3"', 'SizeZ="1288490186"', r"describes 1288490186 planes, the file holds 3"),  # tifffile: 10 GB list
+    ('SizeX="10"', 'SizeX="4294967297"', r"planes of 8 x 4294967297 pixels, the file holds 8 x 10"),
+])
+def test_ome_xml_claiming_huge_sizes_is_refused_before_tifffile_lists_them(tmp_path, old, new, message):
+    """Found by tests/test_io_fuzz.py: both made tifffile allocate gigabytes (MemoryError)."""
+    path = io.write(tmp_path / "a.ome.tif", io.Image(np.ones((3, 8, 10), np.uint16), "ZYX"))
+    with tifffile.TiffFile(path) as tif:
+        xml = tif.ome_metadata
+    tifffile.tiffcomment(path, xml.replace(old, new).encode("utf-8"))
+    with pytest.raises(InputError, match=rf"a\.ome\.tif: .*{message}"):
+        io.read(path)
+
+
+def test_damaged_npy_header_is_one_line(tmp_path):
+    """Found by tests/test_io_fuzz.py: numpy's header parser raised tokenize.TokenError."""
+    path = io.write(tmp_path / "a.npy", io.Image(np.ones((3, 4), np.float32), "YX"))
+    content = bytearray(path.read_bytes())
+    content[content.index(b"}")] = ord("(")
+    path.write_bytes(bytes(content))
+    with pytest.raises(InputError, match=r"a\.npy: corrupt or truncated NPY file"):
+        io.read(path)

@@ -189,7 +189,7 @@ def warn_pixel_mismatch(image_um: float, model_um: float | None, path, model: st
 
 def available_memory() -> int | None:
     """Bytes of memory this process can still take: the kernel's MemAvailable, capped by a cgroup (container)
-    limit; None where neither is known."""
+    limit and by the process's address-space limit (``ulimit -v``); None where none is known."""
     found: list[int] = []
     try:
         with open("/proc/meminfo", encoding="ascii") as file:
@@ -210,8 +210,16 @@ def available_memory() -> int | None:
         try:
             found.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
         except (AttributeError, OSError, ValueError):
-            return None
-    return min(found)
+            pass
+    try:  # ulimit -v: the process cannot map more than this, whatever the machine has
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if limit != resource.RLIM_INFINITY:
+            found.append(limit)
+    except (ImportError, OSError, ValueError):
+        pass
+    return min(found) if found else None
 
 
 def estimate_bytes(shape: Sequence[int], *, itemsize: int = 4, copies: float = 1.0) -> int:

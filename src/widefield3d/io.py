@@ -40,9 +40,12 @@ import os
 import re
 import shutil
 import socket
+import struct
+import tokenize
 import uuid
 import warnings
 import xml.etree.ElementTree as ElementTree
+import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -104,7 +107,10 @@ _UM_PER_UNIT = {
 _CHANNEL_COLORS = ("FF0000", "00FF00", "0000FF", "FF00FF", "00FFFF", "FFFF00")
 # what tifffile, zarr, numcodecs, PIL, numpy and ElementTree (ParseError is a SyntaxError) raise on damaged files
 _EVERY_CHUNK = "every_chunk_stored"  # OME-Zarr attribute: the writer stores all chunks, even those of fill value
-_LIBRARY_ERRORS = (OSError, ValueError, KeyError, IndexError, TypeError, EOFError, RuntimeError, SyntaxError)
+# (struct.error: tifffile on a damaged IFD; tokenize.TokenError: numpy on a damaged .npy header; an
+# AssertionError counts when a format library raises it)
+_LIBRARY_ERRORS = (OSError, ValueError, KeyError, IndexError, TypeError, EOFError, RuntimeError, SyntaxError,
+                   ArithmeticError, struct.error, tokenize.TokenError, zlib.error)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -469,11 +475,28 @@ def _unreadable_as_input_error(path: Path, fmt: str) -> Iterator[None]:
             raise InputError(f"{path}: corrupt or truncated {fmt} file ({log.messages[0].splitlines()[0]})")
     except InputError:
         raise
+    except AssertionError as exc:
+        if not _raised_by_a_library(exc):
+            raise
+        raise InputError(f"{path}: corrupt or truncated {fmt} file (a consistency check of the reader failed)") \
+            from exc
     except _LIBRARY_ERRORS as exc:
         detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise InputError(f"{path}: corrupt or truncated {fmt} file ({detail})") from exc
     finally:
         tiff_logger.removeHandler(log)
+
+
+_FORMAT_LIBRARIES = ("tifffile", "zarr", "numcodecs", "imagecodecs", "PIL", "numpy", "dask")
+
+
+def _raised_by_a_library(exc: BaseException) -> bool:
+    """Whether the innermost frame of ``exc`` is in a format library (tifffile, zarr, PIL, numpy, ...)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    module = "" if tb is None else str(tb.tb_frame.f_globals.get("__name__", ""))
+    return module.split(".")[0] in _FORMAT_LIBRARIES
 
 
 def _um(value: float, unit: str | None) -> float | None:
@@ -524,8 +547,34 @@ def _guess_axes(shape: Sequence[int]) -> str:
     return AXES[-len(shape):]
 
 
+def _check_ome_planes(tif: tifffile.TiffFile, path: Path) -> None:
+    """Refuse OME-XML that describes more planes than the file holds, before tifffile lists them (1e9 planes
+    claimed by a damaged SizeZ would take it gigabytes). Multi-file datasets (TiffData with a FileName) pass."""
+    root = ElementTree.fromstring(tif.ome_metadata)
+    if any(e.get("FileName") for e in root.iter() if e.tag.endswith("}UUID")):
+        return
+    planes = 0
+    first = tif.pages.first
+    for index, pixels in enumerate(e for e in root.iter() if e.tag.endswith("}Pixels")):
+        described = (int(pixels.get("SizeY", 0)), int(pixels.get("SizeX", 0)))
+        if index == 0 and described != (first.imagelength, first.imagewidth):
+            raise InputError(f"{path}: contradictory OME-TIFF metadata (its OME-XML describes planes of "
+                             f"{described[0]} x {described[1]} pixels, the file holds {first.imagelength} x "
+                             f"{first.imagewidth})")
+        channel = next((c for c in pixels if c.tag.endswith("}Channel")), None)
+        samples = max(int(channel.get("SamplesPerPixel", 1)) if channel is not None else 1, 1)
+        size = {k: int(pixels.get(f"Size{k}", 1)) for k in "ZCT"}
+        planes += size["Z"] * size["T"] * max(size["C"] // samples, 1)
+    held = len(tif.pages)
+    if planes > held:
+        raise InputError(f"{path}: corrupt or truncated OME-TIFF file (its OME-XML describes {planes} planes, the "
+                         f"file holds {held})")
+
+
 def _read_tiff(path: Path, lazy: bool) -> _Parsed:
     with tifffile.TiffFile(path) as tif:
+        if tif.is_ome:
+            _check_ome_planes(tif, path)
         series = tif.series[0]
         for flavour, is_flavour in (("ome", tif.is_ome), ("imagej", tif.is_imagej)):
             if is_flavour and series.kind != flavour:
@@ -611,6 +660,13 @@ def _plain_tiff_spacing(page: tifffile.TiffPage) -> dict[str, float]:
 
 
 def _read_ome_zarr(path: Path, lazy: bool) -> _Parsed:
+    try:
+        return _read_ome_zarr_unchecked(path, lazy)
+    except AttributeError as exc:  # metadata of the wrong shape: a list or a number where NGFF has an object
+        raise InputError(f"{path}: not an OME-Zarr image (malformed metadata: {exc})") from exc
+
+
+def _read_ome_zarr_unchecked(path: Path, lazy: bool) -> _Parsed:
     group = zarr.open_group(str(path), mode="r")
     attrs = group.attrs.asdict()
     ome = attrs.get("ome", attrs)
@@ -641,6 +697,9 @@ def _read_ome_zarr(path: Path, lazy: bool) -> _Parsed:
     return _Parsed(data, axes, spacing, labels if labels and None not in labels else None)
 
 
+_MAX_CHUNKS_CHECKED = 10**6
+
+
 def _check_chunks(path: Path, array: zarr.Array, every_chunk_stored: bool) -> None:
     """Refuse an OME-Zarr written by widefield3d with chunks missing; warn about another writer's missing chunks.
 
@@ -648,7 +707,10 @@ def _check_chunks(path: Path, array: zarr.Array, every_chunk_stored: bool) -> No
     zeros. widefield3d stores every chunk (and says so in its attributes), so for its files a missing chunk is an
     interruption; other writers may leave out chunks that hold only the fill value, which is legal.
     """
-    total, stored = array.nchunks, array.nchunks_initialized
+    total = array.nchunks
+    if total > _MAX_CHUNKS_CHECKED:  # zarr lists every expected key: too slow (or a damaged shape: then reading
+        return                       # eagerly is refused for its size, and a lazy read fails at the first block)
+    stored = array.nchunks_initialized
     if stored >= total:
         return
     missing = f"{total - stored} of {total} chunks of '{array.basename}' are missing"
