@@ -645,3 +645,14 @@ def test_damaged_npy_header_is_one_line(tmp_path):
     path.write_bytes(bytes(content))
     with pytest.raises(InputError, match=r"a\.npy: corrupt or truncated NPY file"):
         io.read(path)
+
+
+def test_unreadable_file_is_not_called_corrupt(tmp_path, monkeypatch):
+    path = io.write(tmp_path / "a.ome.tif", io.Image(np.ones((4, 4), np.uint8), "YX"))
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(tifffile.TiffFile, "__init__", refuse)
+    with pytest.raises(InputError, match=r"a\.ome\.tif: cannot read it \(Permission denied\)$"):
+        io.read(path)

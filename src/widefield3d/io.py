@@ -475,6 +475,8 @@ def _unreadable_as_input_error(path: Path, fmt: str) -> Iterator[None]:
             raise InputError(f"{path}: corrupt or truncated {fmt} file ({log.messages[0].splitlines()[0]})")
     except InputError:
         raise
+    except (PermissionError, IsADirectoryError, NotADirectoryError) as exc:  # the file is fine, access is not
+        raise InputError(f"{path}: cannot read it ({exc.strerror or type(exc).__name__})") from exc
     except AssertionError as exc:
         if not _raised_by_a_library(exc):
             raise
