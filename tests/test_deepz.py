@@ -40,6 +40,21 @@ def test_discriminator_has_the_paper_layout():
     assert [m.negative_slope for m in d.modules() if isinstance(m, torch.nn.LeakyReLU)] == [0.01] * 13
 
 
+def test_film_conditioning_starts_as_the_paper_network():
+    """With conditioning='film' the modulation starts at zero: the output equals the paper network's with the same
+    convolution weights; the DPM still drives every block once the modulation is trained."""
+    torch.manual_seed(0)
+    paper = DeepZGenerator(width=0.0625)
+    film = DeepZGenerator(width=0.0625, conditioning="film")
+    film.load_state_dict(paper.state_dict(), strict=False)
+    x = torch.randn(2, 2, 32, 48)
+    torch.testing.assert_close(film(x), paper(x), rtol=0, atol=0)
+    extra = sum(p.numel() for n, p in film.named_parameters() if n.startswith("film"))
+    assert 0 < extra < 0.2 * sum(p.numel() for p in paper.parameters())
+    with pytest.raises(InputError, match="conditioning"):
+        DeepZGenerator(width=0.0625, in_channels=1, conditioning="film")
+
+
 def test_shapes_and_width():
     g, d = DeepZGenerator(width=0.125), DeepZDiscriminator(width=0.0625)
     y = g(torch.randn(3, 2, 64, 96))
@@ -51,9 +66,13 @@ def test_shapes_and_width():
         DeepZGenerator(width=0)
 
 
-def test_receptive_radius_is_exact_and_tiling_is_seamless():
+@pytest.mark.parametrize("conditioning", ["input", "film"])
+def test_receptive_radius_is_exact_and_tiling_is_seamless(conditioning):
     torch.manual_seed(0)
-    g = DeepZGenerator(width=0.0625).eval()
+    g = DeepZGenerator(width=0.0625, conditioning=conditioning).eval()
+    for name, param in g.named_parameters():
+        if name.startswith("film"):  # the modulation starts at zero: give it weights so that it reaches the output
+            torch.nn.init.normal_(param, std=0.3)
     x = torch.randn(1, 2, 288, 288, requires_grad=True)
     reach = 0
     for phase in range(16):

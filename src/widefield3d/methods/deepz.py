@@ -39,6 +39,8 @@ class DeepZNetworkConfig(BaseModel):
 
     width: float = Field(1.0, gt=0, le=4, description="generator channel multiplier (paper 1.0)")
     discriminator_width: float = Field(1.0, gt=0, le=4, description="discriminator channel multiplier (paper 1.0)")
+    conditioning: Literal["input", "film"] = Field(
+        "input", description="input: the DPM is an input channel (paper); film: it also modulates every block")
 
 
 class DeepZConfig(BaseModel):
@@ -95,7 +97,7 @@ def load(name_or_dir: str | Path) -> DeepZModel:
         config = DeepZConfig.model_validate(raw)
     except Exception as err:  # pydantic.ValidationError: one line naming the file
         raise InputError(f"{path / zoo.CONFIG_NAME}: not a valid Deep-Z config ({str(err).splitlines()[0]})") from None
-    generator = DeepZGenerator(width=config.network.width)
+    generator = DeepZGenerator(width=config.network.width, conditioning=config.network.conditioning)
     zoo.load_weights(generator, path)
     return DeepZModel(generator.eval(), config, path)
 
@@ -341,7 +343,7 @@ def _task(pairs_train, pairs_val, config: DeepZConfig):
 
     torch.manual_seed(config.trainer.seed)  # repeatable initial weights
     return AdversarialTask(
-        generator=DeepZGenerator(width=config.network.width),
+        generator=DeepZGenerator(width=config.network.width, conditioning=config.network.conditioning),
         discriminator=DeepZDiscriminator(width=config.network.discriminator_width),
         sample_batch=sample_batch,
         validation=validation,

@@ -6,6 +6,12 @@ convolution up-sampling, concatenated skips and replicate padding; input ``(B, 2
 (slope 0.01), global average pooling, two fully connected layers and a sigmoid. A ``width`` multiplier scales
 every channel count (1.0 = the paper) so that a CPU can train a smaller variant; the layout stays the same.
 
+``conditioning="film"`` (a CPU-variant choice, not the paper) also gives the DPM to every block: the DPM channel,
+average-pooled to the block's scale, drives a per-pixel feature-wise affine modulation ``f * (1 + gamma(d)) +
+beta(d)`` (FiLM, Perez et al. 2018, applied per pixel so that surfaces still work), with ``gamma, beta`` from a
+small 1x1-convolution network of ``d`` that starts at zero (the network starts as the paper's). In the paper the
+network must learn to use a constant input channel through many layers; here depth conditions every scale.
+
 No normalisation layers: the generator has a finite, exactly computable receptive field
 (:attr:`DeepZGenerator.receptive_radius`), so tiled inference (:func:`widefield3d.tiling.predict_tiled`) equals
 whole-image inference.
@@ -79,6 +85,22 @@ class _Up(nn.Module):
         return F.relu(self.conv4(F.relu(self.conv3(torch.cat([skip, up], dim=1)))))
 
 
+class _DPMModulation(nn.Module):
+    """Per-pixel FiLM of ``channels`` features by the DPM: ``f * (1 + gamma(d)) + beta(d)`` (1x1 convolutions;
+    the last is zero-initialised so the modulation starts as the identity)."""
+
+    HIDDEN = 16
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.hidden = nn.Conv2d(1, self.HIDDEN, 1)
+        self.out = nn.Conv2d(self.HIDDEN, 2 * channels, 1)
+
+    def forward(self, features: torch.Tensor, dpm: torch.Tensor) -> torch.Tensor:
+        gamma, beta = self.out(F.relu(self.hidden(dpm))).chunk(2, dim=1)
+        return features * (1 + gamma) + beta
+
+
 class DeepZGenerator(nn.Module):
     """Deep-Z generator: residual U-Net mapping image + DPM to the refocused image.
 
@@ -88,6 +110,9 @@ class DeepZGenerator(nn.Module):
         Multiplier of every channel count; 1.0 gives the paper's network (48 ... 768 channels).
     in_channels : int
         2 in Deep-Z (fluorescence image, DPM); kept as a parameter for ablations.
+    conditioning : {"input", "film"}
+        ``"input"``: the DPM is the last input channel only (the paper); ``"film"``: it also modulates every block
+        (see the module docstring; needs ``in_channels >= 2``, the DPM being the last channel).
 
     Shapes
     ------
@@ -98,12 +123,15 @@ class DeepZGenerator(nn.Module):
     ndim = 2
     levels = len(DOWN_CHANNELS)
 
-    def __init__(self, width: float = 1.0, in_channels: int = 2):
+    def __init__(self, width: float = 1.0, in_channels: int = 2, conditioning: str = "input"):
         super().__init__()
         self.width = _check_width("DeepZGenerator", width)
         if not isinstance(in_channels, int) or in_channels < 1:
             raise InputError(f"DeepZGenerator: in_channels={in_channels!r} must be a positive integer")
-        self.in_channels = in_channels
+        if conditioning not in ("input", "film") or (conditioning == "film" and in_channels < 2):
+            raise InputError(f"DeepZGenerator: conditioning={conditioning!r} must be 'input' or 'film' (with the DPM "
+                             "as the last of at least 2 input channels)")
+        self.in_channels, self.conditioning = in_channels, conditioning
         down = [(scaled(a, width), scaled(b, width)) for a, b in DOWN_CHANNELS]
         up = [(scaled(a, width), scaled(b, width)) for a, b in UP_CHANNELS]
         c_prev, blocks = in_channels, []
@@ -121,6 +149,12 @@ class DeepZGenerator(nn.Module):
         self.up = nn.ModuleList(_Up(2 * skips[k], up[k][0], up[k][1]) for k in range(len(up)))
         self.head = _conv3(up[0][1], 1)
         _init(self)
+        if conditioning == "film":  # after _init: the zero start of the modulation must survive
+            self.film_down = nn.ModuleList(_DPMModulation(c) for c in skips)
+            self.film_up = nn.ModuleList(_DPMModulation(up[k][1]) for k in range(len(up)))
+            for m in (*self.film_down, *self.film_up):
+                nn.init.zeros_(m.out.weight)
+                nn.init.zeros_(m.out.bias)
 
     @property
     def downsampling_factor(self) -> int:
@@ -144,12 +178,20 @@ class DeepZGenerator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map ``(B, 2, Y, X)`` (image, DPM / range) to ``(B, 1, Y, X)``."""
+        film = self.conditioning == "film"
+        dpms = [x[:, -1:]] if film else []
         skips = []
         for level, block in enumerate(self.down):
             x = block(x if level == 0 else self.pool(x))
+            if film:
+                if level > 0:
+                    dpms.append(F.avg_pool2d(dpms[-1], 2))
+                x = self.film_down[level](x, dpms[level])
             skips.append(x)
         for k in reversed(range(self.levels - 1)):
             x = self.up[k](skips[k], self.upconv[k](x))
+            if film:
+                x = self.film_up[k](x, dpms[k])
         return self.head(x)
 
 
