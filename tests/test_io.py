@@ -656,3 +656,15 @@ def test_unreadable_file_is_not_called_corrupt(tmp_path, monkeypatch):
     monkeypatch.setattr(tifffile.TiffFile, "__init__", refuse)
     with pytest.raises(InputError, match=r"a\.ome\.tif: cannot read it \(Permission denied\)$"):
         io.read(path)
+
+
+def test_failed_dask_write_leaves_no_temporary_behind(tmp_path):
+    """A NaN block stops the dask write while other chunk writers still run; they used to recreate part of the
+    deleted temporary (9 runs in 40 left one). The write now waits for them before cleaning up."""
+    broken = np.zeros((2, 3, 4), np.float32)
+    broken[1, 1, 1] = np.inf
+    for i in range(20):
+        path = io.write(tmp_path / str(i) / "a.ome.zarr", io.Image(np.ones((2, 3, 4), np.uint16), "ZYX"))
+        with pytest.raises(InputError, match="NaN/Inf"):
+            io.write(path, io.Image(da.from_array(broken, chunks=1), "ZYX"))
+        assert os.listdir(tmp_path / str(i)) == ["a.ome.zarr"]

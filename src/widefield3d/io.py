@@ -47,12 +47,14 @@ import warnings
 import xml.etree.ElementTree as ElementTree
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import dask
 import dask.array as da
+from dask.system import CPU_COUNT
 import numpy as np
 import tifffile
 import zarr
@@ -568,6 +570,11 @@ def _check_ome_planes(tif: tifffile.TiffFile, path: Path) -> None:
         size = {k: int(pixels.get(f"Size{k}", 1)) for k in "ZCT"}
         planes += size["Z"] * size["T"] * max(size["C"] // samples, 1)
     held = len(tif.pages)
+    for data in (e for e in root.iter() if e.tag.endswith("}TiffData")):
+        first_ifd, count = int(data.get("IFD", 0)), int(data.get("PlaneCount", 1))
+        if first_ifd < 0 or count < 0 or first_ifd + count > held:
+            raise InputError(f"{path}: corrupt or truncated OME-TIFF file (its OME-XML places {count} planes from "
+                             f"page {first_ifd}, the file holds {held})")
     if planes > held:
         raise InputError(f"{path}: corrupt or truncated OME-TIFF file (its OME-XML describes {planes} planes, the "
                          f"file holds {held})")
@@ -1140,7 +1147,11 @@ def _write_ome_zarr(path: Path, image: Image, chunks: Sequence[int] | None) -> N
             if data.dtype.kind == "f":
                 data = data.map_blocks(_finite_block, source=str(path), dtype=data.dtype)
             stored = da.store(data, array, lock=False, compute=False)
-            _, low, high = dask.compute(stored, data.min(axis=not_channel), data.max(axis=not_channel))
+            # our own pool, left only when its tasks have ended: after a failing block (NaN) no chunk writer still
+            # running can recreate part of the temporary that atomic_output then deletes
+            with ThreadPoolExecutor(max_workers=CPU_COUNT) as pool:
+                _, low, high = dask.compute(stored, data.min(axis=not_channel), data.max(axis=not_channel),
+                                            scheduler="threads", pool=pool)
         else:
             array[...] = data
             low, high = data.min(axis=not_channel), data.max(axis=not_channel)
