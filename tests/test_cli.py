@@ -404,7 +404,8 @@ def test_info_says_when_the_pixel_size_is_unknown(tmp_path, capsys):
     np.save(tmp_path / "raw.npy", np.ones((6, 8), np.float32))
     assert run(["info", tmp_path / "raw.npy"]) == 0
     captured = capsys.readouterr()
-    assert captured.err.strip() == f"warning: {tmp_path / 'raw.npy'}: no pixel size for Y, X in the file; taken as 1 µm"
+    expected = f"warning: {tmp_path / 'raw.npy'}: no pixel size for Y, X in the file; taken as 1 µm"
+    assert captured.err.strip() == expected
     assert "Y=1 µm, X=1 µm" in captured.out
 
 

@@ -218,8 +218,8 @@ def simulate_acquire(
     shape = dict(zip(header.axes, header.data.shape))
     voxels = estimate_bytes(header.data.shape, itemsize=1)
     planes = (shape.get("Z", 1) if z_um is None else len(z_um)) * (3 if modality == Modality.brightfield else 1)
-    check_memory(4 * (6 * voxels + 3 * planes * shape['Y'] * shape['X']), f"{truth} with --z {z}" if z else str(truth),
-                 allow_large=allow_large)
+    work = 4 * (6 * voxels + 3 * planes * shape["Y"] * shape["X"])  # float32: sample + FFTs, three outputs
+    check_memory(work, f"{truth} with --z {z}" if z else str(truth), allow_large=allow_large)
     if modality == Modality.brightfield and header.axes == "ZYX":
         _acquire_transmittance(truth, output, na=0.75 if na is None else na, xy_res=xy_res,
                                aperture_samples=aperture_samples, noise=noise, seed=seed)

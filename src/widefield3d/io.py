@@ -380,9 +380,9 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a hidden temporary sibling of ``path`` to write to; rename it over ``path`` on success.
 
     The temporary lives in the same directory (``.tmp-<random>.<host>.<pid>-<name>``, keeping the extension),
-    so the rename is atomic for files (``os.replace``). A directory (e.g. ``.zarr``) replaces an old one by moving the old one
-    aside, renaming the new one in, then deleting the old one (restored if the rename fails). On any exception,
-    KeyboardInterrupt included, the temporary is deleted and the exception re-raised, so ``path`` is either the
+    so the rename is atomic for files (``os.replace``). A directory (e.g. ``.zarr``) replaces an old one by
+    moving the old one aside, renaming the new one in, then deleting the old one (restored if the rename fails).
+    On any exception, KeyboardInterrupt included, the temporary is deleted and the exception re-raised, so ``path`` is either the
     old content or the complete new one. Missing parent directories are created. A process killed outright
     (SIGKILL, power cut) cannot clean up; its temporaries are removed by the next write to the same folder
     (:func:`remove_stale_temporaries`).
