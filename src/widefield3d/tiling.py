@@ -43,7 +43,7 @@ from torch import nn
 from widefield3d.device import resolve_device
 from widefield3d.errors import InputError
 
-__all__ = ["predict_tiled"]
+__all__ = ["frozen_norms", "image_norm_statistics", "predict_tiled"]
 
 IntOrTuple = int | tuple[int, ...]
 
@@ -363,3 +363,126 @@ def _accumulate(acc: np.ndarray, y_tile: np.ndarray, tile: tuple[int, ...], plan
         w = p.weights(tile[i]).reshape((-1,) + (1,) * (len(plans) - 1 - i))
         weight = w if weight is None else weight * w
     acc[tuple(dst)] += y_tile[tuple(src)] * weight
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# instance normalisation with statistics of the whole image
+
+
+class _Recorded(Exception):
+    """Raised by the recording normalisation to end a statistics pass early."""
+
+
+_INSTANCE_NORMS = (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
+
+
+def image_norm_statistics(
+    model: nn.Module,
+    image,
+    *,
+    tile: IntOrTuple = 512,
+    halo: IntOrTuple | None = None,
+    divisor: IntOrTuple | None = None,
+    batch_size: int = 4,
+    device: str | torch.device = "cpu",
+) -> dict[nn.Module, tuple[torch.Tensor, torch.Tensor]]:
+    """Per-channel mean and variance that each instance norm of ``model`` sees over the whole image, tile by tile.
+
+    A whole-image pass normalises every ``nn.InstanceNorm*d`` layer with the statistics of its input over the
+    image; tiles normalise with their own, so tiled outputs differ. This computes the whole-image statistics
+    with bounded memory: one tiled pass per instance norm, in the order the network runs them, each with the
+    norms before it frozen (:func:`frozen_norms`) and stopped at the norm being measured. Tiles count only the
+    feature voxels whose first input pixel lies in their kept region (no blend overlap), so every voxel of
+    the image counts once; with ``halo >=`` the receptive radius the result equals the statistics of one
+    pass over the reflection-padded image, taken over the image's voxels. Cost: up to one network pass per
+    norm (less: each pass stops at its norm).
+
+    Parameters are those of :func:`predict_tiled` (sizes in input pixels); ``image`` is ``(C, *spatial)``.
+
+    Returns
+    -------
+    dict
+        ``{norm module: (mean, variance)}``, float32 tensors of shape ``(C,)`` on ``device``; pass to
+        :func:`frozen_norms`.
+    """
+    ndim = _check_image(model, image)
+    names = "ZYX"[-ndim:]
+    divisor = _per_axis("divisor", getattr(model, "downsampling_factor", 1) if divisor is None else divisor, ndim, 1)
+    tile = _per_axis("tile", tile, ndim, 1)
+    if halo is None:
+        halo = getattr(model, "receptive_radius", None)
+        halo = tuple(t // 8 for t in tile) if halo is None else halo
+    halo = _per_axis("halo", halo, ndim, 0)
+    plans = [_plan_axis(names[i], image.shape[1 + i], tile[i], halo[i], 0, divisor[i], 1) for i in range(ndim)]
+    dev = resolve_device(device, "image_norm_statistics")
+    tiles = list(itertools.product(*(range(p.count) for p in plans)))
+    stats: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]] = {}
+    norms = [m for m in model.modules() if isinstance(m, _INSTANCE_NORMS)]
+    was_training = model.training
+    model.eval().to(dev)
+    try:
+        with torch.inference_mode():
+            while len(stats) < len(norms):
+                sums: dict = {}
+
+                def record(module, tiles_batch, x):
+                    total = sums.setdefault(module, [0, 0.0, 0.0])
+                    for t, xt in zip(tiles_batch, x.double()):
+                        keep = [slice(-(-p.pad * xt.shape[i + 1] // p.window),
+                                      -(-(p.pad + p.kept(t[i])[1] - p.kept(t[i])[0]) * xt.shape[i + 1] // p.window))
+                                for i, p in enumerate(plans)]
+                        v = xt[(slice(None), *keep)].flatten(1)
+                        total[0] += v.shape[1]
+                        total[1] = total[1] + v.sum(1)
+                        total[2] = total[2] + (v * v).sum(1)
+                    raise _Recorded
+
+                for first in range(0, len(tiles), batch_size):
+                    batch = tiles[first : first + batch_size]
+                    windows = np.stack([_read(image, [np.arange(p.start(k), p.start(k) + p.window)
+                                                      for p, k in zip(plans, t)]) for t in batch])
+                    x = torch.from_numpy(windows).to(dev)
+                    hooks = {m: functools.partial(record, m, batch) for m in norms if m not in stats}
+                    with _patched(_frozen_forwards(stats) | hooks):
+                        try:
+                            model(x)
+                        except _Recorded:
+                            pass
+                if not sums:
+                    break  # the remaining norms are never run
+                (module, (n, s1, s2)), = sums.items()
+                mean = s1 / n
+                stats[module] = (mean.float(), (s2 / n - mean * mean).clamp_min(0).float())
+    finally:
+        model.train(was_training)
+    return stats
+
+
+def _frozen_norm(module: nn.Module, mean: torch.Tensor, var: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Instance norm ``module`` applied with the given per-channel mean and variance (float32 out)."""
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    y = (x.float() - mean.view(shape)) * torch.rsqrt(var.view(shape) + module.eps)
+    return y * module.weight.view(shape) + module.bias.view(shape) if module.affine else y
+
+
+@contextlib.contextmanager
+def _patched(forwards: dict):
+    """Replace ``module.forward`` by the given callables within the block."""
+    try:
+        for module, forward in forwards.items():
+            module.forward = forward
+        yield
+    finally:
+        for module in forwards:
+            module.__dict__.pop("forward", None)
+
+
+def _frozen_forwards(stats: dict) -> dict:
+    return {m: functools.partial(_frozen_norm, m, *s) for m, s in stats.items()}
+
+
+def frozen_norms(stats: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]]):
+    """Context manager: each instance norm in ``stats`` normalises with its given ``(mean, variance)`` per channel
+    (e.g. from :func:`image_norm_statistics`) instead of its input's own, so that its output no longer depends
+    on the tile; its affine weights and ``eps`` apply as usual. The modules are restored on exit."""
+    return _patched(_frozen_forwards(stats))

@@ -335,7 +335,7 @@ def confocal(stack, *, model: str | Path | WFConModel = "wfcon-60x14-tissue", z_
     """
     from widefield3d import io
     from widefield3d.device import resolve_device
-    from widefield3d.tiling import predict_tiled
+    from widefield3d.tiling import frozen_norms, image_norm_statistics, predict_tiled
 
     m = model if isinstance(model, WFConModel) else load(model)
     cfg = m.config
@@ -354,13 +354,17 @@ def confocal(stack, *, model: str | Path | WFConModel = "wfcon-60x14-tissue", z_
         factor = z_step_um / cfg.z_step_um
         if abs(factor - 1) > 1e-6:
             x = interpolate_z(x, factor)
-    kwargs = dict(batch_size=1, device=dev, progress=progress, amp=dev.type == "cuda")
+    def tiled(volume: np.ndarray, tile, halo, blend, progress: bool) -> np.ndarray:
+        # instance norms use the statistics of the whole volume (plane), so tiles agree with one pass
+        stats = image_norm_statistics(m.generator, volume, tile=tile, halo=halo, batch_size=1, device=dev)
+        with frozen_norms(stats):
+            return predict_tiled(m.generator, volume, tile=tile, halo=halo, blend=blend, batch_size=1, device=dev,
+                                 progress=progress, amp=dev.type == "cuda")[0]
+
     if cfg.network == "3d":
-        out = predict_tiled(m.generator, x[None], tile=cfg.tile_zyx, halo=cfg.halo_zyx, blend=cfg.blend_zyx,
-                            **kwargs)[0]
+        out = tiled(x[None], cfg.tile_zyx, cfg.halo_zyx, cfg.blend_zyx, progress)
     else:
-        out = np.stack([predict_tiled(m.generator, plane[None], tile=cfg.tile_zyx[1:], halo=cfg.halo_zyx[1:],
-                                      blend=cfg.blend_zyx[1:], **{**kwargs, "progress": False})[0]
+        out = np.stack([tiled(plane[None], cfg.tile_zyx[1:], cfg.halo_zyx[1:], cfg.blend_zyx[1:], False)
                         for plane in x])
     return np.clip(out, 0.0, 1.0)
 

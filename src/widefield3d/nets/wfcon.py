@@ -14,9 +14,10 @@ Pooling is anisotropic in 3D: the paper's 12-plane training crops cannot be halv
 voxels are 0.5 µm deep but 0.108 µm wide, so Z is pooled only at the first ``pool_z_levels`` (default 2)
 levels; the input's sizes must be multiples of :attr:`WFConGenerator.downsampling_factor` (4, 16, 16).
 
-Instance normalisation makes every output voxel depend on statistics of the whole input, so tiled
-inference is not bit-equal to whole-volume inference; :attr:`WFConGenerator.receptive_radius` gives the
-convolutional reach, which is what :func:`widefield3d.tiling.predict_tiled` needs for its halo.
+Instance normalisation makes every output voxel depend on statistics of the whole input, so tiles normalised
+by their own statistics differ from one whole-volume pass; inference therefore freezes the norms to the whole
+volume's statistics (:func:`widefield3d.tiling.image_norm_statistics`, :func:`widefield3d.tiling.frozen_norms`).
+:attr:`WFConGenerator.receptive_radius` gives the convolutional reach, the halo that makes tiles exact.
 
 Discriminator: "the 3D version of that in Deep-Z+" (Deep-Z Methods): six blocks
 ``z -> LReLU(conv_2(LReLU(conv_1(z))))`` with 3-wide kernels, replicate padding, leaky-ReLU slope 0.01, the
