@@ -346,6 +346,22 @@ def test_cli_confocal_and_bad_inputs(trained, tmp_path):
     assert not (tmp_path / "a.ome.tif").exists()
 
 
+def test_confocal_denormalise_returns_the_input_scale(trained, tmp_path):
+    folder, out, _ = trained
+    model = W.load(out)
+    path = folder / "widefield" / "f3.ome.tif"
+    stack = io.read(path).data  # counts 50 ... 1050
+    lo, hi = np.percentile(stack.astype(np.float32), model.config.norm_percentiles)
+    y = W.confocal(stack, model=model, device="cpu", progress=False)
+    camera = W.confocal(stack, model=model, denormalise=True, device="cpu", progress=False)
+    assert camera.dtype == np.float32 and 40 < lo < hi < 1100
+    np.testing.assert_allclose(camera, y * (hi - lo) + lo, rtol=1e-6)
+    assert camera.min() >= lo - 1e-3 and camera.max() > lo + 0.2 * (hi - lo)  # measured: 87 ... 426
+    result = tmp_path / "camera.ome.tif"
+    assert run(["confocal", path, "-o", result, "--model", out, "--device", "cpu", "--denormalise"]) == 0
+    np.testing.assert_allclose(io.read(result).data, camera, rtol=1e-6)
+
+
 def test_cli_train_errors_leave_nothing(tmp_path, capsys):
     write_pairs(tmp_path / "d", n=2, shape=(6, 32, 32))
     out = tmp_path / "m"

@@ -32,7 +32,7 @@ from widefield3d.errors import InputError
 from widefield3d.train.trainer import TrainerConfig
 
 __all__ = ["WFConConfig", "WFConModel", "build_discriminator", "build_generator", "confocal", "demo_section",
-           "interpolate_z", "load", "load_pairs", "normalise", "train"]
+           "interpolate_z", "load", "load_pairs", "normalise", "percentile_range", "train"]
 
 METHOD = "wfcon"
 
@@ -134,12 +134,19 @@ def _perceptual_extractor(config: WFConConfig, discriminator):
 # data
 
 
-def normalise(stack: np.ndarray, percentiles: tuple[float, float] = (0.1, 99.9)) -> np.ndarray:
-    """``(stack - p_low) / (p_high - p_low)`` clipped to [0, 1], float32; percentiles of the whole stack."""
-    stack = np.asarray(stack, dtype=np.float32)
-    lo, hi = np.percentile(stack, percentiles)
+def percentile_range(stack: np.ndarray, percentiles: tuple[float, float] = (0.1, 99.9)):
+    """``(p_low, p_high)``: the intensities of the whole stack (input units) that :func:`normalise` maps to 0 and 1."""
+    lo, hi = np.percentile(np.asarray(stack, dtype=np.float32), percentiles)
     if not hi > lo:
         raise InputError(f"normalise: the stack is constant ({lo:g}); nothing to scale to [0, 1]")
+    return lo, hi
+
+
+def normalise(stack: np.ndarray, percentiles: tuple[float, float] = (0.1, 99.9), value_range=None) -> np.ndarray:
+    """``(stack - p_low) / (p_high - p_low)`` clipped to [0, 1], float32; percentiles of the whole stack, or
+    ``value_range = (p_low, p_high)`` from :func:`percentile_range`."""
+    stack = np.asarray(stack, dtype=np.float32)
+    lo, hi = percentile_range(stack, percentiles) if value_range is None else value_range
     return np.clip((stack - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
 
 
@@ -310,7 +317,7 @@ def interpolate_z(stack: np.ndarray, factor: float) -> np.ndarray:
 
 
 def confocal(stack, *, model: str | Path | WFConModel = "wfcon-60x14-tissue", z_step_um: float | None = None,
-             device: str = "auto", progress: bool = True) -> np.ndarray:
+             denormalise: bool = False, device: str = "auto", progress: bool = True) -> np.ndarray:
     """A confocal-like z-stack from a wide-field z-stack.
 
     Parameters
@@ -323,6 +330,9 @@ def confocal(stack, *, model: str | Path | WFConModel = "wfcon-60x14-tissue", z_
         Z step of ``stack`` in µm; default: the model's training step (files without
         spacing metadata read as 1 µm, so the step is never guessed from them). A larger step (e.g. 2x or 4x) is first
         linearly interpolated to the training step (:func:`interpolate_z`), so the output has more planes.
+    denormalise : bool
+        Return ``y * (p_high - p_low) + p_low``: the [0, 1] output mapped back with the input's own normalisation
+        (:func:`percentile_range`), i.e. on the input's camera scale. Default: the normalised [0, 1] scale.
     device : {"auto", "cpu", "cuda", "cuda:N"}
     progress : bool
         Show a progress bar over tiles.
@@ -330,7 +340,8 @@ def confocal(stack, *, model: str | Path | WFConModel = "wfcon-60x14-tissue", z_
     Returns
     -------
     numpy.ndarray
-        ``(Z', Y, X)`` float32 on the normalised [0, 1] scale of the confocal training targets (clipped), with
+        ``(Z', Y, X)`` float32 on the normalised [0, 1] scale of the confocal training targets (clipped; with
+        ``denormalise``, mapped to ``[p_low, p_high]`` of the input), with
         ``Z' = round((Z - 1) * z_step_um / model z step) + 1`` planes at the model's z step.
     """
     from widefield3d import io
@@ -347,7 +358,8 @@ def confocal(stack, *, model: str | Path | WFConModel = "wfcon-60x14-tissue", z_
     io.require_ndim(stack, (3,), "confocal: stack")
     io.check_array(stack, "confocal: stack", ndim=(3,))
     dev = resolve_device(device, where="confocal: device")
-    x = normalise(stack, cfg.norm_percentiles)
+    value_range = percentile_range(stack, cfg.norm_percentiles)
+    x = normalise(stack, value_range=value_range)
     if z_step_um is not None:
         if not z_step_um > 0:
             raise InputError(f"confocal: z_step_um={z_step_um!r} must be positive")
@@ -366,7 +378,11 @@ def confocal(stack, *, model: str | Path | WFConModel = "wfcon-60x14-tissue", z_
     else:
         out = np.stack([tiled(plane[None], cfg.tile_zyx[1:], cfg.halo_zyx[1:], cfg.blend_zyx[1:], False)
                         for plane in x])
-    return np.clip(out, 0.0, 1.0)
+    out = np.clip(out, 0.0, 1.0)
+    if denormalise:
+        lo, hi = value_range
+        out = (out * (hi - lo) + lo).astype(np.float32)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------

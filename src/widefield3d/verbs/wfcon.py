@@ -26,9 +26,12 @@ def register(app: typer.Typer, train_app: typer.Typer) -> None:
         model: Annotated[str, typer.Option(help="shipped model name or model directory")] = "wfcon-60x14-tissue",
         z_step: Annotated[Optional[float], typer.Option(
             help="z step of STACK in µm (default: the model's); larger steps are interpolated first")] = None,
+        denormalise: Annotated[bool, typer.Option(
+            "--denormalise", help="output on STACK's intensity scale (undo its percentile normalisation)")] = False,
         device: Annotated[str, typer.Option(help="auto | cpu | cuda[:N]")] = "auto",
     ) -> None:
-        """Turn a wide-field z-stack into a confocal-like z-stack with WFCON-Net (values on [0, 1])."""
+        """Turn a wide-field z-stack into a confocal-like z-stack with WFCON-Net (values on [0, 1], or on STACK's
+        scale with --denormalise)."""
         import numpy as np
 
         from widefield3d import io
@@ -50,7 +53,8 @@ def register(app: typer.Typer, train_app: typer.Typer) -> None:
                              f"plane of shape {tuple(image.data.shape[1:])}")
         m = load(model)
         with naming_files({"stack": stack, "widefield": stack}):
-            result = confocal(np.asarray(image.data), model=m, z_step_um=z_step, device=device, progress=True)
+            result = confocal(np.asarray(image.data), model=m, z_step_um=z_step, denormalise=denormalise,
+                              device=device, progress=True)
         _, dy, dx = image.spacing_zyx
         io.write(output, io.Image(result, axes="ZYX", spacing_um=(m.config.z_step_um, dy, dx)))
         console.print(f"wrote {output}: confocal-like stack {result.shape}, z step {m.config.z_step_um:g} µm")
