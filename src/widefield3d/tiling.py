@@ -19,12 +19,16 @@ the input it would see in whole-image inference on the reflection-padded image (
 enough at the far side), so tiled and whole-image outputs agree to float precision; with a smaller
 halo the errors are cross-faded instead of producing seams.
 
-Memory: tiles are processed in strips along the first spatial axis that needs more than one tile. For
-each strip the input band (window rows x full padded extent of the other axes) is read once from the
-source (numpy, zarr or dask; the source is never materialised whole), the blended output of the strip is
-accumulated, its finished rows are written to ``out`` and the rest (the ``b`` rows shared with the next
-strip) is carried over. Peak memory is about one input band, one output strip and one batch of tiles
-with the network's activations.
+Memory: tiles are processed in strips along the first spatial axis that needs more than one tile, and each
+strip in blocks of at most ``column_tiles`` tiles along the second such axis. For each block the input band
+(window rows x the block's windows x full padded extent of any other axis) is read once from the source
+(numpy, zarr or dask; the source is never materialised whole), the blended output of the block is
+accumulated, its finished part is written to ``out``, the ``b`` columns shared with the next block are
+carried to it and the ``b`` rows shared with the next strip go into a carry line (``b`` output rows of the
+full width). Peak memory is about one input band and one output block (both bounded by ``column_tiles``,
+not by the image width), the carry line, and one batch of tiles with the network's activations. Blocking
+does not change the result: each output pixel receives the same tile contributions in the same order
+(bit-equal when the batches hold the same tiles).
 """
 
 from __future__ import annotations
@@ -190,6 +194,7 @@ def predict_tiled(
     out=None,
     progress: bool = True,
     amp: bool = False,
+    column_tiles: int = 16,
 ):
     """Run an image-to-image network over an image of any size, tile by tile, with seamless blending.
 
@@ -231,6 +236,10 @@ def predict_tiled(
         Show a rich progress bar over tiles.
     amp : bool
         Run the network under float16 autocast on CUDA (ignored on CPU).
+    column_tiles : int
+        Most tiles along the second tiled axis (X for a 2D image) processed together within a strip: the input
+        band and the output buffer span at most ``column_tiles`` tiles, not the whole width. The result does not
+        depend on it.
 
     Returns
     -------
@@ -258,6 +267,8 @@ def predict_tiled(
     scale = _per_axis("scale", scale, ndim, 1)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise InputError(f"predict_tiled: batch_size={batch_size!r} must be a positive integer")
+    if not isinstance(column_tiles, int) or column_tiles < 1:
+        raise InputError(f"predict_tiled: column_tiles={column_tiles!r} must be a positive integer")
     plans = [
         _plan_axis(names[i], image.shape[1 + i], tile[i], halo[i], blend[i], divisor[i], scale[i]) for i in range(ndim)
     ]
@@ -281,43 +292,77 @@ def predict_tiled(
         with torch.inference_mode(), Progress(*columns, disable=not progress) as bar:
             task = bar.add_task("tiles", total=math.prod(p.count for p in plans))
             advance = functools.partial(bar.advance, task)
-            return _run(model, image, plans, dev, amp, batch_size, out, out_channels, advance)
+            return _run(model, image, plans, dev, amp, batch_size, out, out_channels, advance, column_tiles)
     finally:
         model.train(was_training)
 
 
-def _run(model, image, plans, dev, amp, batch_size, out, out_channels, advance):
-    """Strip-wise tiled inference; see the module docstring for the geometry."""
+def _run(model, image, plans, dev, amp, batch_size, out, out_channels, advance, column_tiles):
+    """Strip-wise, block-wise tiled inference; see the module docstring for the geometry."""
     ndim = len(plans)
-    axis = next((i for i, p in enumerate(plans) if p.count > 1), 0)
+    tiled = [i for i, p in enumerate(plans) if p.count > 1] or [0]
+    axis = tiled[0]  # strips along this axis
+    col = tiled[1] if len(tiled) > 1 else None  # column blocks along this one
     strip = plans[axis]
-    acc = None
+    carry = None  # output rows shared with the next strip, full extent: (C_out, blend*scale, ...)
+    blocks = [None] if col is None else [range(j, min(j + column_tiles, plans[col].count))
+                                         for j in range(0, plans[col].count, column_tiles)]
     for k in range(strip.count):
-        # input band: window k along the strip axis, the whole padded extent along the others
-        origin = [p.start(k) if i == axis else -p.pad for i, p in enumerate(plans)]  # image pixel of band[:, 0, ...]
-        extent = [p.window if i == axis else p.padded for i, p in enumerate(plans)]
-        band = _read(image, [np.arange(o, o + n) for o, n in zip(origin, extent)])
-        tiles = list(itertools.product(*([k] if i == axis else range(p.count) for i, p in enumerate(plans))))
-        for first in range(0, len(tiles), batch_size):
-            batch = tiles[first : first + batch_size]
-            windows = np.stack([band[_window(plans, t, origin)] for t in batch])
-            y = _forward(model, windows, dev, amp)
-            if acc is None:
-                out_channels = _check_output(y, windows.shape, plans, out_channels)
-                if out is None:
-                    out = np.empty((out_channels, *(p.size * p.scale for p in plans)), np.float32)
-                acc_shape = [p.strip if i == axis else p.size * p.scale for i, p in enumerate(plans)]
-                acc = np.zeros((out_channels, *acc_shape), np.float32)
-            for t, y_tile in zip(batch, y):
-                _accumulate(acc, y_tile, t, plans, axis)
-            advance(len(batch))
-        done = (strip.step if k < strip.count - 1 else strip.size - k * strip.step) * strip.scale
-        first_row = k * strip.step * strip.scale
-        out[_along(axis, slice(first_row, first_row + done), ndim)] = acc[_along(axis, slice(0, done), ndim)]
-        if k < strip.count - 1:  # carry the rows shared with the next strip
-            carry = strip.blend * strip.scale
-            acc[_along(axis, slice(0, carry), ndim)] = acc[_along(axis, slice(done, done + carry), ndim)]
-            acc[_along(axis, slice(carry, None), ndim)] = 0
+        left = None  # output columns shared with the next block of this strip
+        for block in blocks:
+            # image pixel of the block's first kept pixel per axis, and its kept extent
+            first = [k * strip.step if i == axis else block[0] * p.step if i == col else 0 for i, p in enumerate(plans)]
+            size = [min(p.size - f, (len(block) if i == col else 1) * p.step + p.blend) if i in (axis, col) else p.size
+                    for i, (p, f) in enumerate(zip(plans, first))]
+            # input band: the block's windows along axis and col, the whole padded extent along the others
+            origin = [f - p.pad for f, p in zip(first, plans)]
+            extent = [p.window + (len(block) - 1) * p.step if i == col else p.window if i == axis else p.padded
+                      for i, p in enumerate(plans)]
+            band = _read(image, [np.arange(o, o + n) for o, n in zip(origin, extent)])
+            tiles = list(itertools.product(*([k] if i == axis else block if i == col else range(p.count)
+                                             for i, p in enumerate(plans))))
+            acc = None
+            for start in range(0, len(tiles), batch_size):
+                batch = tiles[start : start + batch_size]
+                windows = np.stack([band[_window(plans, t, origin)] for t in batch])
+                y = _forward(model, windows, dev, amp)
+                if acc is None:
+                    out_channels = _check_output(y, windows.shape, plans, out_channels)
+                    if out is None:
+                        out = np.empty((out_channels, *(p.size * p.scale for p in plans)), np.float32)
+                    acc = np.zeros((out_channels, *(n * p.scale for n, p in zip(size, plans))), np.float32)
+                    if carry is None:
+                        carry = np.zeros((out_channels, *(p.blend * p.scale if i == axis else p.size * p.scale
+                                                          for i, p in enumerate(plans))), np.float32)
+                    # contributions of earlier tiles: the previous strip's (rows), the previous block's (columns)
+                    skip = 0 if left is None else left.shape[1 + col]
+                    cols = _along(col, slice(skip, None), ndim) if col is not None else (slice(None),) * (ndim + 1)
+                    rows = slice(0, strip.blend * strip.scale)
+                    dst = list(cols)
+                    dst[1 + axis] = rows
+                    src = [slice(None)] + [slice(f * p.scale + skip, (f + n) * p.scale) if i == col else slice(None)
+                                           for i, (p, f, n) in enumerate(zip(plans, first, size))]
+                    acc[tuple(dst)] = carry[tuple(src)]
+                    if left is not None:
+                        acc[_along(col, slice(0, skip), ndim)] += left
+                for t, y_tile in zip(batch, y):
+                    _accumulate(acc, y_tile, t, plans, first)
+                advance(len(batch))
+            # finished: all but the blend rows/columns shared with the next strip/block
+            done = [n * p.scale if i not in (axis, col) or last else (n - p.blend) * p.scale
+                    for i, (p, n, last) in enumerate(zip(plans, size, [k == strip.count - 1 if i == axis else
+                                                                      block is None or block[-1] == p.count - 1
+                                                                      for i, p in enumerate(plans)]))]
+            finished = (slice(None), *(slice(0, d) for d in done))
+            out[(slice(None), *(slice(f * p.scale, f * p.scale + d) for f, p, d in zip(first, plans, done)))] = \
+                acc[finished]
+            if col is not None and done[col] < acc.shape[1 + col]:
+                left = acc[_along(col, slice(done[col], None), ndim)].copy()
+            if done[axis] < acc.shape[1 + axis]:
+                dst = [slice(None)] + [slice(f * p.scale, f * p.scale + d) if i == col else slice(None)
+                                       for i, (p, f, d) in enumerate(zip(plans, first, done))]
+                carry[tuple(dst)] = acc[(slice(None), *(slice(d, None) if i == axis else slice(0, d) if i == col
+                                                        else slice(None) for i, d in enumerate(done)))]
     return out
 
 
@@ -351,14 +396,16 @@ def _check_output(y: np.ndarray, in_shape: tuple[int, ...], plans: list[_AxisPla
     return y.shape[1]
 
 
-def _accumulate(acc: np.ndarray, y_tile: np.ndarray, tile: tuple[int, ...], plans: list[_AxisPlan], axis: int) -> None:
-    """Add the weighted kept region of one tile's output ``(C_out, *window*scale)`` into the strip buffer."""
+def _accumulate(acc: np.ndarray, y_tile: np.ndarray, tile: tuple[int, ...], plans: list[_AxisPlan],
+                first: list[int]) -> None:
+    """Add the weighted kept region of one tile's output ``(C_out, *window*scale)`` into the block buffer, whose
+    first pixel is image pixel ``first``."""
     src, dst, weight = [slice(None)], [slice(None)], None
     for i, p in enumerate(plans):
         lo, hi = p.kept(tile[i])
         n = (hi - lo) * p.scale
         src.append(slice(p.pad * p.scale, p.pad * p.scale + n))
-        start = 0 if i == axis else lo * p.scale
+        start = (lo - first[i]) * p.scale
         dst.append(slice(start, start + n))
         w = p.weights(tile[i]).reshape((-1,) + (1,) * (len(plans) - 1 - i))
         weight = w if weight is None else weight * w
