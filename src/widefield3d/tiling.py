@@ -179,6 +179,20 @@ def _check_image(model: nn.Module, image) -> int:
     return ndim
 
 
+def _geometry(model: nn.Module, image, tile, halo, divisor):
+    """Validated ``(ndim, axis names, tile, halo, divisor)``, per spatial axis, with the model's defaults."""
+    ndim = _check_image(model, image)
+    if divisor is None:
+        divisor = getattr(model, "downsampling_factor", 1)
+    divisor = _per_axis("divisor", divisor, ndim, 1)
+    tile = _per_axis("tile", tile, ndim, 1)
+    if halo is None:
+        halo = getattr(model, "receptive_radius", None)
+        halo = tuple(t // 8 for t in tile) if halo is None else halo
+    halo = _per_axis("halo", halo, ndim, 0)
+    return ndim, "ZYX"[-ndim:], tile, halo, divisor
+
+
 def predict_tiled(
     model: nn.Module,
     image,
@@ -251,16 +265,7 @@ def predict_tiled(
     InputError
         Inconsistent image, model, geometry, device or ``out``.
     """
-    ndim = _check_image(model, image)
-    names = "ZYX"[-ndim:]
-    if divisor is None:
-        divisor = getattr(model, "downsampling_factor", 1)
-    divisor = _per_axis("divisor", divisor, ndim, 1)
-    tile = _per_axis("tile", tile, ndim, 1)
-    if halo is None:
-        halo = getattr(model, "receptive_radius", None)
-        halo = tuple(t // 8 for t in tile) if halo is None else halo
-    halo = _per_axis("halo", halo, ndim, 0)
+    ndim, names, tile, halo, divisor = _geometry(model, image, tile, halo, divisor)
     blend = _per_axis("blend", blend, ndim, 0)
     if isinstance(scale, (int, np.integer)):
         scale = (1,) * (ndim - 2) + (scale, scale)
@@ -452,14 +457,7 @@ def image_norm_statistics(
         ``{norm module: (mean, variance)}``, float32 tensors of shape ``(C,)`` on ``device``; pass to
         :func:`frozen_norms`.
     """
-    ndim = _check_image(model, image)
-    names = "ZYX"[-ndim:]
-    divisor = _per_axis("divisor", getattr(model, "downsampling_factor", 1) if divisor is None else divisor, ndim, 1)
-    tile = _per_axis("tile", tile, ndim, 1)
-    if halo is None:
-        halo = getattr(model, "receptive_radius", None)
-        halo = tuple(t // 8 for t in tile) if halo is None else halo
-    halo = _per_axis("halo", halo, ndim, 0)
+    ndim, names, tile, halo, divisor = _geometry(model, image, tile, halo, divisor)
     plans = [_plan_axis(names[i], image.shape[1 + i], tile[i], halo[i], 0, divisor[i], 1) for i in range(ndim)]
     dev = resolve_device(device, "image_norm_statistics")
     tiles = list(itertools.product(*(range(p.count) for p in plans)))
