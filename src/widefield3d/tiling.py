@@ -354,10 +354,8 @@ def _run(model, image, plans, dev, amp, batch_size, out, out_channels, advance, 
                     _accumulate(acc, y_tile, t, plans, first)
                 advance(len(batch))
             # finished: all but the blend rows/columns shared with the next strip/block
-            done = [n * p.scale if i not in (axis, col) or last else (n - p.blend) * p.scale
-                    for i, (p, n, last) in enumerate(zip(plans, size, [k == strip.count - 1 if i == axis else
-                                                                      block is None or block[-1] == p.count - 1
-                                                                      for i, p in enumerate(plans)]))]
+            last = {axis: k == strip.count - 1, col: col is None or block[-1] == plans[col].count - 1}
+            done = [(n if last.get(i, True) else n - p.blend) * p.scale for i, (p, n) in enumerate(zip(plans, size))]
             finished = (slice(None), *(slice(0, d) for d in done))
             out[(slice(None), *(slice(f * p.scale, f * p.scale + d) for f, p, d in zip(first, plans, done)))] = \
                 acc[finished]
