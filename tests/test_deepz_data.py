@@ -212,3 +212,12 @@ def test_cli_train_budget_warmup_and_resume(beads, tmp_path, capsys):
     assert "from iteration 2 of 4" in " ".join(capsys.readouterr().err.split())
     assert run([*args, "--resume", "--iterations", 6, "--warmup", 0]) == 2  # warm-up is part of the schedule
     assert "warmup_iterations: 2 -> 0" in " ".join(capsys.readouterr().err.split())
+
+
+def test_companion_files_of_simulate_acquire_are_not_training_stacks(tmp_path):
+    """`simulate acquire -o s.ome.tif` also writes s_clean.ome.tif and s_truth.ome.tif: only s is a stack."""
+    from widefield3d.methods.deepz_data import _stack_files
+
+    for name in ("s.ome.tif", "s_clean.ome.tif", "s_truth.ome.tif", "v_mip.ome.tif", "clean_field.ome.tif", ".x.tif"):
+        (tmp_path / name).write_bytes(b"")
+    assert [p.name for p in _stack_files(tmp_path)] == ["clean_field.ome.tif", "s.ome.tif"]

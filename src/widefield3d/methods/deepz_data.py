@@ -144,9 +144,20 @@ class PairSet:
         return x, y
 
 
+COMPANION_MARKERS = ("_clean", "_truth", "_mip")
+"""Name endings (before the extension) of the files `simulate acquire` and `refocus --mip` write beside a stack."""
+
+
 def _stack_files(directory: Path) -> list[Path]:
+    """Image stacks in ``directory``, without hidden files and without the simulator's companion files."""
+    def companion(name: str) -> bool:
+        stem = name.lower()
+        for suffix in (".ome.tif", ".ome.tiff", ".ome.zarr", *IMAGE_SUFFIXES):
+            stem = stem.removesuffix(suffix)
+        return stem.endswith(COMPANION_MARKERS)
+
     return sorted(p for p in directory.iterdir()
-                  if not p.name.startswith(".") and p.name.lower().endswith(IMAGE_SUFFIXES))
+                  if not p.name.startswith(".") and p.name.lower().endswith(IMAGE_SUFFIXES) and not companion(p.name))
 
 
 def find_stacks(data_dir: str | Path, target: str) -> list[tuple[Path, Path | None]]:
