@@ -81,6 +81,7 @@ from widefield3d.prep.mask import foreground_mask
 from widefield3d.prep.normalise import triangle_normalisation
 from widefield3d.sim.camera import Camera, expose
 from widefield3d.sim.dataset import dataset_preset, simulate_dataset
+from widefield3d.zoo import model_label
 
 RESULTS = Path(__file__).parent / "results" / "deepz.json"
 MEASURES = Path(__file__).parent / "results" / "deepz_measures.json"
@@ -401,7 +402,7 @@ def measures(model, heldout: Path, *, fields: int, crop_px: int | None, bead_pla
                  for noisy, _ in find_stacks(data, "widefield")[:fields]]
     z = per_field[0]["z_um"]
     gain = np.mean([f["gain_db"] for f in per_field], axis=0)
-    out = {"heldout": str(heldout), "heldout_seed": HELDOUT_SEED, "fields": per_field,
+    out = {"heldout": heldout.name, "heldout_seed": HELDOUT_SEED, "fields": per_field,
            "gain_db_per_dz": dict(zip((f"{v:+.1f}" for v in z), gain.tolist())),
            "gain_db_mean": float(gain.mean()), "gain_db_min": float(gain.min()),
            "zvar_ratio": float(np.median([f["zvar_ratio"] for f in per_field]))}
@@ -491,7 +492,7 @@ def main() -> None:
     if args.measures or args.quick:
         settings = QUICK if args.quick else {"fields": args.fields, "crop_px": None, "bead_planes": args.bead_planes,
                                               "bead_px": 256}
-        res = {**stamp, "model": args.deepz_model, "settings": settings,
+        res = {**stamp, "model": model_label(args.deepz_model), "settings": settings,
                **measures(deepz.load(args.deepz_model), args.heldout, **settings)}
         print_measures(res)
         path = MEASURES.with_name(MEASURES.stem + "_quick.json") if args.quick else MEASURES

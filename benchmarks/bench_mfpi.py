@@ -45,6 +45,7 @@ from widefield3d.methods import mfpi
 from widefield3d.prep.augment import random_dihedral
 from widefield3d.nets.deepz import DeepZDiscriminator, DeepZGenerator
 from widefield3d.nets.mfpi import MFPIDiscriminator, MFPIGenerator
+from widefield3d.zoo import model_label
 
 RESULTS = Path(__file__).parent / "results"
 DPM_RANGE_UM = 13.5
@@ -220,8 +221,8 @@ def evaluate(args) -> None:
             print(f"Table I {k}: SSIM {r['ssim']:.3f} PSNR {r['psnr']:.2f} MSE {r['mse']:.2f} MAE {r['mae']:.2f}")
     result = {"benchmark": "MFPINet vs Deep-Z vs SR-only vs bicubic, per focal plane (8-bit scale)",
               "date": str(date.today()), "machine": _machine(), "command": args.command_line,
-              "test_fields": data.names, "models": {"mfpi": str(args.mfpi), "deepz": str(args.deepz),
-                                                    "sr": str(args.sr)}, "tables": table}
+              "test_fields": data.names, "models": {"mfpi": model_label(args.mfpi), "deepz": args.deepz and model_label(args.deepz),
+                                                    "sr": args.sr and model_label(args.sr)}, "tables": table}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "mfpi_quality.json").write_text(json.dumps(result, indent=2))
 

@@ -46,6 +46,7 @@ from widefield3d.analysis.metrics import evaluate  # noqa: E402
 from widefield3d.analysis.sharpness import sharpness_per_depth  # noqa: E402
 from widefield3d.analysis.spectra import amplitude_spectrum, fourier_coverage  # noqa: E402
 from widefield3d.methods import wfcon  # noqa: E402
+from widefield3d.zoo import model_label
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -217,7 +218,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.speed:
         result = {"date": datetime.date.today().isoformat(), "machine": platform.platform(), "cpus": os.cpu_count(),
-                  "command": " ".join(sys.argv), "model": args.model, **speed(wfcon.load(args.model))}
+                  "command": " ".join(sys.argv), "model": model_label(args.model), **speed(wfcon.load(args.model))}
         print(json.dumps(result, indent=1))
         write(result, args.out or RESULTS / "wfcon_speed.json")
         return
@@ -242,7 +243,7 @@ def main() -> None:
 
     result = {"date": datetime.date.today().isoformat(), "machine": platform.platform(),
               "cpus": os.cpu_count(), "command": " ".join(sys.argv), "test_fields": names,
-              "models": {k: str(m.path) for k, m in models.items()}}
+              "models": {k: model_label(m.path) for k, m in models.items()}}
     acc = accuracy(args, fields, models)
     result["rmse"] = mean_over_fields(acc, "rmse")
     result["ssim"] = mean_over_fields(acc, "ssim")

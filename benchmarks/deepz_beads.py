@@ -39,6 +39,7 @@ from widefield3d.optics.microscope import preset
 from widefield3d.sim.acquisition import fluorescence_plane, fluorescence_stack
 from widefield3d.sim.dataset import dataset_preset
 from widefield3d.sim.samples import make_sample
+from widefield3d.zoo import model_label
 
 RESULTS = Path(__file__).parent / "results"
 MICROSCOPE = "deepz-20x075"  # the paper's 20x/0.75 NA, 0.325 µm pixels, 0.5 µm steps
@@ -261,7 +262,7 @@ def main(argv: list[str] | None = None) -> None:
     results = {
         "command": "python benchmarks/deepz_beads.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": platform.platform(), "processor": platform.processor(),
-        "model": None if model is None else str(model.path), "microscope": MICROSCOPE,
+        "model": None if model is None else model_label(model.path), "microscope": MICROSCOPE,
         "camera_photons": camera.photons, "beads_per_100um2": BEADS_PER_100UM2,
         "prep": prep_checks(args, camera, microscope),
         "fig1": fig1(model, args, camera, microscope),

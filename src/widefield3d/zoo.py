@@ -169,6 +169,16 @@ def list_models() -> list[ModelInfo]:
     return models
 
 
+def model_label(name_or_dir: str | Path) -> str:
+    """How a results file names a model without a machine path: the zoo name of a shipped model, else the model
+    directory's own name."""
+    path = Path(name_or_dir)
+    try:
+        return path.resolve().relative_to(ZOO_DIR.resolve()).parts[0]
+    except (ValueError, IndexError):
+        return path.name
+
+
 def resolve_model(name_or_dir: str | Path, method: str | None = None) -> Path:
     """A model directory (with config.json + weights.safetensors) or the name of a shipped model -> its directory.
 

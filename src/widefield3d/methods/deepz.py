@@ -388,7 +388,7 @@ def train(data_dir: str | Path, out_dir: str | Path, config: DeepZConfig | None 
     pairs_train, pairs_val = pairs.split(config.data.validation_fraction, config.data.seed)
     first = io.read(find_stacks(data_dir, config.data.target)[0][0], lazy=True)
     dz, dy, _ = first.spacing_zyx
-    provenance = {"pixel_um": dy, "z_step_um": dz, "data_dir": str(Path(data_dir).resolve()),
+    provenance = {"pixel_um": dy, "z_step_um": dz, "data_dir": Path(data_dir).resolve().name,  # no machine path
                   "regions": len(pairs.inputs), "pairs_train": len(pairs_train), "pairs_validation": len(pairs_val),
                   "skipped_fields": list(pairs.skipped)}
     method_config = config.model_copy(update={"provenance": provenance}).model_dump(mode="json")

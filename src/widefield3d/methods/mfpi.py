@@ -309,7 +309,7 @@ def train(data_dir, out_dir, config: MFPIConfig | None = None, *, resume: bool =
     task = AdversarialTask(generator, discriminator if adversarial else None, sampler.sample, validation)
     method_config = {"method": METHOD, **config.model_dump(mode="json"), "adversarial": adversarial,
                      "training_fields": [data.names[i] for i in fit],
-                     "validation_fields": [data.names[i] for i in val], "data": str(Path(data_dir).resolve())}
+                     "validation_fields": [data.names[i] for i in val], "data": Path(data_dir).resolve().name}
     return run(task, config.trainer_config(), out_dir, resume=resume, progress=progress,
                method_config=method_config, resumable_method_keys=RESUMABLE_KEYS)
 
