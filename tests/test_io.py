@@ -543,7 +543,7 @@ def test_killed_writers_temporaries_are_removed_by_the_next_write(tmp_path):
 
 def test_stale_temporaries_only_ours_and_only_of_ended_processes(tmp_path):
     gone = 2**22 + 7  # above any pid_max: no such process
-    host = io._HOST
+    host = io.atomic._HOST
     live = tmp_path / f".tmp-0123abcd.{host}.{os.getpid()}-live.tif"  # a write in progress
     stale_file = tmp_path / f".tmp-0123abcd.{host}.{gone}-a.tif"
     stale_dir = tmp_path / f".tmp-89abcdef.{host}.{gone}-b.ome.zarr"
