@@ -33,7 +33,7 @@ from widefield3d.analysis.metrics import ssim
 from widefield3d.methods.volume import reconstruct
 from widefield3d.nets.dip import DipNetConfig, DipUNet
 from widefield3d.optics.brightfield import BrightfieldRenderer, brightfield_stack
-from widefield3d.sim.phantoms import BENCHMARK_VOLUMES, benchmark_volume
+from widefield3d.sim.samples.transmittance import BENCHMARK_VOLUMES, benchmark_volume
 
 QUICK = dict(volumes=list(BENCHMARK_VOLUMES), sizes=[(11, 50, 50)], aperture_samples=25, steps=250,
              constant_steps=100, fit_steps=150, noise=[0.0, 0.01, 0.02], noisy_methods=["Iter", "DIP"], dip_lr=1e-2,

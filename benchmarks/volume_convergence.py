@@ -19,7 +19,7 @@ import numpy as np
 
 from widefield3d.methods.volume import reconstruct
 from widefield3d.optics.brightfield import brightfield_stack
-from widefield3d.sim.phantoms import BENCHMARK_VOLUMES, benchmark_volume
+from widefield3d.sim.samples.transmittance import BENCHMARK_VOLUMES, benchmark_volume
 
 
 def main(argv=None) -> None:

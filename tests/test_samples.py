@@ -1,4 +1,4 @@
-"""Sample phantoms: shapes, determinism, partial volume, geometry of the bead surfaces, worm and tissue."""
+"""Simulated samples: shapes, determinism, partial volume, geometry of the bead surfaces, worm and tissue."""
 
 import numpy as np
 import pytest

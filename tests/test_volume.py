@@ -20,7 +20,7 @@ from widefield3d.methods.volume import (
 from widefield3d.errors import InputError
 from widefield3d.nets.dip import DipNetConfig
 from widefield3d.optics.brightfield import brightfield_stack
-from widefield3d.sim.phantoms import BENCHMARK_VOLUMES, benchmark_volume, cell_volume, ellipsoid_volume
+from widefield3d.sim.samples.transmittance import BENCHMARK_VOLUMES, benchmark_volume, cell_volume, ellipsoid_volume
 
 OPTICS = dict(na=0.75, xy_res_um=0.92, z_res_um=1.0, aperture_samples=5)
 SMALL_NET = DipNetConfig(channels=(8, 16))
