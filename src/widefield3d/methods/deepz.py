@@ -127,8 +127,8 @@ def surface_dpm(shape: tuple[int, int], pixel_um: float, *, tilt_deg: float | No
     -------
     ndarray of float32, ``(Y, X)``, µm.
     """
-    given = [name for name, v in (("--tilt", tilt_deg), ("--cylinder-radius", cylinder_radius_um),
-                                  ("--sinusoid", sinusoid), ("--dpm", dpm)) if v is not None]
+    given = [name for name, v in (("tilt_deg", tilt_deg), ("cylinder_radius_um", cylinder_radius_um),
+                                  ("sinusoid", sinusoid), ("dpm", dpm)) if v is not None]
     if len(given) > 1:
         raise InputError(f"refocus: give at most one surface, got {', '.join(given)}")
     ny, nx = shape
@@ -140,14 +140,14 @@ def surface_dpm(shape: tuple[int, int], pixel_um: float, *, tilt_deg: float | No
     if dpm is not None:
         surface = np.asarray(dpm, dtype=np.float64)
         if surface.shape != (ny, nx):
-            raise InputError(f"--dpm: shape {surface.shape} differs from the image's {(ny, nx)}")
+            raise InputError(f"dpm: shape {surface.shape} differs from the image's {(ny, nx)}")
         if not np.all(np.isfinite(surface)):
-            raise InputError("--dpm: contains NaN or infinite values")
+            raise InputError("dpm: contains NaN or infinite values")
     elif tilt_deg is not None:
         if tilt_axis not in ("x", "y"):
-            raise InputError(f"--tilt-axis: must be 'x' or 'y', got {tilt_axis!r}")
+            raise InputError(f"tilt_axis: must be 'x' or 'y', got {tilt_axis!r}")
         if not -89 <= tilt_deg <= 89:
-            raise InputError(f"--tilt: {tilt_deg} degrees is outside [-89, 89]")
+            raise InputError(f"tilt_deg: {tilt_deg} degrees is outside [-89, 89]")
         surface = math.tan(math.radians(tilt_deg)) * (yy if tilt_axis == "x" else xx)
     elif cylinder_radius_um is not None:
         if cylinder_axis not in ("x", "y"):
@@ -155,13 +155,13 @@ def surface_dpm(shape: tuple[int, int], pixel_um: float, *, tilt_deg: float | No
         r = abs(float(cylinder_radius_um))
         u = xx if cylinder_axis == "y" else yy
         if r == 0 or np.abs(u).max() >= r:
-            raise InputError(f"--cylinder-radius: |R| = {r:g} µm must exceed half the field width "
+            raise InputError(f"cylinder_radius_um: |R| = {r:g} µm must exceed half the field width "
                              f"({np.abs(u).max():.1f} µm)")
         surface = math.copysign(1.0, cylinder_radius_um) * (r - np.sqrt(r * r - u * u))
     elif sinusoid is not None:
         period, amplitude = (float(v) for v in sinusoid)
         if period <= 0:
-            raise InputError(f"--sinusoid: period {period:g} µm must be positive")
+            raise InputError(f"sinusoid: period {period:g} µm must be positive")
         surface = amplitude * np.sin(2 * np.pi * (xx - x[0]) / period)
     else:
         surface = np.zeros(shape)
@@ -288,7 +288,7 @@ def refocus(image, z=None, *, model, dpm=None, tilt_deg: float | None = None, ti
     stack_out = z is not None and np.ndim(z) > 0
     z_um = np.atleast_1d(np.asarray(0.0 if z is None else z, dtype=np.float64))
     if z_um.ndim != 1 or z_um.size == 0 or not np.all(np.isfinite(z_um)):
-        raise InputError(f"--z: expected a finite number or a non-empty list of numbers, got {z!r}")
+        raise InputError(f"z: expected a finite number or a non-empty list of numbers, got {z!r}")
     pixel = pixel_um or image_pixel or model.pixel_um or 1.0
     surface = surface_dpm(frames.shape[1:], pixel, tilt_deg=tilt_deg, tilt_axis=tilt_axis,
                           cylinder_radius_um=cylinder_radius_um, cylinder_axis=cylinder_axis, sinusoid=sinusoid,
@@ -297,7 +297,7 @@ def refocus(image, z=None, *, model, dpm=None, tilt_deg: float | None = None, ti
     limit = model.range_um
     if max(abs(lo), abs(hi)) > limit + 1e-6 and not allow_extrapolation:
         raise InputError(f"refocus: DPM spans {lo:+.2f} to {hi:+.2f} µm, beyond the model's trained range "
-                         f"+-{limit:g} µm (Deep-Z fails outside it); pass --allow-extrapolation to force it")
+                         f"+-{limit:g} µm (Deep-Z fails outside it); pass allow_extrapolation=True to force it")
     scaled_surface = surface / np.float32(limit)
     groups = [z_um[i:i + planes_per_pass] for i in range(0, len(z_um), planes_per_pass)]
     out = np.empty((len(frames), len(z_um), *frames.shape[1:]), np.float32)

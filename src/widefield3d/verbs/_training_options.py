@@ -1,17 +1,29 @@
-"""Command-line options shared by every ``widefield3d train ...`` verb (run length, budget, warm-up, device)."""
+"""Command-line options shared by the ``widefield3d train ...`` verbs (model directory, resume, run length, budget,
+warm-up, device), and the line they print at the end."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from widefield3d.errors import InputError
+
+ModelDir = Annotated[Path, typer.Option("-o", "--output", help="model directory")]
+Resume = Annotated[bool, typer.Option("--resume", help="continue the run in the model directory")]
 Iterations = Annotated[Optional[int], typer.Option(min=1, help="override the number of iterations")]
 TimeBudget = Annotated[Optional[float], typer.Option(
     "--time-budget", min=0.01, help="minutes of wall time for this run; stops cleanly, resumable with --resume")]
 Warmup = Annotated[Optional[int], typer.Option(
     "--warmup", min=0, help="first iterations with the pixel loss only, before the paper's adversarial loss")]
 Device = Annotated[Optional[str], typer.Option(help="auto | cpu | cuda[:N] (overrides the config)")]
+
+
+def check_data_dir(data: Path) -> None:
+    """InputError unless ``--data`` is a folder (checked before the model directory is touched)."""
+    if not data.is_dir():
+        raise InputError(f"--data {data}: not a directory")
 
 
 def trainer_overrides(*, iterations: int | None = None, time_budget: float | None = None,

@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from widefield3d.verbs._common import console, naming_flags, parse_triple
+
 
 def beads(
     stack: Annotated[Path, typer.Argument(help="bead image (YX) or z-stack (ZYX)")],
@@ -23,7 +25,6 @@ def beads(
     from widefield3d.analysis.beads import fwhm_histograms, measure_beads, summarise
     from widefield3d.analysis.metrics import write_metrics_csv
     from widefield3d.checks import check_output, naming_files
-    from widefield3d.cli import console, parse_triple
     from widefield3d.errors import InputError
 
     if threshold is not None and not np.isfinite(threshold):
@@ -40,7 +41,7 @@ def beads(
                          f"{tuple(image.data.shape)}") from None
     dz, dy, dx = parse_triple(spacing, "--spacing") if spacing else image.spacing_zyx
     step = (dz, dy, dx) if image.axes == "ZYX" else (dy, dx)
-    with naming_files({"image": stack, "stack": stack}):
+    with naming_files({"image": stack, "stack": stack}), naming_flags({"window_px": "--window"}):
         rows = measure_beads(np.asarray(image.data), step, window_px=window, threshold=threshold)
     if not rows:
         raise InputError(f"{stack}: no isolated bead found")
@@ -54,4 +55,5 @@ def beads(
 
 
 def register(app: typer.Typer, train_app: typer.Typer) -> None:
+    """Add the ``beads`` command to the main app."""
     app.command(name="beads")(beads)

@@ -9,8 +9,10 @@ from typing import Annotated, Optional
 import typer
 
 from widefield3d.errors import InputError
+from widefield3d.verbs._common import console, naming_flags, parse_range, tagged
 from widefield3d.verbs._options import AllowLarge
-from widefield3d.verbs._training_options import Device, Iterations, TimeBudget, Warmup, report, trainer_overrides
+from widefield3d.verbs._training_options import (Device, Iterations, ModelDir, TimeBudget, Warmup, report,
+                                                 trainer_overrides)
 
 
 class Axis(str, Enum):
@@ -21,6 +23,11 @@ class Axis(str, Enum):
 class Target(str, Enum):
     widefield = "widefield"
     confocal = "confocal"
+
+
+_REFOCUS_FLAGS = {"tilt_deg": "--tilt", "tilt_axis": "--tilt-axis", "cylinder_radius_um": "--cylinder-radius",
+                  "sinusoid": "--sinusoid", "dpm": "--dpm", "allow_extrapolation=True": "--allow-extrapolation"}
+"""The flags of ``refocus`` that set parameters of :func:`widefield3d.methods.deepz.refocus`, for its error lines."""
 
 
 def _sinusoid(text: str) -> tuple[float, float]:
@@ -58,14 +65,6 @@ def _warn_odd_intensities(data, path: Path) -> None:
                       "photons), was the camera offset subtracted twice?", UserWarning, stacklevel=2)
 
 
-def _mip_path(output: Path) -> Path:
-    name = output.name
-    for ext in (".ome.tif", ".ome.tiff", ".ome.zarr", ".tif", ".tiff", ".zarr", ".npy"):
-        if name.endswith(ext):
-            return output.with_name(f"{name[: -len(ext)]}_mip{ext}")
-    return output.with_name(f"{output.stem}_mip{output.suffix}")
-
-
 def refocus_cmd(
     image: Annotated[Path, typer.Argument(help="wide-field image: one plane (YX) or a time series (TYX)")],
     output: Annotated[Path, typer.Option("-o", "--output", help="output image (OME-TIFF, OME-Zarr, TIFF, npy)")],
@@ -90,7 +89,6 @@ def refocus_cmd(
 
     from widefield3d import io
     from widefield3d.checks import check_memory, check_output, estimate_bytes, naming_files, warn_pixel_mismatch
-    from widefield3d.cli import console, parse_range
     from widefield3d.methods.deepz import load, refocus
 
     z_um = None
@@ -103,7 +101,7 @@ def refocus_cmd(
                             ("--sinusoid", sinusoid)) if v is not None]
     if not given:
         raise InputError("refocus: give --z, --dpm, --tilt, --cylinder-radius or --sinusoid")
-    for path in (output, _mip_path(output)) if mip else (output,):
+    for path in (output, tagged(output, "mip")) if mip else (output,):
         check_output(path, inputs=[image, dpm])
     header = io.read(image, lazy=True)
     n_planes = len(z_um) if z_um is not None and np.ndim(z_um) > 0 else 1
@@ -117,7 +115,7 @@ def refocus_cmd(
         surface["dpm"] = _read_dpm(dpm, tuple(source.data.shape[-2:]))
     loaded = load(model)
     warn_pixel_mismatch(source.spacing_um["X"], loaded.pixel_um, image, Path(str(loaded.path)).name)
-    with naming_files({"reference": image, "image": image, "dpm": dpm}):
+    with naming_files({"reference": image, "image": image}), naming_flags(_REFOCUS_FLAGS):
         result = refocus(source, z_um, model=loaded, allow_extrapolation=allow_extrapolation, device=device,
                          **surface)
     stacked = z_um is not None and np.ndim(z_um) > 0
@@ -127,14 +125,14 @@ def refocus_cmd(
     outputs = [(output, io.Image(result, axes, spacing))]
     if mip:
         projection = result.max(axis=axes.index("Z")) if stacked else result
-        outputs.append((_mip_path(output), io.Image(projection, axes.replace("Z", ""), spacing)))
+        outputs.append((tagged(output, "mip"), io.Image(projection, axes.replace("Z", ""), spacing)))
     written = [str(p) for p in io.write_set(outputs)]
     console.print(f"wrote {', '.join(written)}: {axes} {result.shape} with {Path(str(loaded.path)).name}")
 
 
 def train_cmd(
     data: Annotated[Path, typer.Option(help="folder of wide-field z-stacks, or with widefield/ (+ confocal/) folders")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="model directory")],
+    output: ModelDir,
     config: Annotated[Optional[Path], typer.Option(help="DeepZConfig as YAML or JSON (defaults: the paper)")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue a killed run from its checkpoint")] = False,
     target: Annotated[Optional[Target], typer.Option(help="widefield = Deep-Z, confocal = Deep-Z+")] = None,
@@ -144,7 +142,6 @@ def train_cmd(
     device: Device = None,
 ) -> None:
     """Train Deep-Z (wide-field targets) or Deep-Z+ (confocal targets) with the paper's GAN."""
-    from widefield3d.cli import console
     from widefield3d.methods.deepz import DeepZConfig, train
     from widefield3d.zoo import run_settings
 

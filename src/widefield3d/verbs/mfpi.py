@@ -7,7 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from widefield3d.verbs._training_options import Device, TimeBudget, Warmup, report, trainer_overrides
+from widefield3d.verbs._common import console, image_suffix
+from widefield3d.verbs._training_options import (Device, ModelDir, Resume, TimeBudget, Warmup, check_data_dir, report,
+                                                 trainer_overrides)
 
 
 def _mfpi_fields(data: dict, source: Path) -> dict:
@@ -23,60 +25,57 @@ def _mfpi_fields(data: dict, source: Path) -> dict:
     return {k: v for k, v in data.items() if k in MFPIConfig.model_fields}
 
 
+def multifocal_cmd(
+    image: Annotated[Path, typer.Argument(help="one low-resolution 2D image (RGB or gray)")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="focal stack: .ome.tif or .ome.zarr (big images)")],
+    model: Annotated[str, typer.Option(help="shipped model name or model directory")] = "mfpi-cytology-20x075",
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda[:N]")] = "auto",
+    tile: Annotated[int, typer.Option(help="largest tile side in input pixels")] = 512,
+) -> None:
+    """All focal planes at 2x lateral resolution from one low-resolution image, in one pass (MFPINet)."""
+    from widefield3d import io
+    from widefield3d.checks import check_output, naming_files
+    from widefield3d.errors import InputError
+    from widefield3d.methods.mfpi import load, multifocal
+
+    if image_suffix(output).lower() not in (".ome.tif", ".ome.tiff", ".ome.zarr", ".zarr"):
+        raise InputError(f"-o {output}: the focal stack is written as OME-TIFF (.ome.tif) or OME-Zarr (.ome.zarr)")
+    check_output(output, inputs=[image])
+    if tile < 8:
+        raise InputError(f"--tile {tile}: must be at least 8")
+    source = io.read(image, lazy=True)
+    m = load(model)
+    with naming_files({"multifocal": image, "image": image}):
+        stack = multifocal(source, model=m, device=device, tile=tile, out=output, progress=True)
+    dz, dy, _ = stack.spacing_zyx
+    console.print(f"wrote {output}: {stack.axes} {tuple(stack.data.shape)} {stack.data.dtype}, "
+                  f"z step {dz:g} µm, pixel {dy:.4g} µm")
+
+
+def train_mfpi(
+    data: Annotated[Path, typer.Option(help="folder of focal stacks (N planes each) or a simulated dataset")],
+    output: ModelDir,
+    config: Annotated[Optional[Path], typer.Option(help="JSON/YAML file of MFPIConfig settings")] = None,
+    resume: Resume = False,
+    epochs: Annotated[Optional[float], typer.Option(min=0.001, help="override the number of epochs")] = None,
+    time_budget: TimeBudget = None,
+    warmup: Warmup = None,
+    device: Device = None,
+) -> None:
+    """Train MFPINet (GAN: L1 + 0.01 BCE adversarial, Adam 1e-4 halved every 2 epochs, 20 epochs)."""
+    from widefield3d.methods.mfpi import MFPIConfig, train
+    from widefield3d.zoo import run_settings
+
+    check_data_dir(data)
+    settings = _mfpi_fields(run_settings(config, output, resume, "MFPINet settings"),
+                            config or output / "config.json")
+    settings.update(trainer_overrides(time_budget=time_budget, warmup=warmup, device=device))
+    if epochs is not None:
+        settings["epochs"] = epochs
+    console.print(report(train(data, output, MFPIConfig.model_validate(settings), resume=resume), output))
+
+
 def register(app: typer.Typer, train_app: typer.Typer) -> None:
     """Add ``multifocal`` to the main app and ``mfpi`` to ``train``."""
-
-    @app.command("multifocal")
-    def multifocal_cmd(
-        image: Annotated[Path, typer.Argument(help="one low-resolution 2D image (RGB or gray)")],
-        output: Annotated[Path, typer.Option("-o", "--output", help="focal stack: .ome.tif or .ome.zarr (big images)")],
-        model: Annotated[str, typer.Option(help="shipped model name or model directory")] = "mfpi-cytology-20x075",
-        device: Annotated[str, typer.Option(help="auto | cpu | cuda[:N]")] = "auto",
-        tile: Annotated[int, typer.Option(help="largest tile side in input pixels")] = 512,
-    ) -> None:
-        """All focal planes at 2x lateral resolution from one low-resolution image, in one pass (MFPINet)."""
-        from widefield3d import io
-        from widefield3d.checks import check_output, naming_files
-        from widefield3d.cli import console
-        from widefield3d.errors import InputError
-        from widefield3d.methods.mfpi import load, multifocal
-
-        name = output.name.lower()
-        if not name.endswith((".ome.tif", ".ome.tiff", ".ome.zarr", ".zarr")):
-            raise InputError(f"-o {output}: the focal stack is written as OME-TIFF (.ome.tif) or OME-Zarr (.ome.zarr)")
-        check_output(output, inputs=[image])
-        if tile < 8:
-            raise InputError(f"--tile {tile}: must be at least 8")
-        source = io.read(image, lazy=True)
-        m = load(model)
-        with naming_files({"multifocal": image, "image": image}):
-            stack = multifocal(source, model=m, device=device, tile=tile, out=output, progress=True)
-        dz, dy, _ = stack.spacing_zyx
-        console.print(f"wrote {output}: {stack.axes} {tuple(stack.data.shape)} {stack.data.dtype}, "
-                      f"z step {dz:g} µm, pixel {dy:.4g} µm")
-
-    @train_app.command("mfpi")
-    def train_mfpi(
-        data: Annotated[Path, typer.Option(help="folder of focal stacks (N planes each) or a simulated dataset")],
-        output: Annotated[Path, typer.Option("-o", "--output", help="model directory")],
-        config: Annotated[Optional[Path], typer.Option(help="JSON/YAML file of MFPIConfig settings")] = None,
-        resume: Annotated[bool, typer.Option("--resume", help="continue the run in the model directory")] = False,
-        epochs: Annotated[Optional[float], typer.Option(min=0.001, help="override the number of epochs")] = None,
-        time_budget: TimeBudget = None,
-        warmup: Warmup = None,
-        device: Device = None,
-    ) -> None:
-        """Train MFPINet (GAN: L1 + 0.01 BCE adversarial, Adam 1e-4 halved every 2 epochs, 20 epochs)."""
-        from widefield3d.cli import console
-        from widefield3d.errors import InputError
-        from widefield3d.methods.mfpi import MFPIConfig, train
-        from widefield3d.zoo import run_settings
-
-        if not data.is_dir():
-            raise InputError(f"--data {data}: not a directory")
-        settings = _mfpi_fields(run_settings(config, output, resume, "MFPINet settings"),
-                                config or output / "config.json")
-        settings.update(trainer_overrides(time_budget=time_budget, warmup=warmup, device=device))
-        if epochs is not None:
-            settings["epochs"] = epochs
-        console.print(report(train(data, output, MFPIConfig.model_validate(settings), resume=resume), output))
+    app.command("multifocal")(multifocal_cmd)
+    train_app.command("mfpi")(train_mfpi)

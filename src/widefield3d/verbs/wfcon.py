@@ -8,7 +8,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from widefield3d.verbs._training_options import Device, Iterations, TimeBudget, Warmup, report, trainer_overrides
+from widefield3d.verbs._common import console, naming_flags, read_zyx
+from widefield3d.verbs._training_options import (Device, Iterations, ModelDir, Resume, TimeBudget, Warmup,
+                                                 check_data_dir, report, trainer_overrides)
 
 
 class Network(str, Enum):
@@ -16,78 +18,70 @@ class Network(str, Enum):
     two_d = "2d"
 
 
+def confocal_cmd(
+    stack: Annotated[Path, typer.Argument(help="wide-field z-stack (ZYX)")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="confocal-like stack (OME-TIFF, OME-Zarr, ...)")],
+    model: Annotated[str, typer.Option(help="shipped model name or model directory")] = "wfcon-60x14-tissue",
+    z_step: Annotated[Optional[float], typer.Option(
+        help="z step of STACK in µm (default: the model's); larger steps are interpolated first")] = None,
+    denormalise: Annotated[bool, typer.Option(
+        "--denormalise", help="output on STACK's intensity scale (undo its percentile normalisation)")] = False,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda[:N]")] = "auto",
+) -> None:
+    """Turn a wide-field z-stack into a confocal-like z-stack with WFCON-Net (values on [0, 1], or on STACK's
+    scale with --denormalise)."""
+    import numpy as np
+
+    from widefield3d import io
+    from widefield3d.checks import check_output, naming_files
+    from widefield3d.errors import InputError
+    from widefield3d.methods.wfcon import confocal, load
+
+    check_output(output, inputs=[stack])
+    image = read_zyx(stack)
+    if image.data.shape[0] < 2:
+        raise InputError(f"{stack}: needs a z-stack (WFCON-Net sees the planes above and below), got a single "
+                         f"plane of shape {tuple(image.data.shape[1:])}")
+    m = load(model)
+    with naming_files({"stack": stack, "widefield": stack}), naming_flags({"z_step_um": "--z-step"}):
+        result = confocal(np.asarray(image.data), model=m, z_step_um=z_step, denormalise=denormalise,
+                          device=device, progress=True)
+    _, dy, dx = image.spacing_zyx
+    io.write(output, io.Image(result, axes="ZYX", spacing_um=(m.config.z_step_um, dy, dx)))
+    console.print(f"wrote {output}: confocal-like stack {result.shape}, z step {m.config.z_step_um:g} µm")
+
+
+def train_wfcon(
+    data: Annotated[Path, typer.Option(help="folder with widefield/ and confocal/ stacks of the same fields")],
+    output: ModelDir,
+    config: Annotated[Optional[Path], typer.Option(help="JSON/YAML file of WFConConfig settings")] = None,
+    resume: Resume = False,
+    perceptual: Annotated[Optional[str], typer.Option(
+        help="discriminator | vgg16:PATH (local VGG-16 weights) | none")] = None,
+    network: Annotated[Optional[Network], typer.Option(help="3d (paper) or its 2d version")] = None,
+    iterations: Iterations = None,
+    time_budget: TimeBudget = None,
+    warmup: Warmup = None,
+    device: Device = None,
+) -> None:
+    """Train WFCON-Net (3D GAN: LSGAN + 2 L1 + 0.01 perceptual) on paired wide-field/confocal stacks."""
+    from widefield3d.methods.wfcon import WFConConfig, train
+    from widefield3d.zoo import run_settings
+
+    check_data_dir(data)
+    settings = run_settings(config, output, resume, "WFCON-Net settings")
+    for key, value in (("perceptual", perceptual), ("network", network.value if network else None)):
+        if value is not None:
+            settings[key] = value
+    trainer = {**(settings.get("trainer") or {}),
+               **trainer_overrides(iterations=iterations, time_budget=time_budget, warmup=warmup, device=device)}
+    cfg = WFConConfig.model_validate(settings)
+    if trainer:
+        cfg = WFConConfig.model_validate({**settings, "trainer": {**cfg.trainer.model_dump(), **trainer}})
+    console.print(report(train(data, output, cfg, resume=resume, progress=True), output))
+
+
 def register(app: typer.Typer, train_app: typer.Typer) -> None:
     """Add ``confocal`` to the main app and ``wfcon`` to ``train``."""
-
-    @app.command("confocal")
-    def confocal_cmd(
-        stack: Annotated[Path, typer.Argument(help="wide-field z-stack (ZYX)")],
-        output: Annotated[Path, typer.Option("-o", "--output", help="confocal-like stack (OME-TIFF, OME-Zarr, ...)")],
-        model: Annotated[str, typer.Option(help="shipped model name or model directory")] = "wfcon-60x14-tissue",
-        z_step: Annotated[Optional[float], typer.Option(
-            help="z step of STACK in µm (default: the model's); larger steps are interpolated first")] = None,
-        denormalise: Annotated[bool, typer.Option(
-            "--denormalise", help="output on STACK's intensity scale (undo its percentile normalisation)")] = False,
-        device: Annotated[str, typer.Option(help="auto | cpu | cuda[:N]")] = "auto",
-    ) -> None:
-        """Turn a wide-field z-stack into a confocal-like z-stack with WFCON-Net (values on [0, 1], or on STACK's
-        scale with --denormalise)."""
-        import numpy as np
-
-        from widefield3d import io
-        from widefield3d.checks import check_output, naming_files
-        from widefield3d.cli import console
-        from widefield3d.errors import InputError
-        from widefield3d.methods.wfcon import confocal, load
-
-        check_output(output, inputs=[stack])
-        image = io.read(stack)
-        if image.axes != "ZYX":
-            try:
-                image = image.as_axes("ZYX")
-            except InputError:
-                raise InputError(f"{stack}: needs a ZYX stack, got axes {image.axes} "
-                                 f"shape {tuple(image.data.shape)}") from None
-        if image.data.shape[0] < 2:
-            raise InputError(f"{stack}: needs a z-stack (WFCON-Net sees the planes above and below), got a single "
-                             f"plane of shape {tuple(image.data.shape[1:])}")
-        m = load(model)
-        with naming_files({"stack": stack, "widefield": stack}):
-            result = confocal(np.asarray(image.data), model=m, z_step_um=z_step, denormalise=denormalise,
-                              device=device, progress=True)
-        _, dy, dx = image.spacing_zyx
-        io.write(output, io.Image(result, axes="ZYX", spacing_um=(m.config.z_step_um, dy, dx)))
-        console.print(f"wrote {output}: confocal-like stack {result.shape}, z step {m.config.z_step_um:g} µm")
-
-    @train_app.command("wfcon")
-    def train_wfcon(
-        data: Annotated[Path, typer.Option(help="folder with widefield/ and confocal/ stacks of the same fields")],
-        output: Annotated[Path, typer.Option("-o", "--output", help="model directory")],
-        config: Annotated[Optional[Path], typer.Option(help="JSON/YAML file of WFConConfig settings")] = None,
-        resume: Annotated[bool, typer.Option("--resume", help="continue the run in the model directory")] = False,
-        perceptual: Annotated[Optional[str], typer.Option(
-            help="discriminator | vgg16:PATH (local VGG-16 weights) | none")] = None,
-        network: Annotated[Optional[Network], typer.Option(help="3d (paper) or its 2d version")] = None,
-        iterations: Iterations = None,
-        time_budget: TimeBudget = None,
-        warmup: Warmup = None,
-        device: Device = None,
-    ) -> None:
-        """Train WFCON-Net (3D GAN: LSGAN + 2 L1 + 0.01 perceptual) on paired wide-field/confocal stacks."""
-        from widefield3d.cli import console
-        from widefield3d.errors import InputError
-        from widefield3d.methods.wfcon import WFConConfig, train
-        from widefield3d.zoo import run_settings
-
-        if not data.is_dir():
-            raise InputError(f"--data {data}: not a directory")
-        settings = run_settings(config, output, resume, "WFCON-Net settings")
-        for key, value in (("perceptual", perceptual), ("network", network.value if network else None)):
-            if value is not None:
-                settings[key] = value
-        trainer = {**(settings.get("trainer") or {}),
-                   **trainer_overrides(iterations=iterations, time_budget=time_budget, warmup=warmup, device=device)}
-        cfg = WFConConfig.model_validate(settings)
-        if trainer:
-            cfg = WFConConfig.model_validate({**settings, "trainer": {**cfg.trainer.model_dump(), **trainer}})
-        console.print(report(train(data, output, cfg, resume=resume, progress=True), output))
+    app.command("confocal")(confocal_cmd)
+    train_app.command("wfcon")(train_wfcon)
