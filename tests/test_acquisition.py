@@ -41,7 +41,8 @@ def test_confocal_rejects_out_of_focus_light():
     s = sheet((31, 256, 256), spacing, 15)
     z = 1.5 + np.arange(-1.4, 1.41, 0.2)
     wf = fluorescence_stack(s, OIL, z, camera=NOISELESS).clean[:, 60:68, 60:68].mean(axis=(1, 2))
-    cf = fluorescence_stack(s, OIL.with_(modality="confocal"), z, camera=NOISELESS).clean[:, 60:68, 60:68].mean(axis=(1, 2))
+    confocal = OIL.with_(modality="confocal")
+    cf = fluorescence_stack(s, confocal, z, camera=NOISELESS).clean[:, 60:68, 60:68].mean(axis=(1, 2))
     assert wf.min() / wf.max() > 0.95, wf
     assert cf[0] / cf.max() < 0.2 and cf[-1] / cf.max() < 0.2, cf
 

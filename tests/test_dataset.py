@@ -14,11 +14,12 @@ from widefield3d.sim.dataset import DATASET_PRESETS, simulate_dataset
 def _small_presets(tmp_path, monkeypatch):
     monkeypatch.setenv("WIDEFIELD3D_CACHE", str(tmp_path / "cache"))
     small = {name: p.model_copy(update={"field_px": 24}) for name, p in DATASET_PRESETS.items()}
-    small["deepzplus-63x14"] = small["deepzplus-63x14"].model_copy(update={"sample_depth_um": 6.0, "kinds": ("nuclei",), "field_px": 96,
-                                                                           "z_range_um": (-0.6, 0.6)})
+    small["deepzplus-63x14"] = small["deepzplus-63x14"].model_copy(
+        update={"sample_depth_um": 6.0, "kinds": ("nuclei",), "field_px": 96, "z_range_um": (-0.6, 0.6)})
     monkeypatch.setattr("widefield3d.sim.dataset.DATASET_PRESETS", small)
 
 
+@pytest.mark.slow
 def test_paired_dataset_has_same_fields_in_both_modalities(tmp_path):
     out = simulate_dataset("deepzplus-63x14", tmp_path / "d", n=2, seed=5, progress=False)
     manifest = json.loads((out / "dataset.json").read_text())
@@ -34,6 +35,7 @@ def test_paired_dataset_has_same_fields_in_both_modalities(tmp_path):
     assert np.corrcoef(wf.data.ravel(), cf.data.ravel())[0, 1] > 0.5
 
 
+@pytest.mark.slow
 def test_dataset_generation_is_resumable_and_deterministic(tmp_path):
     out = simulate_dataset("deepz-20x075", tmp_path / "d", n=1, seed=1, progress=False)
     first = io.read(out / "widefield" / "field_0000.ome.tif").data

@@ -614,10 +614,10 @@ def test_64_bit_integers_to_ome_tiff_are_one_line(tmp_path, name):
 
 @pytest.mark.parametrize("name", ["a.ome.tif", "a.tif", "a.ome.zarr", "a.npy"])
 def test_images_larger_than_memory_are_refused_before_loading(tmp_path, monkeypatch, name):
-    import widefield3d.checks
+    import widefield3d.memory
 
     path = io.write(tmp_path / name, io.Image(np.ones((4, 64, 64), np.float32), "ZYX"))
-    monkeypatch.setattr(widefield3d.checks, "available_memory", lambda: 2**15)
+    monkeypatch.setattr(widefield3d.memory, "available_memory", lambda: 2**15)
     with pytest.raises(InputError, match=rf"{name}: too large to load \(6\.1e-05 GiB, 3\.05e-05 GiB"):
         io.read(path)
     assert io.read(path, lazy=True).data.shape == (4, 64, 64)

@@ -124,7 +124,7 @@ def fuzz(folder: Path, n: int, seed: int = 0) -> dict:
                     _mutate_ome_xml(path, rnd)
                 else:
                     path.write_bytes(_mutate_bytes(path.read_bytes(), rnd))
-        except Exception as err:  # a mutation the helpers cannot make (e.g. XML tifffile will not store): skip
+        except Exception:  # a mutation the helpers cannot make (e.g. XML tifffile will not store): skip
             counts.setdefault("not made", 0)
             counts["not made"] += 1
             _discard(path)

@@ -54,10 +54,11 @@ def test_ssim_identical_and_noisy(volume_pair):
 
 def test_ssim_per_plane_is_mean_of_2d(volume_pair):
     pred, gt = volume_pair
-    expected = np.mean([structural_similarity(p, g, data_range=1.0) for p, g in zip(pred.astype(float), gt.astype(float))])
+    expected = np.mean([structural_similarity(p, g, data_range=1.0)
+                        for p, g in zip(pred.astype(float), gt.astype(float))])
     assert ssim(pred, gt, data_range=1.0, per_plane=True) == pytest.approx(expected)
-    expected_x = np.mean([structural_similarity(pred[..., i].astype(float), gt[..., i].astype(float), data_range=1.0, win_size=5)
-                          for i in range(gt.shape[2])])
+    expected_x = np.mean([structural_similarity(pred[..., i].astype(float), gt[..., i].astype(float), data_range=1.0,
+                                                win_size=5) for i in range(gt.shape[2])])
     assert ssim(pred, gt, data_range=1.0, per_plane=True, plane_axis=-1) == pytest.approx(expected_x)
 
 
@@ -147,7 +148,8 @@ def test_format_table(volume_pair):
         (lambda a: ssim(a[:2], a[:2], 1.0), "SSIM needs every spatial axis >= 3"),
         (lambda a: ssim(a, a, 1.0, win_size=4), "win_size: must be odd"),
         (lambda a: evaluate(a, a, data_range=1.0, per_plane=True), "per_plane: needs a 3D volume"),
-        (lambda a: evaluate(a[None, None], a[None, None], data_range=1.0, per_plane=True, channel_axis=0), "plane_axis and channel_axis"),
+        (lambda a: evaluate(a[None, None], a[None, None], data_range=1.0, per_plane=True, channel_axis=0),
+         "plane_axis and channel_axis"),
     ],
 )
 def test_input_errors(call, needle):

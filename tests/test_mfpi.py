@@ -155,6 +155,7 @@ def cytology(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_tiny_training_beats_bicubic_on_held_out_field(cytology, tmp_path):
     settings = {"width": 0.125, "patch_size": 32, "batch_size": 4, "epochs": 2, "patches_per_epoch": 320,
                 "validations_per_epoch": 4, "lr": 1e-3, "device": "cpu", "seed": 0}

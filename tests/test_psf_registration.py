@@ -12,7 +12,14 @@ from widefield3d import io
 from widefield3d.errors import InputError
 from widefield3d.optics.microscope import preset
 from widefield3d.prep.psf_registration import (
-    _Convolution, _grad, _grad_adjoint, apply_shift, estimate_psf, objective, register_psf, register_xcorr,
+    _Convolution,
+    _grad,
+    _grad_adjoint,
+    apply_shift,
+    estimate_psf,
+    objective,
+    register_psf,
+    register_xcorr,
 )
 from widefield3d.sim.acquisition import fluorescence_stack
 from widefield3d.sim.camera import Camera, fourier_shift

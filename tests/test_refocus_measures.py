@@ -3,8 +3,13 @@
 import numpy as np
 import pytest
 
-from widefield3d.analysis.refocus_measures import (depth_errors, gain_offset, peak_depths, refocus_gain_db,
-                                                   z_variation_ratio)
+from widefield3d.analysis.refocus_measures import (
+    depth_errors,
+    gain_offset,
+    peak_depths,
+    refocus_gain_db,
+    z_variation_ratio,
+)
 from widefield3d.errors import InputError
 
 

@@ -8,6 +8,7 @@ import torch
 from conftest import run
 
 from widefield3d import io
+from widefield3d.errors import InputError
 from widefield3d.methods.volume import (
     DenoiserConfig,
     VolumeConfig,
@@ -17,7 +18,6 @@ from widefield3d.methods.volume import (
     reconstruct,
     start_network,
 )
-from widefield3d.errors import InputError
 from widefield3d.nets.dip import DipNetConfig
 from widefield3d.optics.brightfield import brightfield_stack
 from widefield3d.sim.samples.transmittance import BENCHMARK_VOLUMES, benchmark_volume, cell_volume, ellipsoid_volume
@@ -65,6 +65,7 @@ def test_iterative_reconstruction_reaches_a_stated_psnr(tiny):
     assert result.transmittance.shape == truth.shape and result.transmittance.max() <= 1.0
 
 
+@pytest.mark.slow
 def test_dip_reconstruction_reaches_a_stated_psnr(tiny):
     truth, stack = tiny
     result = reconstruct(stack, "dip", truth=truth, steps=150, early_stop=False, progress=False, device="cpu",
@@ -96,6 +97,7 @@ def test_early_stopping_returns_the_selected_iterate(tiny):
     assert result.psnr == result.history["psnr"][result.iteration]
 
 
+@pytest.mark.slow
 def test_dip_starts(tmp_path):
     shape = (3, 8, 8)
     config = VolumeConfig(net=SMALL_NET, constant_steps=100, dip_lr=1e-2)

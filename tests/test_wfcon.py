@@ -234,6 +234,7 @@ def trained(tmp_path_factory):
     return folder, out, result
 
 
+@pytest.mark.slow
 def test_tiny_training_beats_the_widefield_input(trained):
     folder, out, result = trained
     assert result.iterations_done == 20 and (out / "weights.safetensors").is_file()
@@ -247,6 +248,7 @@ def test_tiny_training_beats_the_widefield_input(trained):
     assert identity > 0.2 and err < 0.5 * identity  # measured: 0.237 -> about 0.06
 
 
+@pytest.mark.slow
 def test_tiled_confocal_matches_whole_volume(trained):
     folder, out, _ = trained
     model = W.load(out)
@@ -314,6 +316,7 @@ def test_tiled_equals_whole_volume_with_volume_statistics():
     np.testing.assert_allclose(out, np.clip(whole, 0, 1), atol=1e-4)
 
 
+@pytest.mark.slow
 def test_confocal_interpolates_coarse_z_steps(trained):
     folder, out, _ = trained
     wf = io.read(folder / "widefield" / "f3.ome.tif").data
@@ -325,6 +328,7 @@ def test_confocal_interpolates_coarse_z_steps(trained):
 # ------------------------------------------------------------------------------------------------ CLI
 
 
+@pytest.mark.slow
 def test_cli_confocal_and_bad_inputs(trained, tmp_path):
     folder, model, _ = trained
     stack = folder / "widefield" / "f3.ome.tif"
@@ -346,6 +350,7 @@ def test_cli_confocal_and_bad_inputs(trained, tmp_path):
     assert not (tmp_path / "a.ome.tif").exists()
 
 
+@pytest.mark.slow
 def test_confocal_denormalise_returns_the_input_scale(trained, tmp_path):
     folder, out, _ = trained
     model = W.load(out)
@@ -375,6 +380,7 @@ def test_cli_train_errors_leave_nothing(tmp_path, capsys):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_confocal_reads_a_file(trained, tmp_path):
     folder, out, _ = trained
     model = W.load(out)

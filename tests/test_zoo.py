@@ -54,7 +54,8 @@ def test_weights_round_trip_and_mismatch(tmp_path):
     other = zoo.load_weights(_net(), tmp_path)
     for (k, a), (_, b) in zip(net.state_dict().items(), other.state_dict().items(), strict=True):
         assert torch.equal(a, b), k
-    with pytest.raises(InputError, match=r"do not fit the network: shape .*0\.weight \(4, 1, 3, 3\) vs \(8, 1, 3, 3\)") as err:
+    wrong_shape = r"do not fit the network: shape .*0\.weight \(4, 1, 3, 3\) vs \(8, 1, 3, 3\)"
+    with pytest.raises(InputError, match=wrong_shape) as err:
         zoo.load_weights(_net(8), tmp_path)
     assert "\n" not in str(err.value)
     with pytest.raises(InputError, match="missing 4.bias, 4.weight"):

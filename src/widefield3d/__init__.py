@@ -10,10 +10,11 @@ The top-level namespace re-exports the entry points a user starts from; they are
 """
 
 from importlib import import_module
+from importlib.metadata import version
 
 from widefield3d.errors import InputError, Widefield3DError
 
-__version__ = "0.1.0"
+__version__ = version("widefield3d")  # the one version source is pyproject.toml
 
 _LAZY = {
     "refocus": "widefield3d.methods.deepz",

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from widefield3d.errors import InputError
+from widefield3d.memory import available_memory
 
 __all__ = [
     "MAX_PLANES",
@@ -185,41 +186,6 @@ def warn_pixel_mismatch(image_um: float, model_um: float | None, path, model: st
 
 # ---------------------------------------------------------------------------------------------------------------
 # size of the work
-
-
-def available_memory() -> int | None:
-    """Bytes of memory this process can still take: the kernel's MemAvailable, capped by a cgroup (container)
-    limit and by the process's address-space limit (``ulimit -v``); None where none is known."""
-    found: list[int] = []
-    try:
-        with open("/proc/meminfo", encoding="ascii") as file:
-            for line in file:
-                if line.startswith("MemAvailable:"):
-                    found.append(int(line.split()[1]) * 1024)
-                    break
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        if limit != "max":
-            used = int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
-            found.append(max(int(limit) - used, 0))
-    except (OSError, ValueError):
-        pass
-    if not found:
-        try:
-            found.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-        except (AttributeError, OSError, ValueError):
-            pass
-    try:  # ulimit -v: the process cannot map more than this, whatever the machine has
-        import resource
-
-        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
-        if limit != resource.RLIM_INFINITY:
-            found.append(limit)
-    except (ImportError, OSError, ValueError):
-        pass
-    return min(found) if found else None
 
 
 def estimate_bytes(shape: Sequence[int], *, itemsize: int = 4, copies: float = 1.0) -> int:

@@ -147,7 +147,7 @@ def _read(image, ranges: list[np.ndarray]) -> np.ndarray:
     raw = np.asarray(image[(slice(None), *box)])
     local = [r - b.start for r, b in zip(ranges, box)]
     if any(not np.array_equal(r, np.arange(len(r))) for r in local):
-        raw = raw[(slice(None), *np.ix_(*local))]
+        raw = raw[(slice(None),) + np.ix_(*local)]
     return raw.astype(np.float32, copy=False)
 
 
@@ -179,7 +179,9 @@ def _check_image(model: nn.Module, image) -> int:
     return ndim
 
 
-def _geometry(model: nn.Module, image, tile, halo, divisor):
+def _geometry(
+    model: nn.Module, image, tile, halo, divisor
+) -> tuple[int, str, tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
     """Validated ``(ndim, axis names, tile, halo, divisor)``, per spatial axis, with the model's defaults."""
     ndim = _check_image(model, image)
     if divisor is None:
@@ -468,7 +470,7 @@ def image_norm_statistics(
             while len(stats) < len(norms):
                 sums: dict = {}
 
-                def record(module, tiles_batch, x):
+                def record(sums, module, tiles_batch, x):
                     total = sums.setdefault(module, [0, 0.0, 0.0])
                     for t, xt in zip(tiles_batch, x.double()):
                         keep = [slice(-(-p.pad * xt.shape[i + 1] // p.window),
@@ -485,7 +487,7 @@ def image_norm_statistics(
                     windows = np.stack([_read(image, [np.arange(p.start(k), p.start(k) + p.window)
                                                       for p, k in zip(plans, t)]) for t in batch])
                     x = torch.from_numpy(windows).to(dev)
-                    hooks = {m: functools.partial(record, m, batch) for m in norms if m not in stats}
+                    hooks = {m: functools.partial(record, sums, m, batch) for m in norms if m not in stats}
                     with _patched(_frozen_forwards(stats) | hooks):
                         try:
                             model(x)
@@ -501,11 +503,14 @@ def image_norm_statistics(
     return stats
 
 
-def _frozen_norm(module: nn.Module, mean: torch.Tensor, var: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def _frozen_norm(module: nn.InstanceNorm1d | nn.InstanceNorm2d | nn.InstanceNorm3d, mean: torch.Tensor,
+                 var: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Instance norm ``module`` applied with the given per-channel mean and variance (float32 out)."""
     shape = (1, -1) + (1,) * (x.ndim - 2)
     y = (x.float() - mean.view(shape)) * torch.rsqrt(var.view(shape) + module.eps)
-    return y * module.weight.view(shape) + module.bias.view(shape) if module.affine else y
+    if not module.affine:
+        return y
+    return y * module.get_parameter("weight").view(shape) + module.get_parameter("bias").view(shape)
 
 
 @contextlib.contextmanager

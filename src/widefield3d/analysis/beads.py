@@ -133,7 +133,10 @@ def _spacing3(spacing_um, ndim: int) -> tuple[float, float, float]:
     values = np.atleast_1d(np.asarray(spacing_um, dtype=np.float64))
     if values.size != ndim or not np.all(np.isfinite(values)) or np.any(values <= 0):
         raise InputError(f"spacing_um: needs {ndim} positive values for {ndim}D input, got {spacing_um!r}")
-    return tuple(float(v) for v in values[-3:]) if ndim == 3 else (math.nan, float(values[0]), float(values[1]))
+    if ndim != 3:
+        return math.nan, float(values[0]), float(values[1])
+    dz, dy, dx = (float(v) for v in values[-3:])
+    return dz, dy, dx
 
 
 def measure_beads(image, spacing_um: Sequence[float], *, window_px: int = 30, threshold: float | None = None,
@@ -170,7 +173,7 @@ def measure_beads(image, spacing_um: Sequence[float], *, window_px: int = 30, th
     projection = stack.max(axis=0)
     peaks = detect_beads(projection, window_px=window_px, threshold=threshold, smooth_px=smooth_px)
     half = window_px // 2
-    rows = []
+    rows: list[dict[str, float]] = []
     for y, x in peaks:
         ys, xs = slice(y - half, y - half + window_px), slice(x - half, x - half + window_px)
         axial = ndimage.uniform_filter1d(stack[:, y - 1 : y + 2, x - 1 : x + 2].mean(axis=(1, 2)), 3)
@@ -242,7 +245,10 @@ def fwhm_histograms(tables: dict[str, Sequence[dict]], path, *, bins: int = 30, 
         values = {label: np.array([r[key] for r in rows], dtype=float) for label, rows in tables.items()}
         values = {label: v[np.isfinite(v)] for label, v in values.items()}
         pooled = np.concatenate([v for v in values.values() if v.size] or [np.zeros(1)])
-        edges = np.linspace(*np.percentile(pooled, [0.5, 99.5]), bins + 1) if np.ptp(pooled) > 0 else bins
+        edges: np.ndarray | int = bins
+        if np.ptp(pooled) > 0:
+            low, high = np.percentile(pooled, [0.5, 99.5])
+            edges = np.linspace(low, high, bins + 1)
         for label, v in values.items():
             if v.size:
                 ax.hist(v, bins=edges, alpha=0.55, label=f"{label}: median {np.median(v):.2f} µm, n={v.size}")

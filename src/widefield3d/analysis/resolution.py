@@ -172,7 +172,7 @@ def _refined_peak(volume: np.ndarray, refine: bool) -> tuple[float, ...]:
         return tuple(float(i) for i in peak)
     position = []
     for axis, i in enumerate(peak):
-        line = list(peak)
+        line: list[int | slice] = [int(i) for i in peak]
         line[axis] = slice(None)
         position.append(_parabolic_peak(volume[tuple(line)], int(i))[0])
     return tuple(position)
@@ -279,9 +279,9 @@ def bead_fwhm(
     for n, centre in enumerate(found):
         widths = []
         for axis in range(3):
-            index = [int(c) for c in centre]
-            lo = max(0, index[axis] - half[axis])
-            index[axis] = slice(lo, index[axis] + half[axis] + 1)
+            index: list[int | slice] = [int(c) for c in centre]
+            at = int(centre[axis])
+            index[axis] = slice(max(0, at - half[axis]), at + half[axis] + 1)
             try:
                 widths.append(measure(volume[tuple(index)], spacing[axis]))
             except InputError:

@@ -42,8 +42,8 @@ def amplitude_spectrum(stack, spacing_um) -> tuple[np.ndarray, tuple[np.ndarray,
         shape[axis] = n
         vol = vol * (np.hanning(n) if n > 2 else np.ones(n)).reshape(shape)
     amplitude = np.abs(np.fft.fftshift(np.fft.fftn(vol)))
-    freqs = tuple(np.fft.fftshift(np.fft.fftfreq(n, d)) for n, d in zip(vol.shape, spacing))
-    return amplitude, freqs
+    kz, ky, kx = (np.fft.fftshift(np.fft.fftfreq(n, d)) for n, d in zip(vol.shape, spacing))
+    return amplitude, (kz, ky, kx)
 
 
 @dataclass

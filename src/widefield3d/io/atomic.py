@@ -59,7 +59,7 @@ def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
         What was deleted or restored.
     """
     folder = Path(folder)
-    cleaned = []
+    cleaned: list[Path] = []
     try:
         entries = [e.name for e in os.scandir(folder) if e.name.startswith((".tmp-", ".old-"))]
     except OSError:

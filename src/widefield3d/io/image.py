@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -20,7 +20,7 @@ from widefield3d.io.checks import (
 )
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, init=False)  # __init__ takes a spacing mapping or triple, the field is a dict
 class Image:
     """Pixel data with axes, physical spacing and channel names.
 
@@ -39,16 +39,16 @@ class Image:
 
     data: Any
     axes: str
-    spacing_um: dict[str, float] | Sequence[float] | None = None
-    channel_names: list[str] | None = None
+    spacing_um: dict[str, float]
+    channel_names: list[str] | None
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.data, da.Array):
-            self.data = np.asarray(self.data)
-        self.axes = check_axes(self.axes, self.data.shape, "Image")
-        given = spacing_dict(self.spacing_um, "Image.spacing_um")
+    def __init__(self, data: Any, axes: str, spacing_um: Mapping[str, float] | Sequence[float] | None = None,
+                 channel_names: list[str] | None = None) -> None:
+        self.data = data if isinstance(data, da.Array) else np.asarray(data)
+        self.axes = check_axes(axes, self.data.shape, "Image")
+        given = spacing_dict(spacing_um, "Image.spacing_um")
         self.spacing_um = {a: given.get(a, 1.0) for a in SPATIAL_AXES if a in self.axes}
-        self.channel_names = check_channel_names(self.channel_names, self.axes, self.data.shape, "Image")
+        self.channel_names = check_channel_names(channel_names, self.axes, self.data.shape, "Image")
 
     @property
     def spacing_zyx(self) -> tuple[float, float, float]:

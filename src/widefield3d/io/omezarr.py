@@ -44,13 +44,15 @@ def read_ome_zarr(path: Path, lazy: bool) -> Parsed:
 
 def _read_ome_zarr_unchecked(path: Path, lazy: bool) -> Parsed:
     group = zarr.open_group(str(path), mode="r")
-    attrs = group.attrs.asdict()
+    attrs: dict[str, Any] = group.attrs.asdict()
     ome = attrs.get("ome", attrs)
     if not ome.get("multiscales"):
         raise InputError(f"{path}: not an OME-Zarr image (no 'multiscales' metadata)")
     multiscale = ome["multiscales"][0]
     dataset = multiscale["datasets"][0]
     array = group[dataset["path"]]
+    if not isinstance(array, zarr.Array):
+        raise InputError(f"{path}: not an OME-Zarr image (malformed metadata: dataset {dataset['path']!r} is a group)")
     entries = multiscale.get("axes") or list(AXES[-array.ndim:].lower())
     names = [(a["name"] if isinstance(a, dict) else a) for a in entries]
     units = [(a.get("unit") if isinstance(a, dict) else None) for a in entries]
@@ -97,7 +99,8 @@ def _check_chunks(path: Path, array: zarr.Array, every_chunk_stored: bool) -> No
                   "empty, or an interrupted write or copy)", UserWarning, stacklevel=4)
 
 
-def _omero(n_channels: int, names: list[str] | None, low: Sequence[float], high: Sequence[float]) -> dict:
+def _omero(n_channels: int, names: list[str] | None, low: Sequence[float] | np.ndarray,
+           high: Sequence[float] | np.ndarray) -> dict:
     """NGFF ``omero`` channel metadata: labels, colours and display windows from ``low`` to ``high``."""
     colors = ("FFFFFF",) if n_channels == 1 else _CHANNEL_COLORS
     channels = []
@@ -200,7 +203,7 @@ def write_ome_zarr(path: Path, image: Image, chunks: Sequence[int] | None) -> No
     """Write ``image`` (TCZYX order) as OME-Zarr; dask data chunk by chunk, NaN/Inf refused on the way."""
     data = image.data
     if chunks is None and isinstance(data, da.Array):
-        chunks = data.chunksize
+        chunks = tuple(int(c) for c in data.chunksize)
     not_channel = tuple(i for i, a in enumerate(image.axes) if a != "C")
     with atomic_output(path) as tmp:
         array = create_ome_zarr(tmp, data.shape, data.dtype, image.axes, image.spacing_um, chunks,
@@ -209,7 +212,7 @@ def write_ome_zarr(path: Path, image: Image, chunks: Sequence[int] | None) -> No
             data = data.rechunk(array.chunks)  # one dask block per zarr chunk: no two writers share a chunk
             if data.dtype.kind == "f":
                 data = data.map_blocks(_finite_block, source=str(path), dtype=data.dtype)
-            stored = da.store(data, array, lock=False, compute=False)
+            stored = data.store(array, lock=False, compute=False)
             # our own pool, left only when its tasks have ended: after a failing block (NaN) no chunk writer still
             # running can recreate part of the temporary that atomic_output then deletes
             with ThreadPoolExecutor(max_workers=CPU_COUNT) as pool:
@@ -219,6 +222,7 @@ def write_ome_zarr(path: Path, image: Image, chunks: Sequence[int] | None) -> No
             array[...] = data
             low, high = data.min(axis=not_channel), data.max(axis=not_channel)
         group = zarr.open_group(str(tmp), mode="r+")
+        attrs: dict[str, Any] = group.attrs.asdict()
         n_channels = int(np.size(low))
         omero = _omero(n_channels, image.channel_names, np.ravel(low), np.ravel(high))
-        group.attrs["ome"] = {**group.attrs["ome"], "omero": omero}
+        group.attrs["ome"] = {**attrs["ome"], "omero": omero}

@@ -38,7 +38,8 @@ def write_raster(path: Path, image: Image, fmt: str, jpeg_quality: int) -> None:
     shape = dict(zip(image.axes, image.data.shape))
     n_channels = shape.get("C", 1)
     extra = [a for a in image.axes if a not in "CYX" and shape[a] > 1]
-    allowed = {"PNG": {np.dtype("uint8"): (1, 3, 4), np.dtype("uint16"): (1,)}, "JPEG": {np.dtype("uint8"): (1, 3)}}
+    allowed: dict[str, dict[np.dtype, tuple[int, ...]]] = {
+        "PNG": {np.dtype("uint8"): (1, 3, 4), np.dtype("uint16"): (1,)}, "JPEG": {np.dtype("uint8"): (1, 3)}}
     if extra or n_channels not in allowed[fmt].get(image.data.dtype, ()):
         raise InputError(f"{path}: {fmt} holds one plane, gray or RGB "
                          f"({'uint8 or uint16 gray, RGB(A) uint8' if fmt == 'PNG' else 'uint8'}); got axes "

@@ -11,6 +11,7 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
+from widefield3d import memory
 from widefield3d.errors import InputError
 
 # what tifffile, zarr, numcodecs, PIL, numpy and ElementTree (ParseError is a SyntaxError) raise on damaged files
@@ -72,9 +73,7 @@ def _raised_by_a_library(exc: BaseException) -> bool:
 
 def check_fits(path: Path, n_bytes: int) -> None:
     """Refuse to load an image larger than the available memory (before the allocation, not by running out)."""
-    from widefield3d.checks import available_memory
-
-    available = available_memory()
+    available = memory.available_memory()
     if available is not None and n_bytes > available:
         raise InputError(f"{path}: too large to load ({n_bytes / 2**30:.3g} GiB, {available / 2**30:.3g} GiB of "
                          "memory available); read it lazily or convert it to OME-Zarr")

@@ -26,7 +26,10 @@ _IMAGEJ_DTYPES = {np.dtype(t) for t in ("uint8", "uint16", "int16", "float32")}
 def _check_ome_planes(tif: tifffile.TiffFile, path: Path) -> None:
     """Refuse OME-XML that describes more planes than the file holds, before tifffile lists them (1e9 planes
     claimed by a damaged SizeZ would take it gigabytes). Multi-file datasets (TiffData with a FileName) pass."""
-    root = ElementTree.fromstring(tif.ome_metadata)
+    xml = tif.ome_metadata
+    if xml is None:  # not an OME-TIFF
+        return
+    root = ElementTree.fromstring(xml)
     if any(e.get("FileName") for e in root.iter() if e.tag.endswith("}UUID")):
         return
     planes = 0
@@ -62,12 +65,13 @@ def read_tiff(path: Path, lazy: bool) -> Parsed:
             if is_flavour and series.kind != flavour:
                 raise InputError(f"{path}: corrupt or truncated TIFF file ({flavour} metadata describe "
                                  "more data than the file holds)")
-        if tif.is_ome:
+        ome_xml = tif.ome_metadata  # None unless tif.is_ome
+        if ome_xml is not None:
             described, held = sum(len(s.pages) for s in tif.series), len(tif.pages)
             if described < held:
                 raise InputError(f"{path}: contradictory OME-TIFF metadata (the OME-XML describes {described} "
                                  f"planes, the file holds {held}); fix its OME-XML (Size, DimensionOrder)")
-            parsed = _ome_metadata(tif.ome_metadata, path)
+            parsed = _ome_metadata(ome_xml, path)
         elif tif.is_imagej:
             parsed = _imagej_metadata(tif, series, path)
         else:
@@ -96,13 +100,14 @@ def _ome_metadata(xml: str, path: Path) -> Parsed:
         um = None if value is None else to_um(float(value), pixels.get(f"PhysicalSize{axis}Unit", "µm"))
         if um is not None:
             spacing[axis] = um
-    names = [c.get("Name") for c in pixels if c.tag.endswith("}Channel")]
+    named = [c.get("Name") for c in pixels if c.tag.endswith("}Channel")]
+    names = [n for n in named if n is not None] if named and None not in named else None
     record = None
     for annotation in root.iter():
         if annotation.tag.endswith("}MapAnnotation") and annotation.get("Namespace") == RECORD_KEY:
             record = next((m.text for m in annotation.iter() if m.tag.endswith("}M") and m.get("K") == "record"),
                           None)
-    return Parsed(None, None, spacing, names if names and None not in names else None, parse_record(record, path))
+    return Parsed(None, None, spacing, names, parse_record(record, path))
 
 
 def _imagej_metadata(tif: tifffile.TiffFile, series: tifffile.TiffPageSeries, path: Path) -> Parsed:

@@ -11,8 +11,9 @@ rays (Azevedo et al. 2024, eq. 1-2, after Yamaguchi et al. 2020):
 Choices where the papers are silent (see docs/volume.md):
 
 - Rays sample the pupil on a square ``n x n`` grid over ``[-1, 1]^2`` (points inside the unit disc kept, equal weight).
-  A pupil point ``(p, q)`` is a ray of direction sine ``NA * (p, q)`` in a medium of index 1 (an aplanatic pupil), so its
-  slopes are ``tan = NA * (p, q) / sqrt(1 - NA^2 (p^2 + q^2))``; the rim ray has ``tan(theta_max) = NA / sqrt(1 - NA^2)``.
+  A pupil point ``(p, q)`` is a ray of direction sine ``NA * (p, q)`` in a medium of index 1 (an aplanatic pupil), so
+  its slopes are ``tan = NA * (p, q) / sqrt(1 - NA^2 (p^2 + q^2))``; the rim ray has
+  ``tan(theta_max) = NA / sqrt(1 - NA^2)``.
 - ``d_ji`` is measured in units of the layer spacing: a ray along the optical axis is attenuated by exactly ``alpha``
   per voxel, an oblique one by ``alpha ** (1 / cos(theta))``.
 - Space outside the volume (laterally, and above/below it) is fully transparent.
@@ -28,8 +29,9 @@ shifted additions in torch.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 import torch
@@ -57,8 +59,8 @@ class RayTaps:
     """Exact path lengths of every pupil ray through a focal point, relative to it.
 
     Tap ``m`` says: ray ``ray[m]`` runs ``length[m]`` (in layer spacings) through the voxel ``delta[m]`` layers below
-    and ``(dy[m], dx[m])`` pixels beside the focal voxel. Layers ``delta`` cover ``-(L-1) .. L-1`` so that a focus on any
-    layer of an ``L``-layer volume finds all its taps.
+    and ``(dy[m], dx[m])`` pixels beside the focal voxel. Layers ``delta`` cover ``-(L-1) .. L-1`` so that a focus on
+    any layer of an ``L``-layer volume finds all its taps.
     """
 
     slopes: np.ndarray  # (N_r, 2) tan_y, tan_x
@@ -73,7 +75,8 @@ class RayTaps:
         return len(self.slopes)
 
 
-def _traverse(tan_y: float, tan_x: float, n_layers: int, dz: float, dxy: float) -> tuple[np.ndarray, ...]:
+def _traverse(tan_y: float, tan_x: float, n_layers: int, dz: float,
+              dxy: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Cut the ray through the origin (the focal point, centre of voxel (0, 0, 0)) at every voxel boundary.
 
     Returns ``delta, dy, dx, length`` of the voxels it crosses between depths ``-(L - 1/2) dz`` and ``(L - 1/2) dz``.
@@ -232,8 +235,8 @@ class _RenderLogTorch(torch.autograd.Function):
 
 @dataclass(frozen=True)
 class _TapTable:
-    """The taps as flat arrays for :mod:`widefield3d.optics.ray_kernels`: ray ``j`` owns entries ``starts[j]:starts[j+1]``
-    (depth order); ``row``/``col`` are offsets into the laterally padded volume."""
+    """The taps as flat arrays for :mod:`widefield3d.optics.ray_kernels`: ray ``j`` owns entries
+    ``starts[j]:starts[j+1]`` (depth order); ``row``/``col`` are offsets into the laterally padded volume."""
 
     starts: np.ndarray
     delta: np.ndarray

@@ -37,7 +37,7 @@ class Microscope(BaseModel):
     pinhole_au: float = Field(1.0, gt=0, description="confocal pinhole diameter in Airy units")
 
     @model_validator(mode="after")
-    def _check_na(self) -> "Microscope":
+    def _check_na(self) -> Microscope:
         if self.na >= self.immersion_index:
             raise ValueError(f"NA {self.na} must be below the immersion index {self.immersion_index}")
         return self
@@ -57,7 +57,7 @@ class Microscope(BaseModel):
         """Lateral FWHM of an ideal wide-field PSF, 0.51 λ/NA (µm)."""
         return 0.51 * self.emission_wavelength_um / self.na
 
-    def with_(self, **changes) -> "Microscope":
+    def with_(self, **changes) -> Microscope:
         """A copy with some fields changed, validated again."""
         try:
             return Microscope(**{**self.model_dump(), **changes})

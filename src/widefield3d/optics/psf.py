@@ -197,10 +197,9 @@ def confocal_planes(
     Scaled so that the in-focus plane would sum to 1. Returns float32 (len(defocus), size, size).
     """
     defocus = np.concatenate([[0.0], np.atleast_1d(np.asarray(defocus_um, dtype=np.float64))])
-    common = dict(oversample=oversample, use_cache=use_cache)
-    em = widefield_planes(microscope, defocus, size_yx, dxy_um, **common)
-    ex = widefield_planes(microscope, defocus, size_yx, dxy_um,
-                          wavelength_um=microscope.excitation_wavelength_um, **common)
+    em = widefield_planes(microscope, defocus, size_yx, dxy_um, oversample=oversample, use_cache=use_cache)
+    ex = widefield_planes(microscope, defocus, size_yx, dxy_um, wavelength_um=microscope.excitation_wavelength_um,
+                          oversample=oversample, use_cache=use_cache)
     disc = pinhole_disc(microscope.pinhole_au * microscope.airy_unit_um, size_yx, dxy_um)
     detected = sfft.irfft2(sfft.rfft2(em) * sfft.rfft2(sfft.ifftshift(disc)), s=em.shape[1:])
     psf = np.clip(ex / ex[0].max() * detected, 0, None)

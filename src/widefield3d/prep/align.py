@@ -77,7 +77,8 @@ def register_rigid(moving: np.ndarray, fixed: np.ndarray, *, smooth_px: float = 
     target = fix[inner].ravel()
     grad_y, grad_x = np.gradient(mov)
     c = (np.array(fix.shape, dtype=np.float64) - 1) / 2
-    py, px = (g[inner].ravel() - ci for g, ci in zip(np.indices(fix.shape, dtype=np.float64), c))
+    grid = np.indices(fix.shape, dtype=np.float64)
+    py, px = grid[0][inner].ravel() - c[0], grid[1][inner].ravel() - c[1]
     radius = float(np.hypot(*c))
     params = np.array([0.0, float(shift[0]), float(shift[1])])  # angle (rad), dy, dx
     for _ in range(iterations):

@@ -94,9 +94,9 @@ class Shift:
 
 
 def _shift(px, spacing_um, psf=None) -> Shift:
-    px = tuple(float(v) for v in px)
-    um = tuple(p * float(s) for p, s in zip(px, spacing_um))
-    return Shift(*um, *px, psf=psf)
+    pz, py, px = (float(v) for v in px)
+    dz, dy, dx = (float(s) for s in spacing_um)
+    return Shift(pz * dz, py * dy, px * dx, pz, py, px, psf=psf)
 
 
 def _pair(a, b, names=("widefield", "confocal")) -> tuple[np.ndarray, np.ndarray]:
@@ -169,7 +169,7 @@ class _Convolution:
 
     def norm(self, iterations: int = 30, seed: int = 0) -> float:
         """Largest singular value, by power iteration on ``A^T A`` (5 % safety margin)."""
-        v = np.random.default_rng(seed).random(self.psf_shape).astype(np.float32)
+        v: np.ndarray = np.random.default_rng(seed).random(self.psf_shape).astype(np.float32)
         s = 0.0
         for _ in range(iterations):
             w = self.adjoint(self.forward(v))
@@ -347,7 +347,8 @@ def _parabola_peak(f: np.ndarray, margin: int = FACE_MARGIN) -> tuple[float, flo
             pos.append(i + float(np.clip(delta, -0.5, 0.5)))
         else:
             pos.append(float(i))
-    return tuple(pos)
+    z, y, x = pos
+    return z, y, x
 
 
 def register_psf(

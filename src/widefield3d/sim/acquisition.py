@@ -23,9 +23,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from rich.progress import track
 from scipy import fft as sfft
 from scipy import ndimage
-from rich.progress import track
 
 from widefield3d import io
 from widefield3d.errors import InputError
@@ -290,7 +290,8 @@ def fluorescence_surface(
     k = _oversampling(sample, microscope)
     expected = tuple(s // k for s in sample.density.shape[-2:])
     if surface.shape != expected or not np.all(np.isfinite(surface)):
-        raise InputError(f"surface must be finite with one depth per camera pixel, shape {expected}; got {surface.shape}")
+        raise InputError(f"surface must be finite with one depth per camera pixel, shape {expected}; "
+                         f"got {surface.shape}")
     lo, hi = float(surface.min()), float(surface.max())
     z = np.arange(lo, hi + z_sampling_um, z_sampling_um) if hi > lo else np.array([lo])
     camera = camera or Camera()
@@ -308,8 +309,8 @@ def fluorescence_surface(
 
     exposure = expose(pick(clean_stack), camera, rng)
     return Acquisition(
-        noisy=exposure.adu, clean=exposure.photons_expected, truth=_per_output_pixel(pick(truth_stack), camera), axes="YX",
-        spacing_um=_spacing(microscope.z_step_um, microscope, camera), z_um=surface.astype(np.float32),
+        noisy=exposure.adu, clean=exposure.photons_expected, truth=_per_output_pixel(pick(truth_stack), camera),
+        axes="YX", spacing_um=_spacing(microscope.z_step_um, microscope, camera), z_um=surface.astype(np.float32),
         microscope=microscope, camera=camera,
     )
 
@@ -356,8 +357,8 @@ def brightfield_stack(
     exposure = expose(clean_fraction / clean_fraction.max(), camera, rng)
     step = float(np.median(np.diff(z))) if z.size > 1 else microscope.z_step_um
     return Acquisition(
-        noisy=exposure.adu, clean=exposure.photons_expected, truth=_per_output_pixel(np.stack(truth), camera), axes="CZYX",
-        spacing_um=_spacing(step, microscope, camera), z_um=z, microscope=microscope, camera=camera,
+        noisy=exposure.adu, clean=exposure.photons_expected, truth=_per_output_pixel(np.stack(truth), camera),
+        axes="CZYX", spacing_um=_spacing(step, microscope, camera), z_um=z, microscope=microscope, camera=camera,
         channel_names=["R", "G", "B"],
     )
 

@@ -24,7 +24,7 @@ from rich.progress import Progress
 from widefield3d import io
 from widefield3d.errors import InputError
 from widefield3d.optics.microscope import Microscope, preset
-from widefield3d.sim.acquisition import acquire
+from widefield3d.sim.acquisition import Acquisition, acquire
 from widefield3d.sim.camera import Camera
 from widefield3d.sim.samples import make_sample
 

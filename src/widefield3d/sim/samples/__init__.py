@@ -23,7 +23,7 @@ reconstruction (plain arrays, not :class:`Sample`, and not in :func:`make_sample
 from __future__ import annotations
 
 import inspect
-from typing import Callable
+from collections.abc import Callable
 
 from widefield3d.errors import InputError
 from widefield3d.sim.samples.beads import beads, curved_beads, tilted_beads

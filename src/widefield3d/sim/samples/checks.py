@@ -16,7 +16,8 @@ def check_shape(shape) -> tuple[int, int, int]:
         ok = False
     if not ok:
         raise InputError(f"shape must be 3 positive integers (Z, Y, X), got {shape!r}")
-    return tuple(int(n) for n in shape)
+    z, y, x = (int(n) for n in shape)
+    return z, y, x
 
 
 def check_grid(shape, spacing_um) -> tuple[tuple[int, int, int], np.ndarray]:

@@ -51,7 +51,7 @@ def cytology(
     z_hi = min(extent[0] - sp[0], z_lo + depth)
     lo, hi = np.array([z_lo, 0.0, 0.0]), np.array([z_hi, extent[1] - sp[1], extent[2] - sp[2]])
     # cluster members scatter around a few cluster seeds; the rest are isolated
-    sizes = []
+    sizes: list[int] = []
     while sum(sizes) < n_clustered:
         sizes.append(int(rng.integers(3, 9)))
     seeds = uniform_points(rng, len(sizes), lo, hi)

@@ -3,7 +3,8 @@ rendered into a grid (µm), and smooth random fields."""
 
 from __future__ import annotations
 
-from typing import Callable, Literal
+from collections.abc import Callable
+from typing import Literal
 
 import numpy as np
 from scipy import ndimage

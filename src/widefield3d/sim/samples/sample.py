@@ -51,5 +51,5 @@ class Sample:
     @property
     def extent_um(self) -> tuple[float, float, float]:
         """``(Z*dz, Y*dy, X*dx)``: size of the grid in µm."""
-        zyx = self.density.shape[-3:]
-        return tuple(float(n * d) for n, d in zip(zyx, self.spacing_um))
+        z, y, x = (float(n * d) for n, d in zip(self.density.shape[-3:], self.spacing_um))
+        return z, y, x

@@ -16,7 +16,7 @@ and II; ellipsoids are good building blocks of cell-like shapes, Barbano et al. 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from scipy import ndimage

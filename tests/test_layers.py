@@ -1,0 +1,45 @@
+"""The layer order of DESIGN.md: a module of src/widefield3d may import its own layer or the layers below it."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "widefield3d"
+LAYERS = [  # top first; "__init__" is the package root (it holds the version)
+    {"cli", "verbs", "demo", "report"},  # entry points and presentation
+    {"methods"},
+    {"zoo", "checks"},  # model files; the checks a command runs first
+    {"train", "nets"},
+    {"prep"},
+    {"analysis", "tiling"},
+    {"sim", "optics"},
+    {"io"},
+    {"errors", "device", "memory", "__init__"},
+]
+RANK = {unit: -depth for depth, layer in enumerate(LAYERS) for unit in layer}
+KNOWN = {("train/trainer.py", "zoo")}  # issue 15 item 4: the trainer takes a save callback instead
+
+
+def _unit(dotted: str) -> str:
+    name = dotted.split(".")[1]
+    is_module = (PACKAGE / name).is_dir() or (PACKAGE / f"{name}.py").is_file()
+    return name if is_module else "__init__"  # `from widefield3d import __version__`
+
+
+def _imports(tree: ast.AST):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (a.name for a in node.names if a.name.startswith("widefield3d."))
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "widefield3d":
+            yield from (f"widefield3d.{a.name}" for a in node.names) if node.module == "widefield3d" else [node.module]
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_imports_point_down(path):
+    rel = path.relative_to(PACKAGE)
+    unit = rel.parts[0].removesuffix(".py")
+    assert unit in RANK, f"{rel}: place {unit} in a layer of LAYERS"
+    upward = {_unit(name) for name in _imports(ast.parse(path.read_text(encoding="utf-8")))}
+    upward = {u for u in upward if RANK[u] > RANK[unit] and (rel.as_posix(), u) not in KNOWN}
+    assert not upward, f"{rel} imports {sorted(upward)}, a layer above its own"
