@@ -19,6 +19,9 @@ Sub-commands (run from the repository root with the project's Python):
     Per focal plane PSNR / SSIM / MSE / MAE on the 8-bit scale for MFPINet, Deep-Z and bicubic (Table II), the
     middle plane for SR-only vs MFPINet (Table I), and a figure of outputs and error maps for a few planes.
 
+:func:`evaluate_dataset` (import it with ``benchmarks/`` on ``sys.path``) gives the MFPINet and bicubic rows alone,
+averaged over the fields of a test folder: the scores in the shipped model's README and in ``tests/test_mfpi.py``.
+
 ``efficiency``
     GFLOPs (multiply-adds x 2 and multiply-adds), parameters and milliseconds to produce a 768 x 768 x 11 x 3
     stack at the paper's width: MFPINet (one pass on 384 x 384 x 3) vs Deep-Z one plane (768 x 768, RGB + DPM)
@@ -36,6 +39,7 @@ import statistics
 import time
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -168,6 +172,35 @@ def _load_plain(module: nn.Module, directory) -> nn.Module:
     return zoo.load_weights(module, directory).eval()
 
 
+def evaluate_dataset(model, data_dir, *, device: str = "cpu", progress: bool = False) -> dict[str, Any]:
+    """Per-plane metrics of ``model`` (and of the bicubic baseline) over every field of ``data_dir``, averaged.
+
+    Returns ``{"mfpi": [rows], "bicubic": [rows]}``, each row ``{"plane", "z_um", "psnr", "ssim", "mse", "mae"}``
+    averaged over the fields (PSNR averaged per field in dB, as in the paper's tables).
+    """
+    m = model if isinstance(model, mfpi.MFPIModel) else mfpi.load(model)
+    cfg = m.config
+    data = mfpi.read_stacks(data_dir, cfg.planes, cfg.channels)
+    ours, base = [], []
+    for stack in data.stacks:
+        gt = stack[..., : stack.shape[-2] // 16 * 16, : stack.shape[-1] // 16 * 16].astype(np.float32)
+        low = np.clip(np.rint(mfpi.degrade(gt[:, cfg.planes // 2], blur_size=cfg.blur_size,
+                                           blur_sigma=cfg.blur_sigma)), 0, cfg.white_level)
+        pred = mfpi.multifocal(low.astype(stack.dtype) if stack.dtype.kind in "ui" else low, model=m, device=device,
+                               progress=progress).data.reshape(gt.shape)
+        ours.append(mfpi.plane_metrics(pred, gt, white_level=cfg.white_level))
+        up = mfpi.bicubic_upsample(low, gt.shape[-2:])
+        base.append(mfpi.plane_metrics(np.repeat(up[:, None], cfg.planes, axis=1), gt, white_level=cfg.white_level))
+    return {"mfpi": average_rows(ours, m.z_offsets_um), "bicubic": average_rows(base, m.z_offsets_um)}
+
+
+def average_rows(per_field: list[list[dict]], z_um) -> list[dict]:
+    """Average per-plane metric rows over fields; adds ``z_um``."""
+    return [{"plane": i, "z_um": float(z),
+             **{k: float(np.mean([rows[i][k] for rows in per_field])) for k in ("psnr", "ssim", "mse", "mae")}}
+            for i, z in enumerate(z_um)]
+
+
 def evaluate(args) -> None:
     import matplotlib
 
@@ -208,7 +241,7 @@ def evaluate(args) -> None:
             rows["mfpi_middle"].append(mfpi.plane_metrics(pred[:, cfg.planes // 2 : cfg.planes // 2 + 1], mid))
         if example is None:
             example = (gt, up, pred, dz_pred)
-    table = {k: mfpi.average_rows(v, z if "middle" not in k else [0.0]) for k, v in rows.items() if v}
+    table = {k: average_rows(v, z if "middle" not in k else [0.0]) for k, v in rows.items() if v}
     print(f"{'z (µm)':>7} | " + " | ".join(f"{k:>24}" for k in ("MFPINet PSNR/SSIM", "Deep-Z PSNR/SSIM",
                                                                    "bicubic PSNR/SSIM")))
     for i, zz in enumerate(z):

@@ -20,7 +20,6 @@ LAYERS = [  # top first; "__init__" is the package root (it holds the version)
 RANK = {unit: -depth for depth, layer in enumerate(LAYERS) for unit in layer}
 KNOWN = {  # upward imports that issue 15 removes; delete an entry once its import is gone
     ("train/trainer.py", "zoo"),  # item 4: the trainer takes a save callback instead
-    ("methods/mfpi.py", "report"),  # item 2: the demo sections leave methods/
 }
 
 

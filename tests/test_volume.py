@@ -175,7 +175,7 @@ def test_bad_inputs_one_line_no_output(tmp_path, monkeypatch, capsys, argv, word
 
 
 def test_demo_section(tmp_path):
-    from widefield3d.methods.volume import demo_section
+    from widefield3d.demo.volume import demo_section
     from widefield3d.report import Report
 
     report = Report("volume demo")

@@ -1,11 +1,12 @@
-"""The `widefield3d` command line: the entry point. It builds the app from the verbs (:mod:`widefield3d.verbs`) and
-turns errors into exit statuses: bad input prints one line and exits 2, a usage error prints click's message and
-exits 2, Ctrl-C prints "interrupted" and exits 130."""
+"""The `widefield3d` command line: the entry point. It builds the app from the verbs (:mod:`widefield3d.verbs`),
+picks matplotlib's file-only backend, and turns errors into exit statuses: bad input prints one line and exits 2, a
+usage error prints click's message and exits 2, Ctrl-C prints "interrupted" and exits 130."""
 
 from __future__ import annotations
 
 import errno
 import importlib
+import os
 import sys
 import warnings
 
@@ -63,9 +64,19 @@ def _os_error_line(err: OSError) -> str:
     return reason
 
 
+def _figures_to_files() -> None:
+    """Draw figures with matplotlib's Agg backend: into files, with no window and no display needed. Only the
+    command line chooses a backend; the library draws with the caller's."""
+    if "matplotlib" in sys.modules:
+        sys.modules["matplotlib"].use("Agg")
+    else:
+        os.environ["MPLBACKEND"] = "Agg"  # read when matplotlib is imported; spares --help that import
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point. Usage errors print click's usage message and exit 2 (no arguments: the help); bad input
     prints one line naming the file or argument and exits 2; Ctrl-C prints "interrupted" and exits 130."""
+    _figures_to_files()
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning

@@ -8,12 +8,9 @@ import html
 import io as _bytes_io
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from widefield3d.io import atomic_output  # noqa: E402
+from widefield3d.io import atomic_output
 
 
 class Report:
@@ -29,7 +26,7 @@ class Report:
     def text(self, text: str) -> None:
         self._parts.append(f"<p>{html.escape(text)}</p>")
 
-    def figure(self, fig: "plt.Figure", caption: str, save_png: Path | None = None) -> None:
+    def figure(self, fig: plt.Figure, caption: str, save_png: Path | None = None) -> None:
         """Embed a matplotlib figure (and optionally also save it as a PNG file); closes the figure."""
         buf = _bytes_io.BytesIO()
         fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")

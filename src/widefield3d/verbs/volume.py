@@ -49,7 +49,7 @@ def reconstruct_cmd(
     from widefield3d.checks import check_output, naming_files
     from widefield3d.errors import InputError
     from widefield3d.io import atomic_output
-    from widefield3d.methods.volume import VolumeConfig, ortho_figure, reconstruct
+    from widefield3d.methods.volume import VolumeConfig, reconstruct
 
     if not na > 0:
         raise InputError(f"--na: must be > 0 (with NA 0 every focal plane is the same image), got {na:g}")
@@ -67,6 +67,8 @@ def reconstruct_cmd(
     spacing = (result.config.z_res_um, result.config.xy_res_um, result.config.xy_res_um)
     io.write(output, io.Image(result.transmittance, axes="ZYX", spacing_um=spacing))
     if figure is not None:
+        from widefield3d.demo.volume import ortho_figure
+
         fig = ortho_figure(result.transmittance, spacing, title=f"{method.value} reconstruction of {stack.name}")
         with atomic_output(figure) as tmp:
             fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")

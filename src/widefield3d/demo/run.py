@@ -14,21 +14,18 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from widefield3d import io  # noqa: E402
-from widefield3d.analysis.resolution import axial_asymmetry, fwhm_1d  # noqa: E402
-from widefield3d.errors import InputError  # noqa: E402
-from widefield3d.optics.microscope import Microscope, preset  # noqa: E402
-from widefield3d.optics.psf import widefield_psf  # noqa: E402
-from widefield3d.report import Report  # noqa: E402
-from widefield3d.sim.acquisition import fluorescence_plane, fluorescence_stack  # noqa: E402
-from widefield3d.sim.camera import Camera  # noqa: E402
-from widefield3d.sim.samples import make_sample  # noqa: E402
+from widefield3d import io
+from widefield3d.analysis.resolution import axial_asymmetry, fwhm_1d
+from widefield3d.errors import InputError
+from widefield3d.optics.microscope import Microscope, preset
+from widefield3d.optics.psf import widefield_psf
+from widefield3d.report import Report
+from widefield3d.sim.acquisition import fluorescence_plane, fluorescence_stack
+from widefield3d.sim.camera import Camera
+from widefield3d.sim.samples import make_sample
 
 
 def _sections_figure(stack: np.ndarray, spacing, z_um: np.ndarray) -> plt.Figure:
@@ -141,18 +138,18 @@ def run_demo(out_dir: str | Path = "demo-output", *, seed: int = 0, field_px: in
 def _method_sections(report, out, figures, methods, stack, plane, dz_um, seed, progress) -> None:
     """One report section per method, each with its shipped model (imports are deferred: they load torch)."""
     if "deepz" in methods:
-        from widefield3d.methods import deepz
+        from widefield3d.demo import deepz
 
         deepz.demo_section(report, out, stack.as_image("noisy"), plane.as_image("noisy"), dz_um, progress=progress)
     if "mfpi" in methods:
-        from widefield3d.methods import mfpi
+        from widefield3d.demo import mfpi
 
         mfpi.demo_section(report, figures, seed=seed, progress=progress)
     if "wfcon" in methods:
-        from widefield3d.methods import wfcon
+        from widefield3d.demo import wfcon
 
         wfcon.demo_section(report, figures, seed=seed, progress=progress)
     if "volume" in methods:
-        from widefield3d.methods import volume
+        from widefield3d.demo import volume
 
         volume.demo_section(report, figures, seed=seed, progress=progress)
