@@ -10,7 +10,6 @@ import tifffile
 from conftest import run
 
 from widefield3d import io
-from widefield3d.cli import main
 from widefield3d.errors import InputError
 from widefield3d.verbs._common import parse_range
 

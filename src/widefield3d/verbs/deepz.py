@@ -11,8 +11,15 @@ import typer
 from widefield3d.errors import InputError
 from widefield3d.verbs._common import console, naming_flags, parse_range, tagged
 from widefield3d.verbs._options import AllowLarge
-from widefield3d.verbs._training_options import (Device, Iterations, ModelDir, TimeBudget, Warmup, report,
-                                                 trainer_overrides)
+from widefield3d.verbs._training_options import (
+    Device,
+    Iterations,
+    ModelDir,
+    TimeBudget,
+    Warmup,
+    report,
+    trainer_overrides,
+)
 
 
 class Axis(str, Enum):

@@ -21,6 +21,7 @@ def demo(
     from widefield3d.verbs._common import console
 
     check_output(output, kind="dir")
+    methods: tuple[str, ...]
     if only is None:
         methods = METHODS
     elif only.strip() == "none":

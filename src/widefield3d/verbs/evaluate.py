@@ -12,7 +12,8 @@ def evaluate(
     pred: Annotated[Path, typer.Argument(help="prediction")],
     gt: Annotated[Path, typer.Argument(help="ground truth")],
     per_plane: Annotated[bool, typer.Option("--per-plane", help="one row per plane as well")] = False,
-    data_range: Annotated[Optional[float], typer.Option(help="data range for PSNR/SSIM (default: of the ground truth)")] = None,
+    data_range: Annotated[Optional[float], typer.Option(
+        help="data range for PSNR/SSIM (default: of the ground truth)")] = None,
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="CSV file")] = None,
 ) -> None:
     """Compare a prediction with its ground truth: MSE, RMSE, MAE, PSNR, SSIM, Pearson."""

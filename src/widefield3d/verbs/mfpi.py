@@ -8,8 +8,16 @@ from typing import Annotated, Optional
 import typer
 
 from widefield3d.verbs._common import console, image_suffix
-from widefield3d.verbs._training_options import (Device, ModelDir, Resume, TimeBudget, Warmup, check_data_dir, report,
-                                                 trainer_overrides)
+from widefield3d.verbs._training_options import (
+    Device,
+    ModelDir,
+    Resume,
+    TimeBudget,
+    Warmup,
+    check_data_dir,
+    report,
+    trainer_overrides,
+)
 
 
 def _mfpi_fields(data: dict, source: Path) -> dict:

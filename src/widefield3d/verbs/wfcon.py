@@ -9,8 +9,17 @@ from typing import Annotated, Optional
 import typer
 
 from widefield3d.verbs._common import console, naming_flags, read_zyx
-from widefield3d.verbs._training_options import (Device, Iterations, ModelDir, Resume, TimeBudget, Warmup,
-                                                 check_data_dir, report, trainer_overrides)
+from widefield3d.verbs._training_options import (
+    Device,
+    Iterations,
+    ModelDir,
+    Resume,
+    TimeBudget,
+    Warmup,
+    check_data_dir,
+    report,
+    trainer_overrides,
+)
 
 
 class Network(str, Enum):
