@@ -2,7 +2,8 @@
 
 A trained model directory is the training output directory (it also holds ``log.csv`` and ``checkpoint.pt``).
 Shipped models live in :data:`ZOO_DIR` (``widefield3d/model_zoo/<name>/``, with a README.md) and are found by
-name. Weights are safetensors, never pickle; configs are JSON with the method's name and the package version.
+name. Weights are safetensors, never pickle; configs are JSON with the method's name, the package version and
+:data:`SCHEMA_VERSION`. :func:`load_model` opens a model of any method.
 """
 
 from __future__ import annotations
@@ -10,13 +11,19 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from widefield3d.errors import InputError
+
+if TYPE_CHECKING:
+    import pydantic
 
 ZOO_DIR = Path(__file__).parent / "model_zoo"
 """Directory of the shipped models, one sub-directory per model."""
 
 CONFIG_NAME = "config.json"
+SCHEMA_VERSION = 1
+"""Shape of a method config (:class:`widefield3d.methods._base.MethodConfig`); 1 added the key itself."""
 WEIGHTS_NAME = "weights.safetensors"
 
 
@@ -37,13 +44,15 @@ class ModelInfo:
 
 
 def write_config(directory: str | Path, method: str, config: dict) -> Path:
-    """Write ``directory/config.json`` = ``{"method": method, "widefield3d_version": ..., **config}`` atomically."""
+    """Write ``directory/config.json`` = ``{"method": method, "widefield3d_version": ..., "schema_version": ...,
+    **config}`` atomically (``schema_version``: the config's own, else :data:`SCHEMA_VERSION`)."""
     from widefield3d import __version__
     from widefield3d.io import atomic_output
 
     path = Path(directory) / CONFIG_NAME
     content = {"method": method, "widefield3d_version": __version__,
-               **{k: v for k, v in config.items() if k not in ("method", "widefield3d_version")}}
+               "schema_version": config.get("schema_version", SCHEMA_VERSION),
+               **{k: v for k, v in config.items() if k not in ("method", "widefield3d_version", "schema_version")}}
     text = json.dumps(content, indent=2, default=str)
     with atomic_output(path) as tmp:
         tmp.write_text(text + "\n", encoding="utf-8")
@@ -198,3 +207,40 @@ def resolve_model(name_or_dir: str | Path, method: str | None = None) -> Path:
         path = ZOO_DIR / str(name_or_dir)
     read_config(path, method)
     return path
+
+
+def load_model(name_or_dir: str | Path):
+    """Open a model of any method: a shipped model's name or a model directory -> the method's
+    :class:`~widefield3d.methods._base.LoadedModel`.
+
+    The config is validated strictly against the method it names (older shapes are migrated first); a problem is
+    one InputError line naming the file.
+    """
+    import pydantic
+
+    from widefield3d.methods._base import one_line
+
+    path = resolve_model(name_or_dir)
+    where = path / CONFIG_NAME
+    try:
+        config = _config_union().validate_python(read_config(path))
+    except pydantic.ValidationError as err:
+        raise InputError(f"{where}: invalid model config ({one_line(err)})") from None
+    return method_modules()[config.method].load(path)
+
+
+def method_modules() -> dict:
+    """The method modules by their ``METHOD`` (a new method is added here)."""
+    from widefield3d.methods import deepz, mfpi, volume, wfcon
+
+    return {module.METHOD: module for module in (deepz, mfpi, volume, wfcon)}
+
+
+def _config_union() -> pydantic.TypeAdapter:
+    """The methods' configs as one pydantic union keyed on ``method``."""
+    from typing import Annotated, Union
+
+    import pydantic
+
+    configs = tuple(module.Config for module in method_modules().values())
+    return pydantic.TypeAdapter(Annotated[Union[configs], pydantic.Field(discriminator="method")])  # noqa: UP007
