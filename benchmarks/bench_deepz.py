@@ -123,7 +123,7 @@ def refocus_accuracy(data: Path, model, fields: int) -> dict:
         middle = len(stack) // 2
         z_rel = (np.arange(len(stack)) - middle) * dz
         virtual = deepz.refocus(raw[middle], z_rel, model=model, normalisation=norm, denormalise=False,
-                                progress=False)
+                                progress=False).data
         r = float(stack.max() - stack.min())
         per_field["deepz"].append([_row(v, s, r) for v, s in zip(virtual, stack)])
         per_field["identity"].append([_row(stack[middle], s, r) for s in stack])
@@ -153,7 +153,7 @@ def deepzplus_accuracy(data: Path, model, fields: int) -> dict:
         z_rel = (np.arange(len(wf)) - middle) * dz
         keep = np.abs(z_rel) <= model.range_um + 1e-6
         virtual = deepz.refocus(wf_raw[middle], z_rel[keep], model=model, normalisation=wf_norm, denormalise=False,
-                                progress=False)
+                                progress=False).data
         r = float(conf.max() - conf.min())
         rows["deepzplus"].append([_row(v, c, r) for v, c in zip(virtual, conf[keep])])
         rows["widefield"].append([_row(w, c, r) for w, c in zip(wf[keep], conf[keep])])
@@ -189,7 +189,7 @@ def sinusoid_limit(data: Path, model, periods_um, fields: int) -> dict:
         for period in periods_um:
             surface = -5.0 + deepz.surface_dpm(stack.shape[1:], dy, sinusoid=(period, 4.0))
             out = deepz.refocus(raw[middle], -5.0, sinusoid=(period, 4.0), model=model, normalisation=norm,
-                                denormalise=False, progress=False)
+                                denormalise=False, progress=False).data
             truth = _interpolated_surface(stack, z_rel, surface)
             power = (np.abs(np.fft.rfft(out - truth, axis=1)) ** 2).mean(axis=0)
             bins = {int(np.argmin(np.abs(freqs - h / period))) for h in (1, 2) if h / period < freqs[-1]} - {0}
@@ -284,7 +284,7 @@ def field_measures(noisy_path: Path, clean_path: Path, model, camera: Camera, cr
     z = np.round((np.arange(len(raw)) - middle) * dz, 6)
     keep = np.abs(z) <= model.range_um + 1e-6
     virtual = deepz.refocus(raw[middle], z[keep], model=model, normalisation=norm, denormalise=False,
-                            progress=False)
+                            progress=False).data
     clean = norm.apply(_expected_adu(clean_photons, camera))[keep]
     mask = foreground_mask(edf)
     out = refocus_gain_db(virtual, clean, z[keep])
@@ -385,7 +385,7 @@ def model_bead_depths(model, image: np.ndarray, centres_yx_px: np.ndarray) -> np
     """Bead depths from a virtual stack (-10 .. +10 µm, 0.5 µm steps, within the model's range) of one image."""
     reach = min(10.0, model.range_um)
     z = np.round(np.arange(-reach, reach + 1e-6, 0.5), 6)
-    virtual = deepz.refocus(image, z, model=model, denormalise=False, progress=False)
+    virtual = deepz.refocus(image, z, model=model, denormalise=False, progress=False).data
     return peak_depths(virtual, z, centres_yx_px)
 
 

@@ -81,21 +81,21 @@ class DeepZPairs:
     """(HR middle plane + DPM, HR plane z) patches of the same fields, random plane per sample."""
 
     def __init__(self, stacks, config: mfpi.MFPIConfig, z_um: np.ndarray):
-        self.stacks = [mfpi.to_unit(s, config.white_level) for s in stacks]
+        self.stacks = [mfpi.to_unit(s, config.data.white_level) for s in stacks]
         self.config, self.z = config, z_um
 
     def pair(self, field: int, y: int, x: int, plane: int):
-        p, s = self.config.patch_size, self.stacks[field]
+        p, s = self.config.data.patch_size, self.stacks[field]
         middle = s[:, len(self.z) // 2, y : y + p, x : x + p]
         return deepz_input(middle, float(self.z[plane])), s[:, plane, y : y + p, x : x + p]
 
     def sample(self, rng: np.random.Generator):
         xs, ys = [], []
-        for _ in range(self.config.batch_size):
+        for _ in range(self.config.trainer.batch_size):
             field = int(rng.integers(len(self.stacks)))
             ny, nx = self.stacks[field].shape[-2:]
-            y = int(rng.integers(ny - self.config.patch_size + 1))
-            x = int(rng.integers(nx - self.config.patch_size + 1))
+            y = int(rng.integers(ny - self.config.data.patch_size + 1))
+            x = int(rng.integers(nx - self.config.data.patch_size + 1))
             a, b = self.pair(field, y, x, int(rng.integers(len(self.z))))
             a, b = random_dihedral(rng, a, b)
             xs.append(np.ascontiguousarray(a))
@@ -103,20 +103,19 @@ class DeepZPairs:
         return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
 
     def validation(self):
-        pairs = []
+        pairs, p = [], self.config.data.patch_size
         for field, s in enumerate(self.stacks):
             ny, nx = s.shape[-2:]
             for plane in range(len(self.z)):
-                pairs.append(self.pair(field, (ny - self.config.patch_size) // 2, (nx - self.config.patch_size) // 2,
-                                       plane))
-        b = self.config.batch_size
+                pairs.append(self.pair(field, (ny - p) // 2, (nx - p) // 2, plane))
+        b = self.config.trainer.batch_size
         return [(torch.from_numpy(np.stack([a for a, _ in pairs[i : i + b]])),
                  torch.from_numpy(np.stack([t for _, t in pairs[i : i + b]]))) for i in range(0, len(pairs), b)]
 
 
 def _split(data_dir, config: mfpi.MFPIConfig):
-    data = mfpi.read_stacks(data_dir, config.planes, config.channels)
-    fit, val = mfpi.split_fields(len(data.stacks), config.validation_fraction)
+    data = mfpi.read_stacks(data_dir, config.network.planes, config.network.channels)
+    fit, val = mfpi.split_fields(len(data.stacks), config.data.validation_fraction)
     return data, [data.stacks[i] for i in fit], [data.stacks[i] for i in val]
 
 
@@ -125,19 +124,20 @@ def train_deepz(args) -> None:
 
     cfg = mfpi.MFPIConfig.model_validate(json.loads(Path(args.config).read_text()))
     data, fit, val = _split(args.data, cfg)
-    z = (np.arange(cfg.planes) - cfg.planes // 2) * data.z_step_um
+    z = (np.arange(cfg.network.planes) - cfg.network.planes // 2) * data.z_step_um
     pairs = DeepZPairs(fit, cfg, z)
-    task = AdversarialTask(deepz_rgb(cfg.width), DeepZDiscriminator(width=cfg.width, in_channels=3), pairs.sample,
+    width = cfg.network.width
+    task = AdversarialTask(deepz_rgb(width), DeepZDiscriminator(width=width, in_channels=3), pairs.sample,
                            DeepZPairs(val, cfg, z).validation())
     paper = TrainerConfig()
-    trainer = TrainerConfig(iterations=args.iterations, batch_size=cfg.batch_size,
+    trainer = TrainerConfig(iterations=args.iterations, batch_size=cfg.trainer.batch_size,
                             lr_generator=paper.lr_generator * args.lr_scale,
                             lr_discriminator=paper.lr_discriminator * args.lr_scale,
                             lr_halve_every=max(1, args.iterations // 10), validate_every=args.validate_every,
-                            checkpoint_every=args.validate_every, seed=cfg.seed, device="cpu")
+                            checkpoint_every=args.validate_every, seed=cfg.trainer.seed, device="cpu")
     result = train(task, trainer, args.out, progress=False, resume=args.resume,
-                   method_config={"method": "deepz-rgb-benchmark", "width": cfg.width, "patch_size": cfg.patch_size,
-                                  "dpm_range_um": DPM_RANGE_UM, "z_um": z.tolist()})
+                   method_config={"method": "deepz-rgb-benchmark", "width": width,
+                                  "patch_size": cfg.data.patch_size, "dpm_range_um": DPM_RANGE_UM, "z_um": z.tolist()})
     print(result)
 
 
@@ -145,19 +145,20 @@ def train_sr(args) -> None:
     from widefield3d.train.trainer import AdversarialTask, TrainerConfig, train
 
     cfg = mfpi.MFPIConfig.model_validate(json.loads(Path(args.config).read_text()))
-    sr_cfg = cfg.model_copy(update={"planes": 1})
+    sr_cfg = cfg.model_copy(update={"network": cfg.network.model_copy(update={"planes": 1})})
     _, fit, val = _split(args.data, cfg)
-    middle = cfg.planes // 2
+    middle = cfg.network.planes // 2
     sampler = mfpi.PatchSampler([s[:, middle : middle + 1] for s in fit], sr_cfg)
     validation = mfpi.PatchSampler([s[:, middle : middle + 1] for s in val], sr_cfg).centre_batches()
-    task = AdversarialTask(MFPIGenerator(1, cfg.channels, cfg.width), MFPIDiscriminator(cfg.channels, cfg.width),
+    net = cfg.network
+    task = AdversarialTask(MFPIGenerator(1, net.channels, net.width), MFPIDiscriminator(net.channels, net.width),
                            sampler.sample, validation)
-    trainer = TrainerConfig(iterations=args.iterations, batch_size=cfg.batch_size, generator_steps=1,
+    trainer = TrainerConfig(iterations=args.iterations, batch_size=cfg.trainer.batch_size, generator_steps=1,
                             discriminator_steps=1, lr_generator=1e-4 * args.lr_scale,
                             lr_discriminator=1e-4 * args.lr_scale, lr_halve_every=max(1, args.iterations // 10),
                             gan_loss="bce", adversarial_weight=1e-3, pixel_weight=1.0, pixel_loss="l2",
-                            validate_every=args.validate_every, checkpoint_every=args.validate_every, seed=cfg.seed,
-                            device="cpu")
+                            validate_every=args.validate_every, checkpoint_every=args.validate_every,
+                            seed=cfg.trainer.seed, device="cpu")
     result = train(task, trainer, args.out, progress=False, resume=args.resume,
                    method_config={"method": "mfpi-sr-benchmark", **sr_cfg.model_dump(mode="json")})
     print(result)
@@ -180,17 +181,18 @@ def evaluate_dataset(model, data_dir, *, device: str = "cpu", progress: bool = F
     """
     m = model if isinstance(model, mfpi.MFPIModel) else mfpi.load(model)
     cfg = m.config
-    data = mfpi.read_stacks(data_dir, cfg.planes, cfg.channels)
+    data = mfpi.read_stacks(data_dir, cfg.network.planes, cfg.network.channels)
     ours, base = [], []
     for stack in data.stacks:
         gt = stack[..., : stack.shape[-2] // 16 * 16, : stack.shape[-1] // 16 * 16].astype(np.float32)
-        low = np.clip(np.rint(mfpi.degrade(gt[:, cfg.planes // 2], blur_size=cfg.blur_size,
-                                           blur_sigma=cfg.blur_sigma)), 0, cfg.white_level)
+        low = np.clip(np.rint(mfpi.degrade(gt[:, cfg.network.planes // 2], blur_size=cfg.data.blur_size,
+                                           blur_sigma=cfg.data.blur_sigma)), 0, cfg.data.white_level)
         pred = mfpi.multifocal(low.astype(stack.dtype) if stack.dtype.kind in "ui" else low, model=m, device=device,
                                progress=progress).data.reshape(gt.shape)
-        ours.append(mfpi.plane_metrics(pred, gt, white_level=cfg.white_level))
+        ours.append(mfpi.plane_metrics(pred, gt, white_level=cfg.data.white_level))
         up = mfpi.bicubic_upsample(low, gt.shape[-2:])
-        base.append(mfpi.plane_metrics(np.repeat(up[:, None], cfg.planes, axis=1), gt, white_level=cfg.white_level))
+        base.append(mfpi.plane_metrics(np.repeat(up[:, None], cfg.network.planes, axis=1), gt,
+                                       white_level=cfg.data.white_level))
     return {"mfpi": average_rows(ours, m.z_offsets_um), "bicubic": average_rows(base, m.z_offsets_um)}
 
 
@@ -211,23 +213,23 @@ def evaluate(args) -> None:
 
     model = mfpi.load(args.mfpi)
     cfg = model.config
-    data = mfpi.read_stacks(args.test, cfg.planes, cfg.channels)
+    data = mfpi.read_stacks(args.test, cfg.network.planes, cfg.network.channels)
     z = model.z_offsets_um
     deepz = _load_plain(deepz_rgb(zoo.read_config(args.deepz)["width"]), args.deepz) if args.deepz else None
-    sr = _load_plain(MFPIGenerator(1, cfg.channels, cfg.width), args.sr) if args.sr else None
+    sr = _load_plain(MFPIGenerator(1, cfg.network.channels, cfg.network.width), args.sr) if args.sr else None
     rows = {"mfpi": [], "bicubic": [], "deepz": [], "sr_middle": [], "mfpi_middle": []}
     example = None
     for stack in data.stacks:
         gt = stack[..., : stack.shape[-2] // 16 * 16, : stack.shape[-1] // 16 * 16].astype(np.float32)
-        low = np.clip(np.rint(mfpi.degrade(gt[:, cfg.planes // 2], blur_size=cfg.blur_size,
-                                           blur_sigma=cfg.blur_sigma)), 0, 255).astype(np.uint8)
+        low = np.clip(np.rint(mfpi.degrade(gt[:, cfg.network.planes // 2], blur_size=cfg.data.blur_size,
+                                           blur_sigma=cfg.data.blur_sigma)), 0, 255).astype(np.uint8)
         pred = mfpi.multifocal(low, model=model, device="cpu", progress=False).data.astype(np.float32)
         rows["mfpi"].append(mfpi.plane_metrics(pred, gt))
         up = mfpi.bicubic_upsample(low, gt.shape[-2:])
-        rows["bicubic"].append(mfpi.plane_metrics(np.repeat(up[:, None], cfg.planes, 1), gt))
+        rows["bicubic"].append(mfpi.plane_metrics(np.repeat(up[:, None], cfg.network.planes, 1), gt))
         dz_pred = None
         if deepz is not None:
-            hr = mfpi.to_unit(gt[:, cfg.planes // 2], 255)
+            hr = mfpi.to_unit(gt[:, cfg.network.planes // 2], 255)
             with torch.no_grad():
                 x = torch.from_numpy(np.stack([deepz_input(hr, float(zz)) for zz in z]))
                 dz_pred = mfpi.from_unit(torch.cat([deepz(x[i : i + 1]) for i in range(len(z))]).numpy(), 255)
@@ -236,9 +238,10 @@ def evaluate(args) -> None:
         if sr is not None:
             with torch.no_grad():
                 s = mfpi.from_unit(sr(torch.from_numpy(mfpi.to_unit(low, 255))[None])[0].numpy(), 255)
-            mid = gt[:, cfg.planes // 2 : cfg.planes // 2 + 1]
+            mid = gt[:, cfg.network.planes // 2 : cfg.network.planes // 2 + 1]
             rows["sr_middle"].append(mfpi.plane_metrics(s[:, None], mid))
-            rows["mfpi_middle"].append(mfpi.plane_metrics(pred[:, cfg.planes // 2 : cfg.planes // 2 + 1], mid))
+            rows["mfpi_middle"].append(mfpi.plane_metrics(pred[:, cfg.network.planes // 2 :
+                                                                cfg.network.planes // 2 + 1], mid))
         if example is None:
             example = (gt, up, pred, dz_pred)
     table = {k: average_rows(v, z if "middle" not in k else [0.0]) for k, v in rows.items() if v}
@@ -260,7 +263,7 @@ def evaluate(args) -> None:
     (RESULTS / "mfpi_quality.json").write_text(json.dumps(result, indent=2))
 
     gt, up, pred, dz_pred = example
-    planes = [0, cfg.planes // 4, cfg.planes // 2, cfg.planes - 1]
+    planes = [0, cfg.network.planes // 4, cfg.network.planes // 2, cfg.network.planes - 1]
     columns = [("scanned", gt), ("MFPINet", pred), ("Deep-Z", dz_pred)]
     columns = [c for c in columns if c[1] is not None]
     fig, axes = plt.subplots(len(planes), 2 * len(columns), figsize=(2.2 * 2 * len(columns), 2.3 * len(planes)))
@@ -268,7 +271,7 @@ def evaluate(args) -> None:
         for c, (name, stack) in enumerate(columns):
             axes[r, c].imshow(np.clip(np.moveaxis(stack[:, p], 0, -1) / 255, 0, 1))
             axes[r, c].set_title(f"{name} {z[p]:+.1f} µm", fontsize=7)
-        errors = [("|MFPINet - GT|", pred), ("|bicubic - GT|", np.repeat(up[:, None], cfg.planes, 1))]
+        errors = [("|MFPINet - GT|", pred), ("|bicubic - GT|", np.repeat(up[:, None], cfg.network.planes, 1))]
         if dz_pred is not None:
             errors.append(("|Deep-Z - GT|", dz_pred))
         for c, (name, stack) in enumerate(errors[: len(columns)]):

@@ -76,12 +76,13 @@ def deepz_plus(wf_raw: np.ndarray, dz: float, model_name: str, norm) -> np.ndarr
     for i, a in enumerate(anchors):
         planes = np.flatnonzero(nearest == i)
         z = [float((k - a) * dz) for k in planes]
-        out[planes] = deepz.refocus(wf_raw[a].astype(np.float32), z, model=model, device="cpu", progress=False)
+        out[planes] = deepz.refocus(wf_raw[a].astype(np.float32), z, model=model, device="cpu",
+                                   progress=False).data
     return wfcon.normalise(out, norm)
 
 
 def run_model(model, wf_raw: np.ndarray) -> np.ndarray:
-    return wfcon.confocal(wf_raw, model=model, device="cpu", progress=False)
+    return wfcon.confocal(wf_raw, model=model, device="cpu", progress=False).data
 
 
 def accuracy(args, fields, models) -> dict:
@@ -94,7 +95,7 @@ def accuracy(args, fields, models) -> dict:
             preds[label] = run_model(model, wf_raw)
             res[label] = {**scores(preds[label], gt), "seconds": time.perf_counter() - t0}
         if args.deepz:
-            dzp = deepz_plus(wf_raw, spacing[0], args.deepz, models["3D"].config.norm_percentiles)
+            dzp = deepz_plus(wf_raw, spacing[0], args.deepz, models["3D"].config.data.norm_percentiles)
             if dzp is not None:
                 preds["Deep-Z+"] = dzp
                 res["Deep-Z+"] = scores(dzp, gt)
@@ -158,7 +159,7 @@ def z_subsampling(model, fields: dict) -> dict:
         rm, ss = [], []
         for wf_raw, _, gt, spacing in fields.values():
             pred = wfcon.confocal(wf_raw[::factor], model=model, z_step_um=spacing[0] * factor, device="cpu",
-                                  progress=False)
+                                  progress=False).data
             s = scores(pred, gt[: pred.shape[0]])
             rm.append(s["rmse"])
             ss.append(s["ssim"])
@@ -227,7 +228,7 @@ def main() -> None:
     models = {"3D": wfcon.load(args.model)}
     if args.model_2d:
         models["2D"] = wfcon.load(args.model_2d)
-    norm = models["3D"].config.norm_percentiles
+    norm = models["3D"].config.data.norm_percentiles
     names = args.fields or sorted(p.name for p in (args.test / "widefield").iterdir())
     fields = {}
     for name in names:

@@ -83,7 +83,8 @@ def fig1(model, args, camera, microscope) -> dict:
         scanned_rows += measure_beads(scanned, stack.spacing_um)
         if model is not None:
             start = time.perf_counter()
-            virtual = refocus(scanned[len(offsets) // 2], offsets, model=model, device=args.device, progress=False)
+            virtual = refocus(scanned[len(offsets) // 2], offsets, model=model, device=args.device,
+                               progress=False).data
             seconds += time.perf_counter() - start
             deepz_rows += measure_beads(virtual, stack.spacing_um)
         print(f"fig1 field {field + 1}/{args.fields}: {len(scanned_rows)} scanned beads so far", file=sys.stderr)
@@ -131,7 +132,7 @@ def fig4(model, args, camera, microscope) -> dict:
         if model is not None:
             start = time.perf_counter()
             refocused = refocus(image, model=model, dpm=dpm, pixel_um=raw.spacing_um[2], device=args.device,
-                                progress=False)
+                                progress=False).data
             entry["refocus_seconds"] = time.perf_counter() - start
             rows = measure_beads(refocused, raw.spacing_um[1:])
             entry["deepz"] = summarise(rows)

@@ -25,19 +25,20 @@ def main() -> None:
         update={"field_px": 96, "sample_depth_um": 20.0, "z_range_um": (-6.0, 5.5)})  # the demo's stack
     acqs = simulate_field(preset, 0, 0)
     raw = acqs["widefield"].noisy
-    truth = W.normalise(acqs["confocal"].noisy, cfg.norm_percentiles)
-    x = W.normalise(raw, cfg.norm_percentiles)
+    truth = W.normalise(acqs["confocal"].noisy, cfg.data.norm_percentiles)
+    x = W.normalise(raw, cfg.data.norm_percentiles)
     print(f"stack {x.shape}: input {scores(x, truth)}")
     with torch.no_grad():
         whole = np.clip(m.generator(torch.from_numpy(x)[None, None])[0, 0].numpy(), 0, 1)
     print(f"one unpadded pass: {scores(whole, truth)}")
-    for name, c in (("default tiles (one window)", cfg),
-                    ("tiles 40 x 128 x 128 (two windows)", cfg.model_copy(update={"tile_zyx": (40, 128, 128)}))):
+    two_windows = cfg.model_copy(update={"network": cfg.network.model_copy(update={"tile_zyx": (40, 128, 128)})})
+    for name, c in (("default tiles (one window)", cfg), ("tiles 40 x 128 x 128 (two windows)", two_windows)):
         t = time.perf_counter()
-        old = np.clip(predict_tiled(m.generator, x[None], tile=c.tile_zyx, halo=c.halo_zyx, blend=c.blend_zyx,
+        net = c.network
+        old = np.clip(predict_tiled(m.generator, x[None], tile=net.tile_zyx, halo=net.halo_zyx, blend=net.blend_zyx,
                                     batch_size=1, progress=False)[0], 0, 1)
         t_old, t = time.perf_counter() - t, time.perf_counter()
-        new = W.confocal(raw, model=W.WFConModel(m.generator, c), device="cpu", progress=False)
+        new = W.confocal(raw, model=W.WFConModel(m.generator, c), device="cpu", progress=False).data
         t_new = time.perf_counter() - t
         print(f"{name}: tile statistics {scores(old, truth)} ({t_old:.1f} s, mean |- one pass| "
               f"{np.abs(old - whole).mean():.4f}); volume statistics {scores(new, truth)} ({t_new:.1f} s, "

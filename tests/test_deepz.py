@@ -107,6 +107,19 @@ def model(model_dir):
     return deepz.load(model_dir)
 
 
+def refocus(*args, **kw) -> np.ndarray:
+    """The pixels of :func:`deepz.refocus`'s Image."""
+    return deepz.refocus(*args, **kw).data
+
+
+def test_refocus_returns_an_image_with_spacing(model):
+    kw = dict(model=model, progress=False, device="cpu")
+    stack = deepz.refocus(_image(), [-2.0, 0.0, 2.0], **kw)
+    assert stack.axes == "ZYX" and stack.spacing_zyx == pytest.approx((2.0, 0.325, 0.325))
+    frames = deepz.refocus(np.stack([_image(), _image(seed=1)]), 1.0, mip=True, **kw)
+    assert frames.axes == "TYX" and frames.data.shape == (2, 40, 56)
+
+
 def _image(shape=(40, 56), seed=0):
     rng = np.random.default_rng(seed)
     img = rng.poisson(20, shape).astype(np.float32)
@@ -117,25 +130,25 @@ def _image(shape=(40, 56), seed=0):
 def test_refocus_shapes_for_every_surface(model):
     img = _image()
     kw = dict(model=model, progress=False, device="cpu")
-    assert deepz.refocus(img, 3.5, **kw).shape == (40, 56)
-    assert deepz.refocus(img, **kw).shape == (40, 56)
-    assert deepz.refocus(img, [-2, 0, 2], **kw).shape == (3, 40, 56)
-    assert deepz.refocus(img, np.arange(-10, 10.1, 0.5), **kw, planes_per_pass=16).shape == (41, 40, 56)
+    assert refocus(img, 3.5, **kw).shape == (40, 56)
+    assert refocus(img, **kw).shape == (40, 56)
+    assert refocus(img, [-2, 0, 2], **kw).shape == (3, 40, 56)
+    assert refocus(img, np.arange(-10, 10.1, 0.5), **kw, planes_per_pass=16).shape == (41, 40, 56)
     for surface in ({"tilt_deg": 1.5}, {"tilt_deg": -3, "tilt_axis": "y"}, {"cylinder_radius_um": 500.0},
                     {"sinusoid": (5.0, 4.0)}, {"dpm": np.linspace(-5, 5, 56)[None].repeat(40, 0)}):
-        assert deepz.refocus(img, **surface, **kw).shape == (40, 56)
-        assert deepz.refocus(img, [-1.0, 1.0], **surface, **kw).shape == (2, 40, 56)
-    assert deepz.refocus(img, [-2, 0, 2], mip=True, **kw).shape == (40, 56)
+        assert refocus(img, **surface, **kw).shape == (40, 56)
+        assert refocus(img, [-1.0, 1.0], **surface, **kw).shape == (2, 40, 56)
+    assert refocus(img, [-2, 0, 2], mip=True, **kw).shape == (40, 56)
 
 
 def test_stack_batching_equals_single_planes(model):
     img = _image()
     kw = dict(model=model, progress=False, device="cpu")
-    stack = deepz.refocus(img, [-4.0, 1.0, 7.5], planes_per_pass=2, **kw)
+    stack = refocus(img, [-4.0, 1.0, 7.5], planes_per_pass=2, **kw)
     for z, plane in zip([-4.0, 1.0, 7.5], stack):
-        np.testing.assert_allclose(plane, deepz.refocus(img, z, **kw), rtol=1e-4, atol=1e-3)
+        np.testing.assert_allclose(plane, refocus(img, z, **kw), rtol=1e-4, atol=1e-3)
     # the DPM enters the network divided by the trained range: a non-uniform DPM equal to z everywhere is a plane
-    np.testing.assert_allclose(deepz.refocus(img, dpm=np.full(img.shape, 7.5), **kw), stack[2], rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(refocus(img, dpm=np.full(img.shape, 7.5), **kw), stack[2], rtol=1e-4, atol=1e-3)
 
 
 def test_surface_dpms():
@@ -156,29 +169,29 @@ def test_range_is_refused_unless_allowed(model):
     img = _image()
     kw = dict(model=model, progress=False, device="cpu")
     with pytest.raises(InputError, match="trained range"):
-        deepz.refocus(img, [-12.0, 0.0], **kw)
+        refocus(img, [-12.0, 0.0], **kw)
     with pytest.raises(InputError, match="trained range"):
-        deepz.refocus(img, 8.0, sinusoid=(10.0, 4.0), **kw)  # 8 + 4 > 10
-    assert deepz.refocus(img, 12.0, allow_extrapolation=True, **kw).shape == img.shape
+        refocus(img, 8.0, sinusoid=(10.0, 4.0), **kw)  # 8 + 4 > 10
+    assert refocus(img, 12.0, allow_extrapolation=True, **kw).shape == img.shape
 
 
 def test_time_series(model):
     frames = np.stack([_image(seed=s) for s in range(3)])
     kw = dict(model=model, progress=False, device="cpu")
-    out = deepz.refocus(frames, [-1.0, 0.0, 1.0], **kw)
+    out = refocus(frames, [-1.0, 0.0, 1.0], **kw)
     assert out.shape == (3, 3, 40, 56)
-    np.testing.assert_allclose(out[1], deepz.refocus(frames[1], [-1.0, 0.0, 1.0], **kw), rtol=1e-5, atol=1e-3)
-    assert deepz.refocus(frames, [-1.0, 1.0], mip=True, **kw).shape == (3, 40, 56)
-    assert deepz.refocus(io.Image(frames.transpose(1, 2, 0), "YXT"), 2.0, **kw).shape == (3, 40, 56)
+    np.testing.assert_allclose(out[1], refocus(frames[1], [-1.0, 0.0, 1.0], **kw), rtol=1e-5, atol=1e-3)
+    assert refocus(frames, [-1.0, 1.0], mip=True, **kw).shape == (3, 40, 56)
+    assert refocus(io.Image(frames.transpose(1, 2, 0), "YXT"), 2.0, **kw).shape == (3, 40, 56)
     with pytest.raises(InputError, match="YX or TYX"):
-        deepz.refocus(io.Image(frames, "ZYX"), 1.0, **kw)
+        refocus(io.Image(frames, "ZYX"), 1.0, **kw)
 
 
 def test_output_is_in_input_units(model):
     img = _image()
     kw = dict(model=model, progress=False, device="cpu")
-    a = deepz.refocus(img, 1.0, **kw)
-    b = deepz.refocus(img * 3 + 100, 1.0, **kw)  # normalisation from the image itself: affine changes carry through
+    a = refocus(img, 1.0, **kw)
+    b = refocus(img * 3 + 100, 1.0, **kw)  # normalisation from the image itself: affine changes carry through
     np.testing.assert_allclose(b, a * 3 + 100, rtol=1e-3, atol=0.05)
 
 
@@ -249,4 +262,4 @@ def test_refocus_reads_a_file_with_its_pixel_size(model, tmp_path):
     path = tmp_path / "plane.ome.tif"
     io.write(path, io.Image(img, "YX", (1.0, 0.325, 0.325)))
     kw = dict(model=model, progress=False, device="cpu")
-    np.testing.assert_allclose(deepz.refocus(path, [-2, 2], **kw), deepz.refocus(img, [-2, 2], **kw), atol=1e-5)
+    np.testing.assert_allclose(refocus(path, [-2, 2], **kw), refocus(img, [-2, 2], **kw), atol=1e-5)

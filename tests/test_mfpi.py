@@ -131,7 +131,7 @@ def test_unit_normalisation_round_trip():
 def test_patch_sampler_pairs_are_aligned():
     rng = np.random.default_rng(1)
     stack = rng.integers(0, 256, (3, 11, 64, 48)).astype(np.uint8)
-    cfg = mfpi.MFPIConfig(patch_size=32, batch_size=2, augment=False)
+    cfg = mfpi.MFPIConfig(data={"patch_size": 32, "augment": False}, trainer={"batch_size": 2})
     sampler = mfpi.PatchSampler([stack], cfg)
     x, y = sampler.crop(0, 16, 8)
     assert x.shape == (3, 16, 16) and y.shape == (33, 32, 32)
@@ -176,7 +176,7 @@ def test_tiny_training_beats_bicubic_on_held_out_field(cytology, tmp_path, bench
     main(["train", "mfpi", "--data", str(cytology / "train"), "-o", str(tmp_path / "model"),
           "--config", str(tmp_path / "cfg.json")])
     model = mfpi.load(tmp_path / "model")
-    assert model.config.z_step_um == pytest.approx(2.7) and model.config.pixel_um == pytest.approx(0.243)
+    assert model.config.data.z_step_um == pytest.approx(2.7) and model.config.data.pixel_um == pytest.approx(0.243)
     assert zoo.read_config(tmp_path / "model")["trainer"]["lr_halve_every"] == 160  # 2 epochs of 80 iterations
     scores = bench_mfpi.evaluate_dataset(model, cytology / "test")
     # Refocusing is what a tiny run learns first: on the far-side planes (+5.4 to +13.5 µm), where the in-focus
@@ -199,7 +199,7 @@ def model_dir(tmp_path_factory):
     """An untrained (random, seeded) RGB model of width 1/16 saved as a model directory."""
     path = tmp_path_factory.mktemp("model")
     torch.manual_seed(3)
-    cfg = mfpi.MFPIConfig(width=1 / 16, z_step_um=2.7, pixel_um=0.243)
+    cfg = mfpi.MFPIConfig(network={"width": 1 / 16}, data={"z_step_um": 2.7, "pixel_um": 0.243})
     generator, _ = mfpi.build_networks(cfg)
     zoo.write_config(path, "mfpi", cfg.model_dump(mode="json"))
     zoo.save_weights(path, generator)

@@ -45,7 +45,7 @@ def demo_section(report, out_dir: str | Path, stack_image, plane_image, z_um, pr
     z_um = np.asarray(z_um, np.float64)
     loaded = load(model)
     t0 = time.perf_counter()
-    virtual = refocus(plane, z_um, model=loaded, progress=progress, allow_extrapolation=True)
+    virtual = refocus(plane, z_um, model=loaded, progress=progress, allow_extrapolation=True).data
     seconds = time.perf_counter() - t0
     spacing = (float(np.diff(z_um).mean()) if len(z_um) > 1 else 1.0, *plane.spacing_zyx[1:])
     io.write(out_dir / "deepz_virtual_stack.ome.tif", io.Image(virtual, "ZYX", spacing))

@@ -24,9 +24,9 @@ def demo_section(report, figures_dir: str | Path, seed: int = 0, progress: bool 
     p = dataset_preset("wfcon-60x14-tissue").model_copy(
         update={"field_px": 96, "sample_depth_um": 20.0, "z_range_um": (-6.0, 5.5)})
     acqs = simulate_field(p, 0, seed)
-    wf = normalise(acqs["widefield"].noisy, m.config.norm_percentiles)
-    gt = normalise(acqs["confocal"].noisy, m.config.norm_percentiles)
-    out = confocal(acqs["widefield"].noisy, model=m, device="cpu", progress=progress)
+    wf = normalise(acqs["widefield"].noisy, m.config.data.norm_percentiles)
+    gt = normalise(acqs["confocal"].noisy, m.config.data.norm_percentiles)
+    out = confocal(acqs["widefield"].noisy, model=m, device="cpu", progress=progress).data
     scores = {"input RMSE": rmse(wf, gt), "output RMSE": rmse(out, gt),
               "input SSIM": ssim(wf, gt, data_range=1.0), "output SSIM": ssim(out, gt, data_range=1.0)}
     dz, dy, dx = acqs["widefield"].spacing_um

@@ -5,9 +5,13 @@ z_input`` (µm, + = deeper) of the surface to refocus onto. A trained generator 
 image on that surface; a list of distances gives a virtual z-stack. Deep-Z+ is the same network trained with
 confocal targets, so that it refocuses a wide-field image into confocal-like sections.
 
-- :class:`DeepZConfig`: network, data and trainer settings (paper defaults), saved as ``config.json``.
+The method contract (:mod:`widefield3d.methods._base`):
+
+- :class:`Config` (= :class:`DeepZConfig`): network, data and trainer settings (paper defaults), saved as
+  ``config.json``.
 - :func:`train`: training pairs (:mod:`widefield3d.methods.deepz_data`) + the shared adversarial loop.
-- :func:`load`, :func:`refocus`: inference through :func:`widefield3d.tiling.predict_tiled`, any image size.
+- :func:`load`, :func:`refocus`: inference through :func:`widefield3d.tiling.predict_tiled`, any image size; the
+  result is an :class:`widefield3d.io.Image` with axes and spacing.
 - :func:`surface_dpm`: the DPM of a plane, tilted plane, cylinder or sinusoidal surface.
 
 Intensities: the input is normalised as the paper does at test time (triangle threshold of the input image itself:
@@ -20,16 +24,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from widefield3d import io
 from widefield3d.errors import InputError
+from widefield3d.methods._base import LoadedModel, MethodConfig
 from widefield3d.methods.deepz_data import DeepZDataConfig
 from widefield3d.train.trainer import TrainerConfig
 
-METHOD = "deepz"
+METHOD: Final = "deepz"
 
 
 class DeepZNetworkConfig(BaseModel):
@@ -43,18 +49,16 @@ class DeepZNetworkConfig(BaseModel):
         "input", description="input: the DPM is an input channel (paper); film: it also modulates every block")
 
 
-class DeepZConfig(BaseModel):
+class DeepZConfig(MethodConfig):
     """Everything that defines a Deep-Z model and its training (paper values as defaults).
 
     Deviations from the paper (a smaller width, patch or iteration count for CPU training) are explicit here and are
     saved with the model. ``provenance`` is filled by :func:`train` (pixel size and z step of the training stacks,
-    number of pairs, data directory) and read by :func:`refocus` (the pixel size for surfaces).
+    number of pairs, data directory's name) and read by :func:`refocus` (the pixel size for surfaces). Besides the
+    shared shape, Deep-Z records ``validation_max_pairs`` and ``normalisation`` (their place since the first models).
     """
 
-    model_config = ConfigDict(extra="forbid")
-
     method: Literal["deepz"] = METHOD
-    description: str = ""
     network: DeepZNetworkConfig = DeepZNetworkConfig()
     data: DeepZDataConfig = DeepZDataConfig()
     trainer: TrainerConfig = TrainerConfig(batch_size=20)
@@ -63,16 +67,17 @@ class DeepZConfig(BaseModel):
         default_factory=lambda: {"kind": "triangle", "reference_training": "EDF of each stack",
                                  "reference_inference": "the input image", "saturate_fraction": 0.01},
         description="how intensities were normalised (recorded; saturate_fraction follows data.saturate_fraction)")
-    provenance: dict = Field(default_factory=dict, description="filled by train(): pixel_um, z_step_um, pairs, data")
+
+
+Config = DeepZConfig
+"""The method contract's name for this method's config."""
 
 
 @dataclass
-class DeepZModel:
-    """A loaded Deep-Z generator with its configuration."""
+class DeepZModel(LoadedModel):
+    """A loaded Deep-Z generator (:class:`widefield3d.nets.deepz.DeepZGenerator`) with its configuration."""
 
-    generator: object  # widefield3d.nets.deepz.DeepZGenerator (torch is imported lazily)
     config: DeepZConfig
-    path: Path | None = None
 
     @property
     def range_um(self) -> float:
@@ -88,16 +93,9 @@ class DeepZModel:
 def load(name_or_dir: str | Path) -> DeepZModel:
     """Load a shipped model by name (``widefield3d models``) or a trained model directory."""
     from widefield3d import zoo
-    from widefield3d.nets.deepz import DeepZGenerator
 
-    path = zoo.resolve_model(name_or_dir, METHOD)
-    raw = zoo.read_config(path, METHOD)
-    raw.pop("widefield3d_version", None)
-    try:
-        config = DeepZConfig.model_validate(raw)
-    except Exception as err:  # pydantic.ValidationError: one line naming the file
-        raise InputError(f"{path / zoo.CONFIG_NAME}: not a valid Deep-Z config ({str(err).splitlines()[0]})") from None
-    generator = DeepZGenerator(width=config.network.width, conditioning=config.network.conditioning)
+    path, config = DeepZConfig.read(name_or_dir)
+    generator, _ = build_networks(config)
     zoo.load_weights(generator, path)
     return DeepZModel(generator.eval(), config, path)
 
@@ -201,8 +199,6 @@ def _plane_batch(generator, n_planes: int):
 
 def _as_frames(image, axes: str | None) -> tuple[np.ndarray, bool, float | None]:
     """``(T, Y, X)`` float32 frames, whether the input had a T axis, and its pixel size if known."""
-    from widefield3d import io
-
     pixel = None
     if isinstance(image, (str, Path)):
         image = io.read(image)
@@ -233,7 +229,7 @@ def refocus(image, z=None, *, model, dpm=None, tilt_deg: float | None = None, ti
             sinusoid: tuple[float, float] | None = None, allow_extrapolation: bool = False, device: str = "auto",
             progress: bool = True, axes: str | None = None, pixel_um: float | None = None, normalisation=None,
             denormalise: bool = True, mip: bool = False, tile: int = 512, batch_size: int = 2,
-            planes_per_pass: int = 8) -> np.ndarray:
+            planes_per_pass: int = 8) -> io.Image:
     """Refocus a wide-field image onto a plane, a virtual z-stack or a 3D surface with a Deep-Z(+) model.
 
     Parameters
@@ -268,9 +264,18 @@ def refocus(image, z=None, *, model, dpm=None, tilt_deg: float | None = None, ti
 
     Returns
     -------
-    ndarray of float32
-        ``(Y, X)`` for one plane, ``(Z, Y, X)`` for a sequence of ``z`` (``(T, ...)`` in front for a time series);
-        with ``mip`` the Z axis is projected away.
+    io.Image
+        float32 ``YX`` for one plane, ``ZYX`` for a sequence of ``z`` (``T`` in front for a time series); with
+        ``mip`` the Z axis is projected away. Spacing: the mean step of ``z`` (µm; 1 for a single plane) and the
+        pixel size used for surfaces (µm).
+
+    Examples
+    --------
+    >>> import numpy as np, widefield3d
+    >>> stack = widefield3d.refocus(np.ones((64, 64), np.float32), [-2.0, 0.0, 2.0], model="deepz-20x075",
+    ...                             progress=False)
+    >>> stack.axes, stack.data.shape, stack.spacing_um["Z"]
+    ('ZYX', (3, 64, 64), 2.0)
 
     Raises
     ------
@@ -321,17 +326,27 @@ def refocus(image, z=None, *, model, dpm=None, tilt_deg: float | None = None, ti
         out = out.max(axis=1)
     elif not stack_out:
         out = out[:, 0]
-    return out if has_t else out[0]
+    axes = ("T" if has_t else "") + ("Z" if stack_out and not mip else "") + "YX"
+    dz = float(np.diff(z_um).mean()) if len(z_um) > 1 else 1.0
+    return io.Image(out if has_t else out[0], axes, {"Z": dz, "Y": pixel, "X": pixel})
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # training
 
 
-def _task(pairs_train, pairs_val, config: DeepZConfig):
+def build_networks(config: DeepZConfig):
+    """Generator and discriminator of the configured size (random weights)."""
+    from widefield3d.nets.deepz import DeepZDiscriminator, DeepZGenerator
+
+    return (DeepZGenerator(width=config.network.width, conditioning=config.network.conditioning),
+            DeepZDiscriminator(width=config.network.discriminator_width))
+
+
+def make_task(pairs_train, pairs_val, config: DeepZConfig):
+    """The :class:`~widefield3d.train.trainer.AdversarialTask` of Deep-Z on these training and validation pairs."""
     import torch
 
-    from widefield3d.nets.deepz import DeepZDiscriminator, DeepZGenerator
     from widefield3d.train.trainer import AdversarialTask
 
     batch = config.trainer.batch_size
@@ -342,12 +357,9 @@ def _task(pairs_train, pairs_val, config: DeepZConfig):
         return pairs_train.batch(rng.integers(0, len(pairs_train), size=batch), rng)
 
     torch.manual_seed(config.trainer.seed)  # repeatable initial weights
-    return AdversarialTask(
-        generator=DeepZGenerator(width=config.network.width, conditioning=config.network.conditioning),
-        discriminator=DeepZDiscriminator(width=config.network.discriminator_width),
-        sample_batch=sample_batch,
-        validation=validation,
-    )
+    generator, discriminator = build_networks(config)
+    return AdversarialTask(generator=generator, discriminator=discriminator, sample_batch=sample_batch,
+                           validation=validation)
 
 
 def train(data_dir: str | Path, out_dir: str | Path, config: DeepZConfig | None = None, *, resume: bool = False,
@@ -378,12 +390,9 @@ def train(data_dir: str | Path, out_dir: str | Path, config: DeepZConfig | None 
 
     out_dir = Path(out_dir)
     if config is None:
-        if resume and (out_dir / zoo.CONFIG_NAME).is_file():
-            saved = zoo.read_config(out_dir, METHOD)
-            saved.pop("widefield3d_version", None)
-            config = DeepZConfig.model_validate(saved)
-        else:
-            config = DeepZConfig()
+        saved = out_dir / zoo.CONFIG_NAME
+        config = (DeepZConfig.validated(zoo.read_config(out_dir, METHOD), str(saved)) if resume and saved.is_file()
+                  else DeepZConfig())
     pairs = build_pairs(data_dir, config.data, progress=progress)
     pairs_train, pairs_val = pairs.split(config.data.validation_fraction, config.data.seed)
     first = io.read(find_stacks(data_dir, config.data.target)[0][0], lazy=True)
@@ -391,6 +400,8 @@ def train(data_dir: str | Path, out_dir: str | Path, config: DeepZConfig | None 
     provenance = {"pixel_um": dy, "z_step_um": dz, "data_dir": Path(data_dir).resolve().name,  # no machine path
                   "regions": len(pairs.inputs), "pairs_train": len(pairs_train), "pairs_validation": len(pairs_val),
                   "skipped_fields": list(pairs.skipped)}
-    method_config = config.model_copy(update={"provenance": provenance}).model_dump(mode="json")
-    return run_training(_task(pairs_train, pairs_val, config), config.trainer, out_dir, resume=resume,
+    # without schema_version (zoo.write_config adds it), as in the checkpoints of runs from before it existed
+    method_config = config.model_copy(update={"provenance": provenance}).model_dump(mode="json",
+                                                                                   exclude={"schema_version"})
+    return run_training(make_task(pairs_train, pairs_val, config), config.trainer, out_dir, resume=resume,
                         progress=progress, method_config=method_config)

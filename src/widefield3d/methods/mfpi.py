@@ -1,14 +1,14 @@
 """MFPINet (Ma et al.): all N focal planes at 2x lateral resolution from one low-resolution wide-field image.
 
-Start here to train or run MFPINet:
+Start here to train or run MFPINet (the method contract of :mod:`widefield3d.methods._base`):
 
-* :class:`MFPIConfig` -- network, data and training settings; the defaults are the paper's.
+* :class:`Config` (= :class:`MFPIConfig`) -- network, data and training settings; the defaults are the paper's.
 * :func:`degrade` -- the paper's low-resolution input: bicubic down-sampling by 2, then a 5 x 5 Gaussian blur
   with sigma 3 (pixels of the low-resolution grid).
 * :func:`train` -- train on a folder of focal stacks (any format :mod:`widefield3d.io` reads; N planes per field)
   or a simulated ``mfpi-cytology-20x075`` dataset, through the shared adversarial trainer.
 * :func:`load` and :func:`multifocal` -- run a trained or shipped model on an image of any size (tiled; whole
-  slides are written to OME-Zarr strip by strip).
+  slides are written to OME-Zarr strip by strip); the result is an :class:`widefield3d.io.Image` with spacing.
 * :func:`plane_metrics` -- PSNR, SSIM, MSE, MAE per focal plane on the 8-bit scale the paper reports.
 
 Intensities: inputs and targets are mapped linearly from ``[0, white_level]`` (255 for 8-bit RGB) to
@@ -20,81 +20,117 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from widefield3d import io
 from widefield3d.errors import InputError
+from widefield3d.methods._base import LoadedModel, MethodConfig
 from widefield3d.prep.augment import random_dihedral
+from widefield3d.train.trainer import TrainerConfig
 
-if TYPE_CHECKING:  # torch stays out of `import widefield3d.methods.mfpi` for light callers
+if TYPE_CHECKING:
     import torch
 
     from widefield3d.nets.mfpi import MFPIGenerator
-    from widefield3d.train.trainer import TrainerConfig, TrainResult
+    from widefield3d.train.trainer import TrainResult
 
-METHOD = "mfpi"
-RESUMABLE_KEYS = ("epochs", "device", "time_budget_minutes", "data")
-"""Config keys that may change on resume (``data`` is the data directory's path)."""
+METHOD: Final = "mfpi"
+RESUMABLE_KEYS: tuple[str, ...] = ()
+"""Config keys that may change on resume besides the trainer's own: none (all run-length settings are in
+``trainer``, the data folder's name in ``provenance.data_dir``)."""
 SCALE = 2
 """Lateral up-sampling factor of MFPINet (pixel shuffle x2)."""
 
 
-class MFPIConfig(BaseModel):
-    """MFPINet settings. Defaults are the paper's values; ``width``, ``patch_size`` etc. scale it to a CPU.
+def epoch_schedule(patches_per_epoch: int = 15000, *, epochs: float = 20, batch_size: int = 4, lr: float = 1e-4,
+                   lr_halve_every_epochs: float = 2, adversarial_weight: float = 0.01, validations_per_epoch: int = 1,
+                   **trainer: Any) -> dict[str, Any]:
+    """The paper's training in epochs -> :class:`TrainerConfig` settings: BCE GAN, L1 + 0.01 adversarial, 1:1
+    updates, Adam ``lr`` for G and D halved every 2 epochs, 20 epochs of 15000 patches (3 slides x 5000), batch 4
+    (not given in the paper). ``trainer`` passes further TrainerConfig fields (seed, device, ...)."""
+    per_epoch = max(1, math.ceil(patches_per_epoch / batch_size))
+    every = max(1, per_epoch // validations_per_epoch)
+    return {"iterations": max(1, round(epochs * per_epoch)), "batch_size": batch_size, "generator_steps": 1,
+            "discriminator_steps": 1, "lr_generator": lr, "lr_discriminator": lr,
+            "lr_halve_every": max(1, round(lr_halve_every_epochs * per_epoch)), "gan_loss": "bce",
+            "adversarial_weight": adversarial_weight, "pixel_weight": 1.0, "pixel_loss": "l1",
+            "validate_every": every, "checkpoint_every": every, **trainer}
 
-    Lengths in pixels of the high-resolution (target) grid unless stated; optics in µm.
-    """
+
+class MFPINetworkConfig(BaseModel):
+    """Generator and discriminator of MFPINet."""
 
     model_config = ConfigDict(extra="forbid")
 
-    # network
     planes: int = Field(11, ge=1, description="focal planes N produced in one pass")
     channels: int = Field(3, ge=1, description="colour channels C (3: RGB, 1: gray)")
     width: float = Field(1.0, gt=0, description="channel multiplier of generator and discriminator (1.0 = paper)")
-    # data
+    gan: bool = Field(True, description="False: no discriminator, the generator learns the L1 term alone (ablation)")
+
+
+class MFPIDataConfig(BaseModel):
+    """Training pairs: lengths in pixels of the high-resolution (target) grid unless stated; optics in µm."""
+
+    model_config = ConfigDict(extra="forbid")
+
     white_level: float = Field(255.0, gt=0, description="intensity mapped to +1 (0 maps to -1); 255 for 8-bit")
     blur_size: int = Field(5, ge=1, description="Gaussian blur window (low-resolution pixels), odd")
     blur_sigma: float = Field(3.0, gt=0, description="Gaussian blur sigma (low-resolution pixels)")
     patch_size: int = Field(768, ge=16, description="training patch side, high-resolution pixels (multiple of 16)")
     augment: bool = Field(True, description="random flips and 90-degree rotations of training patches")
     validation_fraction: float = Field(0.1, gt=0, lt=1, description="share of fields held out for validation")
+    patches_per_epoch: int = Field(15000, ge=1, description="paper: 3 training slides x 5000 patches")
     z_step_um: float | None = Field(None, gt=0, description="focal step; None: read from the training stacks")
     pixel_um: float | None = Field(None, gt=0, description="high-resolution pixel; None: from the training stacks")
-    # training (paper: Adam 1e-4 for G and D, halved every 2 epochs, 20 epochs, alpha = 0.01)
-    epochs: float = Field(20, gt=0)
-    patches_per_epoch: int = Field(15000, ge=1, description="paper: 3 training slides x 5000 patches")
-    batch_size: int = Field(4, ge=1, description="not given in the paper")
-    lr: float = Field(1e-4, gt=0, description="Adam learning rate of generator and discriminator")
-    lr_halve_every_epochs: float = Field(2, gt=0)
-    adversarial_weight: float = Field(0.01, ge=0, description="alpha of eq. 7")
-    validations_per_epoch: int = Field(1, ge=1)
-    warmup_iterations: int = Field(0, ge=0, description="first iterations with the L1 loss only (0 = the paper)")
-    time_budget_minutes: float | None = Field(None, gt=0, description="stop cleanly after this wall time; resumable")
-    seed: int = 0
-    device: str = "auto"
-    description: str = ""
+
+
+_FLAT = {"network": ("planes", "channels", "width"),
+         "data": tuple(MFPIDataConfig.model_fields),
+         "schedule": ("epochs", "batch_size", "lr", "lr_halve_every_epochs", "adversarial_weight",
+                      "validations_per_epoch", "warmup_iterations", "time_budget_minutes", "seed", "device")}
+"""Where the keys of the flat config (before ``schema_version``) went; the schedule became ``trainer``."""
+
+
+class MFPIConfig(MethodConfig):
+    """MFPINet settings. Defaults are the paper's values; ``network.width``, ``data.patch_size`` etc. scale it to a
+    CPU. ``provenance`` (filled by :func:`train`): the training and validation fields and the data folder's name."""
+
+    method: Literal["mfpi"] = METHOD
+    network: MFPINetworkConfig = MFPINetworkConfig()
+    data: MFPIDataConfig = MFPIDataConfig()
+    trainer: TrainerConfig = Field(default_factory=lambda: TrainerConfig(**epoch_schedule()))
 
     @property
     def iterations_per_epoch(self) -> int:
-        return max(1, math.ceil(self.patches_per_epoch / self.batch_size))
+        return max(1, math.ceil(self.data.patches_per_epoch / self.trainer.batch_size))
 
-    def trainer_config(self) -> TrainerConfig:
-        """The shared trainer's settings for MFPINet: BCE GAN, L1 + 0.01 adversarial, 1:1 updates."""
-        from widefield3d.train.trainer import TrainerConfig
+    @classmethod
+    def migrate(cls, raw: dict[str, Any]) -> dict[str, Any]:
+        """The flat config of the first MFPINet models -> network / data / trainer / provenance. Its epoch
+        schedule becomes trainer settings (:func:`epoch_schedule`); a ``trainer`` block it carries wins."""
+        raw = dict(raw)
+        data_dir = raw.pop("data") if isinstance(raw.get("data"), str) else None
+        moved = {part: {k: raw.pop(k) for k in keys if k in raw} for part, keys in _FLAT.items()}
+        raw["network"] = {**moved["network"], **raw.get("network", {})}
+        if "adversarial" in raw:
+            raw["network"]["gan"] = raw.pop("adversarial")
+        raw["data"] = {**moved["data"], **raw.get("data", {})}
+        if moved["schedule"]:
+            raw["trainer"] = {**epoch_schedule(raw["data"].get("patches_per_epoch", 15000), **moved["schedule"]),
+                              **raw.get("trainer", {})}
+        provenance: dict[str, Any] = {k: raw.pop(k) for k in ("training_fields", "validation_fields") if k in raw}
+        if data_dir is not None:
+            provenance["data_dir"] = data_dir
+        if provenance:
+            raw["provenance"] = {**provenance, **raw.get("provenance", {})}
+        return raw
 
-        per_epoch = self.iterations_per_epoch
-        every = max(1, per_epoch // self.validations_per_epoch)
-        return TrainerConfig(
-            iterations=max(1, round(self.epochs * per_epoch)), batch_size=self.batch_size, generator_steps=1,
-            discriminator_steps=1, lr_generator=self.lr, lr_discriminator=self.lr,
-            lr_halve_every=max(1, round(self.lr_halve_every_epochs * per_epoch)), gan_loss="bce",
-            adversarial_weight=self.adversarial_weight, pixel_weight=1.0, pixel_loss="l1", validate_every=every,
-            checkpoint_every=every, seed=self.seed, device=self.device, warmup_iterations=self.warmup_iterations,
-            time_budget_minutes=self.time_budget_minutes,
-        )
+
+Config = MFPIConfig
+"""The method contract's name for this method's config."""
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -207,27 +243,28 @@ class PatchSampler:
 
     The input of each field is degraded once from its whole middle plane (so no blur border effects inside
     a field); a patch is a random aligned crop (even offsets) of input and target, randomly flipped and
-    rotated by multiples of 90 degrees when ``config.augment``.
+    rotated by multiples of 90 degrees when ``config.data.augment``.
     """
 
     def __init__(self, stacks: list[np.ndarray], config: MFPIConfig):
-        p = config.patch_size
+        self.data, self.batch_size = config.data, config.trainer.batch_size
+        p = self.data.patch_size
         if p % 16:
             raise InputError(f"patch_size={p} must be a multiple of 16 (2 x the network divisor 8)")
         for s in stacks:
             if min(s.shape[-2:]) < p:
                 raise InputError(f"a field of {s.shape[-2]} x {s.shape[-1]} pixels is smaller than "
                                  f"patch_size={p}; choose a smaller patch_size")
-        self.config = config
-        self.targets = [to_unit(s, config.white_level) for s in stacks]
-        middle = config.planes // 2
+        self.targets = [to_unit(s, self.data.white_level) for s in stacks]
+        middle = config.network.planes // 2
         self.inputs = [to_unit(degrade(s[:, middle, : s.shape[2] // 2 * 2, : s.shape[3] // 2 * 2],
-                                       blur_size=config.blur_size, blur_sigma=config.blur_sigma), config.white_level)
+                                       blur_size=self.data.blur_size, blur_sigma=self.data.blur_sigma),
+                               self.data.white_level)
                        for s in stacks]
 
     def crop(self, field: int, y: int, x: int) -> tuple[np.ndarray, np.ndarray]:
         """Input ``(C, P/2, P/2)`` and target ``(C*N, P, P)`` of the patch whose target starts at (y, x), even."""
-        p, t = self.config.patch_size, self.targets[field]
+        p, t = self.data.patch_size, self.targets[field]
         target = t[:, :, y : y + p, x : x + p].reshape(-1, p, p)
         return self.inputs[field][:, y // 2 : (y + p) // 2, x // 2 : (x + p) // 2], target
 
@@ -236,13 +273,13 @@ class PatchSampler:
         import torch
 
         xs, ys = [], []
-        for _ in range(self.config.batch_size):
+        for _ in range(self.batch_size):
             field = int(rng.integers(len(self.targets)))
             ny, nx = self.targets[field].shape[-2:]
-            y = 2 * int(rng.integers((ny - self.config.patch_size) // 2 + 1))
-            x = 2 * int(rng.integers((nx - self.config.patch_size) // 2 + 1))
+            y = 2 * int(rng.integers((ny - self.data.patch_size) // 2 + 1))
+            x = 2 * int(rng.integers((nx - self.data.patch_size) // 2 + 1))
             a, b = self.crop(field, y, x)
-            if self.config.augment:
+            if self.data.augment:
                 a, b = random_dihedral(rng, a, b)
             xs.append(np.ascontiguousarray(a))
             ys.append(np.ascontiguousarray(b))
@@ -255,8 +292,8 @@ class PatchSampler:
         pairs = []
         for field, t in enumerate(self.targets):
             ny, nx = t.shape[-2:]
-            pairs.append(self.crop(field, (ny - self.config.patch_size) // 4 * 2, (nx - self.config.patch_size) // 4 * 2))
-        b = self.config.batch_size
+            pairs.append(self.crop(field, (ny - self.data.patch_size) // 4 * 2, (nx - self.data.patch_size) // 4 * 2))
+        b = self.batch_size
         return [(torch.from_numpy(np.stack([a for a, _ in pairs[i : i + b]])),
                  torch.from_numpy(np.stack([t for _, t in pairs[i : i + b]]))) for i in range(0, len(pairs), b)]
 
@@ -272,42 +309,51 @@ def split_fields(n: int, validation_fraction: float) -> tuple[list[int], list[in
 # ------------------------------------------------------------------------------------------------ training
 
 
-def build_networks(config: MFPIConfig) -> tuple[MFPIGenerator, torch.nn.Module]:
-    """Generator and discriminator of the configured size."""
+def build_networks(config: MFPIConfig) -> tuple[MFPIGenerator, torch.nn.Module | None]:
+    """Generator and discriminator (None without ``network.gan``) of the configured size (random weights)."""
     from widefield3d.nets.mfpi import MFPIDiscriminator, MFPIGenerator
 
-    generator = MFPIGenerator(config.planes, config.channels, config.width)
-    return generator, MFPIDiscriminator(config.planes * config.channels, config.width)
+    net = config.network
+    generator = MFPIGenerator(net.planes, net.channels, net.width)
+    return generator, MFPIDiscriminator(net.planes * net.channels, net.width) if net.gan else None
 
 
-def train(data_dir, out_dir, config: MFPIConfig | None = None, *, resume: bool = False,
-          progress: bool = True, adversarial: bool = True) -> TrainResult:
-    """Train MFPINet on the focal stacks of ``data_dir`` (see :func:`stack_files`); the model goes to ``out_dir``.
-
-    The last ``validation_fraction`` of the fields (by name) are held out; the generator with the lowest
-    validation MAE (in [-1, 1] units) is kept in ``out_dir/weights.safetensors`` with ``config.json``.
-    ``adversarial=False`` trains the generator on the L1 term alone (ablation). ``resume`` continues a killed run.
-    The initial weights and the batches follow ``config.seed``.
-    """
+def make_task(data: FocalStacks, config: MFPIConfig):
+    """The :class:`~widefield3d.train.trainer.AdversarialTask` of MFPINet on these fields, and the names of the
+    training and validation fields: the last ``data.validation_fraction`` of the fields validate."""
     import torch
 
     from widefield3d.train.trainer import AdversarialTask
+
+    fit, val = split_fields(len(data.stacks), config.data.validation_fraction)
+    sampler = PatchSampler([data.stacks[i] for i in fit], config)
+    validation = PatchSampler([data.stacks[i] for i in val], config).centre_batches()
+    torch.manual_seed(config.trainer.seed)  # the initial weights, too, follow the seed
+    generator, discriminator = build_networks(config)
+    task = AdversarialTask(generator, discriminator, sampler.sample, validation)
+    return task, [data.names[i] for i in fit], [data.names[i] for i in val]
+
+
+def train(data_dir, out_dir, config: MFPIConfig | None = None, *, resume: bool = False,
+          progress: bool = True) -> TrainResult:
+    """Train MFPINet on the focal stacks of ``data_dir`` (see :func:`stack_files`); the model goes to ``out_dir``.
+
+    The last ``data.validation_fraction`` of the fields (by name) are held out; the generator with the lowest
+    validation MAE (in [-1, 1] units) is kept in ``out_dir/weights.safetensors`` with ``config.json``.
+    ``network.gan=False`` trains the generator on the L1 term alone (ablation). ``resume`` continues a killed run.
+    The initial weights and the batches follow ``trainer.seed``.
+    """
     from widefield3d.train.trainer import train as run
 
     config = config or MFPIConfig()
-    data = read_stacks(data_dir, config.planes, config.channels)
-    config = config.model_copy(update={"z_step_um": config.z_step_um or data.z_step_um,
-                                       "pixel_um": config.pixel_um or data.pixel_um})
-    fit, val = split_fields(len(data.stacks), config.validation_fraction)
-    sampler = PatchSampler([data.stacks[i] for i in fit], config)
-    validation = PatchSampler([data.stacks[i] for i in val], config).centre_batches()
-    torch.manual_seed(config.seed)  # the initial weights, too, follow the seed
-    generator, discriminator = build_networks(config)
-    task = AdversarialTask(generator, discriminator if adversarial else None, sampler.sample, validation)
-    method_config = {"method": METHOD, **config.model_dump(mode="json"), "adversarial": adversarial,
-                     "training_fields": [data.names[i] for i in fit],
-                     "validation_fields": [data.names[i] for i in val], "data": Path(data_dir).resolve().name}
-    return run(task, config.trainer_config(), out_dir, resume=resume, progress=progress,
+    stacks = read_stacks(data_dir, config.network.planes, config.network.channels)
+    config = config.model_copy(update={"data": config.data.model_copy(update={
+        "z_step_um": config.data.z_step_um or stacks.z_step_um, "pixel_um": config.data.pixel_um or stacks.pixel_um})})
+    task, training_fields, validation_fields = make_task(stacks, config)
+    provenance = {"training_fields": training_fields, "validation_fields": validation_fields,
+                  "data_dir": Path(data_dir).resolve().name}  # no machine path
+    method_config = config.model_copy(update={"provenance": provenance}).model_dump(mode="json")
+    return run(task, config.trainer, out_dir, resume=resume, progress=progress,
                method_config=method_config, resumable_method_keys=RESUMABLE_KEYS)
 
 
@@ -315,17 +361,15 @@ def train(data_dir, out_dir, config: MFPIConfig | None = None, *, resume: bool =
 
 
 @dataclass
-class MFPIModel:
+class MFPIModel(LoadedModel):
     """A loaded MFPINet: the generator (eval mode, CPU), its config and the model directory."""
 
-    generator: MFPIGenerator
     config: MFPIConfig
-    path: Path
 
     @property
     def z_offsets_um(self) -> np.ndarray:
         """Focal offsets of the output planes from the input (middle) plane, µm."""
-        n, dz = self.config.planes, self.config.z_step_um or 1.0
+        n, dz = self.config.network.planes, self.config.data.z_step_um or 1.0
         return (np.arange(n) - n // 2) * dz
 
 
@@ -333,15 +377,10 @@ def load(name_or_dir) -> MFPIModel:
     """Load a trained model directory or a shipped model by name (``widefield3d models`` lists them)."""
     from widefield3d import zoo
 
-    path = zoo.resolve_model(name_or_dir, METHOD)
-    raw = zoo.read_config(path, METHOD)
-    try:
-        config = MFPIConfig(**{k: v for k, v in raw.items() if k in MFPIConfig.model_fields})
-    except ValueError as err:
-        raise InputError(f"{path}: invalid MFPINet config ({str(err).splitlines()[0]})") from None
+    path, config = MFPIConfig.read(name_or_dir)
     generator, _ = build_networks(config)
     zoo.load_weights(generator, path)
-    return MFPIModel(generator.eval(), config, Path(path))
+    return MFPIModel(generator.eval(), config, path)
 
 
 def _intensity_network(generator: MFPIGenerator, white_level: float):
@@ -434,25 +473,26 @@ def multifocal(image, *, model, device: str = "auto", tile: int | tuple[int, int
     from widefield3d.tiling import predict_tiled
 
     m = model if isinstance(model, MFPIModel) else load(model)
-    cfg = m.config
+    net, data = m.config.network, m.config.data
     array_input = not isinstance(image, (str, Path, io.Image))
     src = _as_input(image)
     c, ny, nx = src.data.shape
-    if c != cfg.channels:
-        raise InputError(f"multifocal: the image has {c} channels, the model {m.path.name} takes {cfg.channels}")
+    if c != net.channels:
+        name = m.path.name if m.path is not None else "given"
+        raise InputError(f"multifocal: the image has {c} channels, the model {name} takes {net.channels}")
     _, dy, dx = src.spacing_zyx
     if array_input:
-        dy = dx = 2 * (cfg.pixel_um or 0.5)
-    spacing = (cfg.z_step_um or 1.0, dy / SCALE, dx / SCALE)
+        dy = dx = 2 * (data.pixel_um or 0.5)
+    spacing = (data.z_step_um or 1.0, dy / SCALE, dx / SCALE)
     dtype = np.dtype(src.data.dtype)
     dtype = dtype if dtype.kind in "ui" else np.dtype(np.float32)
-    axes = "CZYX" if cfg.channels > 1 else "ZYX"
-    shape = (cfg.channels, cfg.planes, ny * SCALE, nx * SCALE)[4 - len(axes):]
-    names = src.channel_names if cfg.channels > 1 else None
-    network = _intensity_network(m.generator, cfg.white_level)
+    axes = "CZYX" if net.channels > 1 else "ZYX"
+    shape = (net.channels, net.planes, ny * SCALE, nx * SCALE)[4 - len(axes):]
+    names = src.channel_names if net.channels > 1 else None
+    network = _intensity_network(m.generator, data.white_level)
 
     def run(target) -> None:
-        writer = _StackWriter(target, cfg.channels, cfg.planes, cfg.white_level)
+        writer = _StackWriter(target, net.channels, net.planes, data.white_level)
         predict_tiled(network, src.data, tile=tile, halo=halo, scale=SCALE, out=writer, device=device,
                       progress=progress)
 

@@ -1,12 +1,14 @@
 """WFCON-Net (Optica 2021): a wide-field z-stack in, a confocal-like z-stack out, through a 3D GAN.
 
-Start here: :func:`train` fits a model on paired stacks, :func:`load` opens a trained or shipped model,
-:func:`confocal` runs it on a stack of any size (also exported as ``widefield3d.confocal``).
+Start here (the method contract of :mod:`widefield3d.methods._base`): :class:`Config` (= :class:`WFConConfig`)
+holds the settings, :func:`train` fits a model on paired stacks, :func:`load` opens a trained or shipped model,
+:func:`confocal` runs it on a stack of any size and returns an :class:`widefield3d.io.Image` (also exported as
+``widefield3d.confocal``).
 
 Data: a folder with ``widefield/`` and ``confocal/`` sub-folders holding stacks of the same fields under the
 same file names (ZYX, any format :func:`widefield3d.io.read` reads), as written by
 ``widefield3d simulate dataset --preset wfcon-60x14-tissue``. Every stack is normalised to [0, 1] by its own
-percentiles (:attr:`WFConConfig.norm_percentiles`, clipped); training draws random ``crop_zyx`` crops (paper:
+percentiles (``data.norm_percentiles``, clipped); training draws random ``crop_zyx`` crops (paper:
 12 x 256 x 256) of random training fields, flipped along Y and X and rotated by multiples of 90 degrees
 in the YX plane. The last ``validation_fields`` fields (sorted by name) are held out for model selection.
 
@@ -21,33 +23,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Final, Literal
 
 import numpy as np
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
+from widefield3d import io
 from widefield3d.errors import InputError
+from widefield3d.methods._base import LoadedModel, MethodConfig
 from widefield3d.train.trainer import TrainerConfig
 
-__all__ = ["WFConConfig", "WFConModel", "build_discriminator", "build_generator", "confocal", "interpolate_z", "load",
-           "load_pairs", "normalise", "percentile_range", "train"]
+__all__ = ["Config", "WFConConfig", "WFConModel", "build_networks", "confocal", "interpolate_z", "load",
+           "load_pairs", "make_task", "normalise", "percentile_range", "train"]
 
-METHOD = "wfcon"
+METHOD: Final = "wfcon"
 
-
-def _paper_trainer() -> TrainerConfig:
-    return TrainerConfig(iterations=6000, batch_size=24, gan_loss="lsgan", adversarial_weight=1.0, pixel_weight=2.0,
-                         pixel_loss="l1")
-
-
-class WFConConfig(BaseModel):
-    """Network, data and training settings of WFCON-Net; defaults are the paper's (choices marked as such)."""
+class WFConNetworkConfig(BaseModel):
+    """The generator, the discriminator and the perceptual term, and how the generator runs over big stacks."""
 
     model_config = ConfigDict(extra="forbid")
 
-    description: str = Field("", description="one line shown by `widefield3d models`")
-    network: Literal["3d", "2d"] = Field("3d", description="3D network, or its 2D version applied plane by plane")
+    kind: Literal["3d", "2d"] = Field("3d", description="3D network, or its 2D version applied plane by plane")
     width_multiplier: float = Field(1.0, gt=0, description="generator channels = 32 * this * 2**level (choice)")
     depth: int = Field(4, ge=1, description="down-sampling blocks")
     pool_z_levels: int = Field(2, ge=0, description="3D: first down-sampling blocks that also pool Z (choice)")
@@ -56,17 +53,9 @@ class WFConConfig(BaseModel):
     perceptual: str = Field("discriminator", description="'discriminator', 'vgg16:PATH' (local weights) or 'none'")
     perceptual_weight: float = Field(0.01, ge=0, description="zeta")
     vgg_layers: tuple[str, ...] = Field(("relu2_2",), description="VGG-16 feature layers (Johnson et al.)")
-    crop_zyx: tuple[int, int, int] = Field((12, 256, 256), description="training crop, planes x pixels x pixels")
-    augment: bool = Field(True, description="random flips (Y, X) and 90-degree rotations (YX)")
-    norm_percentiles: tuple[float, float] = Field((0.1, 99.9), description="per-stack [0, 1] scaling (choice)")
-    z_step_um: float = Field(0.5, gt=0, description="z step of the training stacks (µm)")
-    validation_fields: int = Field(1, ge=1, description="last fields held out for model selection")
-    validation_crops: int = Field(8, ge=1)
     tile_zyx: tuple[int, int, int] = Field((48, 256, 256), description="inference tile (choice)")
     halo_zyx: tuple[int, int, int] = Field((8, 32, 32), description="inference tile context (choice)")
     blend_zyx: tuple[int, int, int] = Field((4, 16, 16), description="inference tile cross-fade (choice)")
-    trainer: TrainerConfig = Field(default_factory=_paper_trainer, description="batch 24, 6000 iterations, "
-                                   "LSGAN, lambda = pixel_weight = 2")
 
     @pydantic.field_validator("perceptual")
     @classmethod
@@ -81,52 +70,97 @@ class WFConConfig(BaseModel):
             raise ValueError("perceptual='discriminator' needs gan=True (feature matching uses the discriminator)")
         if self.pool_z_levels > self.depth:
             raise ValueError(f"pool_z_levels={self.pool_z_levels} exceeds depth={self.depth}")
-        divisor = self.divisor_zyx
-        bad = [c for c, d in zip(self.crop_zyx, divisor) if c % d or c < d]
-        if bad:
-            raise ValueError(f"crop_zyx={self.crop_zyx} must be positive multiples of {divisor}")
-        lo, hi = self.norm_percentiles
-        if not 0 <= lo < hi <= 100:
-            raise ValueError(f"norm_percentiles={self.norm_percentiles} must satisfy 0 <= low < high <= 100")
         return self
 
     @property
     def divisor_zyx(self) -> tuple[int, int, int]:
         """Crop sizes must be multiples of these (the generator's pooling), per axis Z, Y, X."""
-        z = 2 ** min(self.pool_z_levels, self.depth) if self.network == "3d" else 1
+        z = 2 ** min(self.pool_z_levels, self.depth) if self.kind == "3d" else 1
         return (z, 2**self.depth, 2**self.depth)
+
+
+class WFConDataConfig(BaseModel):
+    """Training crops, intensity normalisation and the validation split."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    crop_zyx: tuple[int, int, int] = Field((12, 256, 256), description="training crop, planes x pixels x pixels")
+    augment: bool = Field(True, description="random flips (Y, X) and 90-degree rotations (YX)")
+    norm_percentiles: tuple[float, float] = Field((0.1, 99.9), description="per-stack [0, 1] scaling (choice)")
+    z_step_um: float = Field(0.5, gt=0, description="z step of the training stacks (µm)")
+    validation_fields: int = Field(1, ge=1, description="last fields held out for model selection")
+    validation_crops: int = Field(8, ge=1)
+
+    @pydantic.field_validator("norm_percentiles")
+    @classmethod
+    def _percentiles(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not 0 <= value[0] < value[1] <= 100:
+            raise ValueError(f"norm_percentiles={value} must satisfy 0 <= low < high <= 100")
+        return value
+
+
+def _paper_trainer() -> TrainerConfig:
+    return TrainerConfig(iterations=6000, batch_size=24, gan_loss="lsgan", adversarial_weight=1.0, pixel_weight=2.0,
+                         pixel_loss="l1")
+
+
+class WFConConfig(MethodConfig):
+    """Network, data and training settings of WFCON-Net; defaults are the paper's (choices marked as such).
+    ``provenance`` (filled by :func:`train`): the data folder's name and the training stacks' pixel size (µm)."""
+
+    method: Literal["wfcon"] = METHOD
+    network: WFConNetworkConfig = WFConNetworkConfig()
+    data: WFConDataConfig = WFConDataConfig()
+    trainer: TrainerConfig = Field(default_factory=_paper_trainer, description="batch 24, 6000 iterations, "
+                                   "LSGAN, lambda = pixel_weight = 2")
+
+    @pydantic.model_validator(mode="after")
+    def _crop_fits_the_network(self):
+        divisor = self.network.divisor_zyx
+        if any(c % d or c < d for c, d in zip(self.data.crop_zyx, divisor)):
+            raise ValueError(f"crop_zyx={self.data.crop_zyx} must be positive multiples of {divisor}")
+        return self
+
+    @classmethod
+    def migrate(cls, raw: dict[str, Any]) -> dict[str, Any]:
+        """The flat config of the first WFCON-Net models (``network`` was "3d" or "2d") -> network / data."""
+        raw = dict(raw)
+        network = {k: raw.pop(k) for k in WFConNetworkConfig.model_fields if k in raw and k != "kind"}
+        if isinstance(raw.get("network"), str):
+            network["kind"] = raw.pop("network")
+        data = {k: raw.pop(k) for k in WFConDataConfig.model_fields if k in raw}
+        return {**raw, "network": {**network, **raw.get("network", {})}, "data": {**data, **raw.get("data", {})}}
+
+
+Config = WFConConfig
+"""The method contract's name for this method's config."""
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # networks
 
 
-def build_generator(config: WFConConfig):
-    """The generator the config describes (random weights)."""
-    from widefield3d.nets.wfcon import WFConGenerator
+def build_networks(config: WFConConfig):
+    """The generator and the Deep-Z(+) discriminator of the same dimensionality (None without ``network.gan``)
+    the config describes (random weights)."""
+    from widefield3d.nets.wfcon import WFConDiscriminator, WFConGenerator
 
-    return WFConGenerator(ndim=3 if config.network == "3d" else 2, width_multiplier=config.width_multiplier,
-                          depth=config.depth, pool_z_levels=config.pool_z_levels)
-
-
-def build_discriminator(config: WFConConfig):
-    """The Deep-Z(+) discriminator of the same dimensionality as the generator, or None without GAN."""
-    if not config.gan:
-        return None
-    from widefield3d.nets.wfcon import WFConDiscriminator
-
-    return WFConDiscriminator(ndim=3 if config.network == "3d" else 2,
-                              width_multiplier=config.discriminator_width_multiplier)
+    net = config.network
+    ndim = 3 if net.kind == "3d" else 2
+    generator = WFConGenerator(ndim=ndim, width_multiplier=net.width_multiplier, depth=net.depth,
+                               pool_z_levels=net.pool_z_levels)
+    return generator, WFConDiscriminator(ndim=ndim, width_multiplier=net.discriminator_width_multiplier) \
+        if net.gan else None
 
 
-def _perceptual_extractor(config: WFConConfig, discriminator):
+def _perceptual_extractor(net: WFConNetworkConfig, discriminator):
     from widefield3d.nets.features import DiscriminatorFeatures, VGG16Features
 
-    if config.perceptual == "none" or config.perceptual_weight == 0:
+    if net.perceptual == "none" or net.perceptual_weight == 0:
         return None
-    if config.perceptual == "discriminator":
+    if net.perceptual == "discriminator":
         return DiscriminatorFeatures(discriminator)
-    return VGG16Features.from_file(config.perceptual.split(":", 1)[1], config.vgg_layers)
+    return VGG16Features.from_file(net.perceptual.split(":", 1)[1], net.vgg_layers)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -180,26 +214,28 @@ def load_pairs(data_dir: str | Path, config: WFConConfig) -> PairedStacks:
         cf_data = np.asarray(cf.as_axes("ZYX").data)
         if wf_data.shape != cf_data.shape:
             raise InputError(f"{folders[1] / name}: shape {cf_data.shape} differs from the wide-field {wf_data.shape}")
-        if any(s < c for s, c in zip(wf_data.shape, config.crop_zyx)):
-            raise InputError(f"{folders[0] / name}: shape {wf_data.shape} is smaller than crop_zyx={config.crop_zyx}")
+        crop = config.data.crop_zyx
+        if any(s < c for s, c in zip(wf_data.shape, crop)):
+            raise InputError(f"{folders[0] / name}: shape {wf_data.shape} is smaller than crop_zyx={crop}")
         pairs.names.append(name)
-        pairs.widefield.append(normalise(wf_data, config.norm_percentiles))
-        pairs.confocal.append(normalise(cf_data, config.norm_percentiles))
+        pairs.widefield.append(normalise(wf_data, config.data.norm_percentiles))
+        pairs.confocal.append(normalise(cf_data, config.data.norm_percentiles))
         pairs.spacing_um = wf.spacing_zyx
     return pairs
 
 
-def _crop(pairs: PairedStacks, fields: list[int], rng: np.random.Generator, config: WFConConfig, augment: bool):
+def _crop(pairs: PairedStacks, fields: list[int], rng: np.random.Generator, crop_zyx: tuple[int, int, int],
+          augment: bool):
     """One random (wide-field, confocal) crop pair of ``crop_zyx`` from one of ``fields``, augmented."""
     i = fields[rng.integers(len(fields))]
     shape = pairs.widefield[i].shape
-    start = [int(rng.integers(n - c + 1)) for n, c in zip(shape, config.crop_zyx)]
-    box = tuple(slice(s, s + c) for s, c in zip(start, config.crop_zyx))
+    start = [int(rng.integers(n - c + 1)) for n, c in zip(shape, crop_zyx)]
+    box = tuple(slice(s, s + c) for s, c in zip(start, crop_zyx))
     x, y = pairs.widefield[i][box], pairs.confocal[i][box]
     if augment:
-        k = int(rng.integers(4)) if config.crop_zyx[1] == config.crop_zyx[2] else 2 * int(rng.integers(2))
+        k = int(rng.integers(4)) if crop_zyx[1] == crop_zyx[2] else 2 * int(rng.integers(2))
         flips = [axis for axis in (1, 2) if rng.random() < 0.5]
-        x, y = (np.rot90(np.flip(a, flips) if flips else a, k, axes=(1, 2)) for a in (x, y))
+        x, y = (np.rot90(np.flip(a, tuple(flips)) if flips else a, k, axes=(1, 2)) for a in (x, y))
     return np.ascontiguousarray(x), np.ascontiguousarray(y)
 
 
@@ -214,11 +250,11 @@ def _as_batch(crops: list[tuple[np.ndarray, np.ndarray]], network: str):
     return x, y
 
 
-def _split(pairs: PairedStacks, config: WFConConfig) -> tuple[list[int], list[int]]:
+def _split(pairs: PairedStacks, validation_fields: int) -> tuple[list[int], list[int]]:
     n = len(pairs.names)
-    if n <= config.validation_fields:
-        raise InputError(f"need more than validation_fields={config.validation_fields} fields, found {n}")
-    return list(range(n - config.validation_fields)), list(range(n - config.validation_fields, n))
+    if n <= validation_fields:
+        raise InputError(f"need more than validation_fields={validation_fields} fields, found {n}")
+    return list(range(n - validation_fields)), list(range(n - validation_fields, n))
 
 
 def make_task(pairs: PairedStacks, config: WFConConfig):
@@ -228,23 +264,24 @@ def make_task(pairs: PairedStacks, config: WFConConfig):
     from widefield3d.nets.features import perceptual_loss
     from widefield3d.train.trainer import AdversarialTask
 
-    train_fields, val_fields = _split(pairs, config)
+    data, net = config.data, config.network
+    train_fields, val_fields = _split(pairs, data.validation_fields)
     batch = config.trainer.batch_size
     val_rng = np.random.default_rng(12345)
-    crops = [_crop(pairs, val_fields, val_rng, config, augment=False) for _ in range(config.validation_crops)]
-    validation = [_as_batch(crops[i : i + 4], config.network) for i in range(0, len(crops), 4)]
+    crops = [_crop(pairs, val_fields, val_rng, data.crop_zyx, augment=False) for _ in range(data.validation_crops)]
+    validation = [_as_batch(crops[i : i + 4], net.kind) for i in range(0, len(crops), 4)]
 
     def sample_batch(rng: np.random.Generator):
-        return _as_batch([_crop(pairs, train_fields, rng, config, config.augment) for _ in range(batch)],
-                         config.network)
+        return _as_batch([_crop(pairs, train_fields, rng, data.crop_zyx, data.augment) for _ in range(batch)],
+                         net.kind)
 
     torch.manual_seed(config.trainer.seed)  # repeatable initial weights
-    generator, discriminator = build_generator(config), build_discriminator(config)
-    extractor = _perceptual_extractor(config, discriminator)
+    generator, discriminator = build_networks(config)
+    extractor = _perceptual_extractor(net, discriminator)
     extra = None
     if extractor is not None:
         def extra(fake, target):
-            return config.perceptual_weight * perceptual_loss(extractor.to(fake.device), fake, target)
+            return net.perceptual_weight * perceptual_loss(extractor.to(fake.device), fake, target)
 
     return AdversarialTask(generator, discriminator, sample_batch, validation, extra_generator_loss=extra)
 
@@ -260,10 +297,12 @@ def train(data_dir: str | Path, out_dir: str | Path, config: WFConConfig | None 
 
     config = config or WFConConfig()
     pairs = load_pairs(data_dir, config)
-    config = config.model_copy(update={"z_step_um": float(pairs.spacing_um[0])})
+    config = config.model_copy(update={"data": config.data.model_copy(update={"z_step_um": float(pairs.spacing_um[0])}),
+                                       "provenance": {"data_dir": Path(data_dir).resolve().name,  # no machine path
+                                                      "pixel_um": float(pairs.spacing_um[1])}})
     task = make_task(pairs, config)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    method_config = {"method": METHOD, **config.model_dump(mode="json", exclude={"trainer"})}
+    method_config = config.model_dump(mode="json")
     return run(task, config.trainer, out_dir, resume=resume, progress=progress, method_config=method_config)
 
 
@@ -272,28 +311,18 @@ def train(data_dir: str | Path, out_dir: str | Path, config: WFConConfig | None 
 
 
 @dataclass
-class WFConModel:
+class WFConModel(LoadedModel):
     """A trained generator (eval mode, CPU) with the config it was trained with and its directory."""
 
-    generator: object
     config: WFConConfig
-    path: Path | None = None
 
 
 def load(name_or_dir: str | Path) -> WFConModel:
     """Open a shipped model by name (e.g. ``"wfcon-60x14-tissue"``) or a trained model directory."""
     from widefield3d import zoo
 
-    path = zoo.resolve_model(name_or_dir, METHOD)
-    raw = zoo.read_config(path, METHOD)
-    fields = {k: v for k, v in raw.items() if k not in ("method", "widefield3d_version")}
-    try:
-        config = WFConConfig.model_validate(fields)
-    except pydantic.ValidationError as err:
-        first = err.errors()[0]
-        raise InputError(f"{path / zoo.CONFIG_NAME}: invalid WFCON-Net config "
-                         f"({'.'.join(map(str, first['loc']))}: {first['msg']})") from None
-    generator = zoo.load_weights(build_generator(config), path).eval()
+    path, config = WFConConfig.read(name_or_dir)
+    generator = zoo.load_weights(build_networks(config)[0], path).eval()
     return WFConModel(generator, config, path)
 
 
@@ -316,7 +345,7 @@ def interpolate_z(stack: np.ndarray, factor: float) -> np.ndarray:
 
 
 def confocal(stack, *, model: str | Path | WFConModel = "wfcon-60x14-tissue", z_step_um: float | None = None,
-             denormalise: bool = False, device: str = "auto", progress: bool = True) -> np.ndarray:
+             denormalise: bool = False, device: str = "auto", progress: bool = True) -> io.Image:
     """A confocal-like z-stack from a wide-field z-stack.
 
     Parameters
@@ -338,31 +367,34 @@ def confocal(stack, *, model: str | Path | WFConModel = "wfcon-60x14-tissue", z_
 
     Returns
     -------
-    numpy.ndarray
-        ``(Z', Y, X)`` float32 on the normalised [0, 1] scale of the confocal training targets (clipped; with
+    io.Image
+        ``ZYX``, float32 on the normalised [0, 1] scale of the confocal training targets (clipped; with
         ``denormalise``, mapped to ``[p_low, p_high]`` of the input), with
-        ``Z' = round((Z - 1) * z_step_um / model z step) + 1`` planes at the model's z step.
+        ``Z' = round((Z - 1) * z_step_um / model z step) + 1`` planes at the model's z step; the lateral spacing
+        is the input Image's (an array: the training stacks' pixel if recorded, else 1 µm).
     """
-    from widefield3d import io
     from widefield3d.device import resolve_device
     from widefield3d.tiling import frozen_norms, image_norm_statistics, predict_tiled
 
     m = model if isinstance(model, WFConModel) else load(model)
-    cfg = m.config
+    net, data = m.config.network, m.config.data
+    dy = dx = m.config.provenance.get("pixel_um", 1.0)
     if isinstance(stack, (str, Path)):
         stack = io.read(stack)
     if isinstance(stack, io.Image):
-        stack = stack.as_axes("ZYX").data
+        stack = stack.as_axes("ZYX")
+        _, dy, dx = stack.spacing_zyx
+        stack = stack.data
     stack = np.asarray(stack)
     io.require_ndim(stack, (3,), "confocal: stack")
     io.check_array(stack, "confocal: stack", ndim=(3,))
     dev = resolve_device(device, where="confocal: device")
-    value_range = percentile_range(stack, cfg.norm_percentiles)
+    value_range = percentile_range(stack, data.norm_percentiles)
     x = normalise(stack, value_range=value_range)
     if z_step_um is not None:
         if not z_step_um > 0:
             raise InputError(f"confocal: z_step_um={z_step_um!r} must be positive")
-        factor = z_step_um / cfg.z_step_um
+        factor = z_step_um / data.z_step_um
         if abs(factor - 1) > 1e-6:
             x = interpolate_z(x, factor)
     def tiled(volume: np.ndarray, tile, halo, blend, progress: bool) -> np.ndarray:
@@ -372,13 +404,13 @@ def confocal(stack, *, model: str | Path | WFConModel = "wfcon-60x14-tissue", z_
             return predict_tiled(m.generator, volume, tile=tile, halo=halo, blend=blend, batch_size=1, device=dev,
                                  progress=progress, amp=dev.type == "cuda")[0]
 
-    if cfg.network == "3d":
-        out = tiled(x[None], cfg.tile_zyx, cfg.halo_zyx, cfg.blend_zyx, progress)
+    if net.kind == "3d":
+        out = tiled(x[None], net.tile_zyx, net.halo_zyx, net.blend_zyx, progress)
     else:
-        out = np.stack([tiled(plane[None], cfg.tile_zyx[1:], cfg.halo_zyx[1:], cfg.blend_zyx[1:], False)
+        out = np.stack([tiled(plane[None], net.tile_zyx[1:], net.halo_zyx[1:], net.blend_zyx[1:], False)
                         for plane in x])
     out = np.clip(out, 0.0, 1.0)
     if denormalise:
         lo, hi = value_range
         out = (out * (hi - lo) + lo).astype(np.float32)
-    return out
+    return io.Image(out, "ZYX", (data.z_step_um, dy, dx))

@@ -4,11 +4,16 @@ warm-up, device), and the line they print at the end."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional, TypeVar
 
 import typer
 
 from widefield3d.errors import InputError
+
+if TYPE_CHECKING:
+    from widefield3d.methods._base import MethodConfig
+
+C = TypeVar("C", bound="MethodConfig")
 
 ModelDir = Annotated[Path, typer.Option("-o", "--output", help="model directory")]
 Resume = Annotated[bool, typer.Option("--resume", help="continue the run in the model directory")]
@@ -28,10 +33,21 @@ def check_data_dir(data: Path) -> None:
 
 def trainer_overrides(*, iterations: int | None = None, time_budget: float | None = None,
                       warmup: int | None = None, device: str | None = None) -> dict:
-    """The TrainerConfig fields given on the command line (only those given)."""
-    given = {"iterations": iterations, "time_budget_minutes": time_budget, "warmup_iterations": warmup,
-             "device": device}
-    return {k: v for k, v in given.items() if v is not None}
+    """The trainer options of the command line as dotted settings for :func:`training_config` (None: not given)."""
+    return {"trainer.iterations": iterations, "trainer.time_budget_minutes": time_budget,
+            "trainer.warmup_iterations": warmup, "trainer.device": device}
+
+
+def training_config(config_class: type[C], config: Path | None, output: Path, resume: bool, overrides: dict) -> C:
+    """The config a ``train`` command runs with: the ``--config`` file, else (with ``--resume``) the model
+    directory's own, else the method's defaults (:func:`widefield3d.zoo.run_settings`, which also checks the model
+    directory first), then the command-line ``overrides`` (dotted keys, None = not given) applied on top."""
+    from widefield3d.methods._base import apply_overrides
+    from widefield3d.zoo import run_settings
+
+    settings = run_settings(config, output, resume, f"{config_class.__name__} fields")
+    where = f"--config {config}" if config is not None else str(output / "config.json")
+    return apply_overrides(config_class.validated(settings, where), overrides, "command line")
 
 
 def report(result, output) -> str:

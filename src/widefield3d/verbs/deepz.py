@@ -19,6 +19,7 @@ from widefield3d.verbs._training_options import (
     Warmup,
     report,
     trainer_overrides,
+    training_config,
 )
 
 
@@ -124,7 +125,7 @@ def refocus_cmd(
     warn_pixel_mismatch(source.spacing_um["X"], loaded.pixel_um, image, Path(str(loaded.path)).name)
     with naming_files({"reference": image, "image": image}), naming_flags(_REFOCUS_FLAGS):
         result = refocus(source, z_um, model=loaded, allow_extrapolation=allow_extrapolation, device=device,
-                         **surface)
+                         **surface).data
     stacked = z_um is not None and np.ndim(z_um) > 0
     axes = ("T" if "T" in source.axes else "") + ("Z" if stacked else "") + "YX"
     dz = float(np.diff(z_um).mean()) if stacked and len(z_um) > 1 else 1.0
@@ -149,19 +150,11 @@ def train_cmd(
     device: Device = None,
 ) -> None:
     """Train Deep-Z (wide-field targets) or Deep-Z+ (confocal targets) with the paper's GAN."""
-    from widefield3d.methods.deepz import DeepZConfig, train
-    from widefield3d.zoo import run_settings
+    from widefield3d.methods.deepz import Config, train
 
-    settings = run_settings(config, output, resume, "DeepZConfig fields")
-    settings.pop("widefield3d_version", None)
-    cfg = DeepZConfig.model_validate(settings) if settings or config is not None else None
-    overrides = trainer_overrides(iterations=iterations, time_budget=time_budget, warmup=warmup, device=device)
-    if target is not None or overrides:
-        cfg = cfg or DeepZConfig()
-        if target is not None:
-            cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"target": target.value})})
-        cfg = cfg.model_copy(update={"trainer": cfg.trainer.model_validate({**cfg.trainer.model_dump(),
-                                                                             **overrides})})
+    overrides = {"data.target": target.value if target is not None else None,
+                 **trainer_overrides(iterations=iterations, time_budget=time_budget, warmup=warmup, device=device)}
+    cfg = training_config(Config, config, output, resume, overrides)
     console.print(report(train(data, output, cfg, resume=resume), output))
 
 

@@ -17,20 +17,8 @@ from widefield3d.verbs._training_options import (
     check_data_dir,
     report,
     trainer_overrides,
+    training_config,
 )
-
-
-def _mfpi_fields(data: dict, source: Path) -> dict:
-    """MFPIConfig fields of a settings mapping (a model's config.json works too: its extra entries are dropped)."""
-    from widefield3d.errors import InputError
-    from widefield3d.methods.mfpi import MFPIConfig
-
-    unknown = sorted(set(data) - set(MFPIConfig.model_fields)
-                     - {"trainer", "adversarial", "training_fields",
-                        "validation_fields", "data"})
-    if unknown:
-        raise InputError(f"--config {source}: unknown MFPINet settings {', '.join(unknown)}")
-    return {k: v for k, v in data.items() if k in MFPIConfig.model_fields}
 
 
 def multifocal_cmd(
@@ -71,16 +59,15 @@ def train_mfpi(
     device: Device = None,
 ) -> None:
     """Train MFPINet (GAN: L1 + 0.01 BCE adversarial, Adam 1e-4 halved every 2 epochs, 20 epochs)."""
-    from widefield3d.methods.mfpi import MFPIConfig, train
-    from widefield3d.zoo import run_settings
+    from widefield3d.methods._base import apply_overrides
+    from widefield3d.methods.mfpi import Config, train
 
     check_data_dir(data)
-    settings = _mfpi_fields(run_settings(config, output, resume, "MFPINet settings"),
-                            config or output / "config.json")
-    settings.update(trainer_overrides(time_budget=time_budget, warmup=warmup, device=device))
+    cfg = training_config(Config, config, output, resume,
+                          trainer_overrides(time_budget=time_budget, warmup=warmup, device=device))
     if epochs is not None:
-        settings["epochs"] = epochs
-    console.print(report(train(data, output, MFPIConfig.model_validate(settings), resume=resume), output))
+        cfg = apply_overrides(cfg, {"trainer.iterations": max(1, round(epochs * cfg.iterations_per_epoch))}, "--epochs")
+    console.print(report(train(data, output, cfg, resume=resume), output))
 
 
 def register(app: typer.Typer, train_app: typer.Typer) -> None:

@@ -19,6 +19,7 @@ from widefield3d.verbs._training_options import (
     check_data_dir,
     report,
     trainer_overrides,
+    training_config,
 )
 
 
@@ -39,8 +40,6 @@ def confocal_cmd(
 ) -> None:
     """Turn a wide-field z-stack into a confocal-like z-stack with WFCON-Net (values on [0, 1], or on STACK's
     scale with --denormalise)."""
-    import numpy as np
-
     from widefield3d import io
     from widefield3d.checks import check_output, naming_files
     from widefield3d.errors import InputError
@@ -53,11 +52,9 @@ def confocal_cmd(
                          f"plane of shape {tuple(image.data.shape[1:])}")
     m = load(model)
     with naming_files({"stack": stack, "widefield": stack}), naming_flags({"z_step_um": "--z-step"}):
-        result = confocal(np.asarray(image.data), model=m, z_step_um=z_step, denormalise=denormalise,
-                          device=device, progress=True)
-    _, dy, dx = image.spacing_zyx
-    io.write(output, io.Image(result, axes="ZYX", spacing_um=(m.config.z_step_um, dy, dx)))
-    console.print(f"wrote {output}: confocal-like stack {result.shape}, z step {m.config.z_step_um:g} µm")
+        result = confocal(image, model=m, z_step_um=z_step, denormalise=denormalise, device=device, progress=True)
+    io.write(output, result)
+    console.print(f"wrote {output}: confocal-like stack {result.data.shape}, z step {result.spacing_zyx[0]:g} µm")
 
 
 def train_wfcon(
@@ -74,19 +71,12 @@ def train_wfcon(
     device: Device = None,
 ) -> None:
     """Train WFCON-Net (3D GAN: LSGAN + 2 L1 + 0.01 perceptual) on paired wide-field/confocal stacks."""
-    from widefield3d.methods.wfcon import WFConConfig, train
-    from widefield3d.zoo import run_settings
+    from widefield3d.methods.wfcon import Config, train
 
     check_data_dir(data)
-    settings = run_settings(config, output, resume, "WFCON-Net settings")
-    for key, value in (("perceptual", perceptual), ("network", network.value if network else None)):
-        if value is not None:
-            settings[key] = value
-    trainer = {**(settings.get("trainer") or {}),
-               **trainer_overrides(iterations=iterations, time_budget=time_budget, warmup=warmup, device=device)}
-    cfg = WFConConfig.model_validate(settings)
-    if trainer:
-        cfg = WFConConfig.model_validate({**settings, "trainer": {**cfg.trainer.model_dump(), **trainer}})
+    overrides = {"network.perceptual": perceptual, "network.kind": network.value if network else None,
+                 **trainer_overrides(iterations=iterations, time_budget=time_budget, warmup=warmup, device=device)}
+    cfg = training_config(Config, config, output, resume, overrides)
     console.print(report(train(data, output, cfg, resume=resume, progress=True), output))
 
 
