@@ -119,9 +119,7 @@ class Setup:
 
 
 def _shipped(name: str, method: str) -> dict:
-    raw = zoo.read_config(zoo.resolve_model(name, method), method)
-    raw.pop("widefield3d_version", None)
-    return raw
+    return zoo.read_config(zoo.resolve_model(name, method), method)
 
 
 def build(net: str, size: str, quick: bool = False) -> Setup:
@@ -139,40 +137,40 @@ def build(net: str, size: str, quick: bool = False) -> Setup:
     elif net == "mfpi":
         from widefield3d.methods.mfpi import MFPIConfig, build_networks
 
-        raw = _shipped("mfpi-cytology-20x075", "mfpi") if cpu else {}
-        cfg = MFPIConfig(**{k: v for k, v in raw.items() if k in MFPIConfig.model_fields})
-        c, n = cfg.channels, cfg.planes
+        cfg = MFPIConfig.model_validate(_shipped("mfpi-cytology-20x075", "mfpi")) if cpu else MFPIConfig()
+        c, n = cfg.network.channels, cfg.network.planes
         setup = Setup(net, size, "model_zoo/mfpi-cytology-20x075" if cpu else "MFPIConfig()", *build_networks(cfg),
-                      cfg.trainer_config(), None, cfg.batch_size, cfg.patch_size,
+                      cfg.trainer, None, cfg.trainer.batch_size, cfg.data.patch_size,
                       lambda b, p: ((b, c, p // 2, p // 2), (b, c * n, p, p)))
     elif net in ("wfcon3d", "wfcon2d"):
         from widefield3d.methods.wfcon import PairedStacks, WFConConfig, make_task
 
         network = net[-2:]
-        raw = {k: v for k, v in _shipped("wfcon-60x14-tissue", "wfcon").items() if k != "method"} if cpu else {}
-        cfg = WFConConfig.model_validate({**raw, "network": network})
-        crop = cfg.crop_zyx
+        cfg = WFConConfig.model_validate(_shipped("wfcon-60x14-tissue", "wfcon")) if cpu else WFConConfig()
+        cfg = cfg.model_copy(update={"network": cfg.network.model_copy(update={"kind": network})})
+        crop = cfg.data.crop_zyx
         planes = 4 if quick and network == "3d" else crop[0]
         stacks = [np.zeros((planes, 16, 16), np.float32)] * 2  # make_task only crops them for validation batches
-        task = make_task(PairedStacks(["a", "b"], stacks, stacks, (cfg.z_step_um, 1.0, 1.0)),
-                         cfg.model_copy(update={"crop_zyx": (planes, 16, 16), "validation_crops": 1}))
+        data = cfg.data.model_copy(update={"crop_zyx": (planes, 16, 16), "validation_crops": 1})
+        task = make_task(PairedStacks(["a", "b"], stacks, stacks, (cfg.data.z_step_um, 1.0, 1.0)),
+                         cfg.model_copy(update={"data": data}))
         shapes = ((lambda b, p: ((b, 1, planes, p, p),) * 2) if network == "3d"
                   else (lambda b, p: ((b * planes, 1, p, p),) * 2))
         source = f"model_zoo/wfcon-60x14-tissue{', network 2d' if network == '2d' else ''}" if cpu else \
-            f"WFConConfig(network='{network}')"
+            f"WFConConfig(network.kind='{network}')"
         setup = Setup(net, size, source, task.generator, task.discriminator, cfg.trainer, task.extra_generator_loss,
                       cfg.trainer.batch_size, crop[1], shapes)
     elif net == "dip":
         from widefield3d.methods.volume import DenoiserConfig
         from widefield3d.nets.dip import DipUNet
 
-        cfg = DenoiserConfig(**_shipped("dip-ellipsoid-denoise", "volume-dip")["pretraining"]) if cpu \
+        cfg = DenoiserConfig.model_validate(_shipped("dip-ellipsoid-denoise", "volume-dip")) if cpu \
             else DenoiserConfig()
-        depth = cfg.shape[0]
-        trainer = TrainerConfig(batch_size=cfg.batch_size, generator_steps=1, discriminator_steps=0,
-                                lr_generator=cfg.lr, pixel_weight=1.0, pixel_loss="l2")
+        depth, batch = cfg.data.shape[0], cfg.trainer.batch_size
+        trainer = TrainerConfig(batch_size=batch, generator_steps=1, discriminator_steps=0,
+                                lr_generator=cfg.trainer.lr, pixel_weight=1.0, pixel_loss="l2")
         setup = Setup(net, size, "model_zoo/dip-ellipsoid-denoise (pretraining)" if cpu else "DenoiserConfig()",
-                      DipUNet(cfg.net), None, trainer, None, cfg.batch_size, cfg.shape[1],
+                      DipUNet(cfg.network), None, trainer, None, batch, cfg.data.shape[1],
                       lambda b, p: ((b, 1, depth, p, p),) * 2)
     else:
         raise ValueError(f"unknown net {net!r}; choose from {', '.join(NETS)}")

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from widefield3d.analysis.metrics import ssim
-from widefield3d.methods.volume import reconstruct
+from widefield3d.methods.volume import VolumeConfig, solve
 from widefield3d.nets.dip import DipNetConfig, DipUNet
 from widefield3d.optics.brightfield import BrightfieldRenderer, brightfield_stack
 from widefield3d.sim.samples.transmittance import BENCHMARK_VOLUMES, benchmark_volume
@@ -124,11 +124,11 @@ def run(setting: dict, device: str, progress: bool, save=lambda rows: None) -> l
         clean = brightfield_stack(truth, aperture_samples=setting["aperture_samples"])
         stack = clean + np.random.default_rng(1).normal(0, sigma, clean.shape).astype(np.float32)
         method, start = METHODS[label]
-        r = reconstruct(stack, method, truth=truth, steps=setting["steps"], early_stop=False, pretrained=start,
-                        aperture_samples=setting["aperture_samples"], es_window=setting["es_window"],
-                        es_patience=setting["es_patience"], dip_lr=setting["dip_lr"],
-                        constant_steps=setting["constant_steps"], fit_steps=setting["fit_steps"], device=device,
-                        progress=progress)
+        config = VolumeConfig(solver=method, steps=setting["steps"], early_stop=False, pretrained=start,
+                              aperture_samples=setting["aperture_samples"], es_window=setting["es_window"],
+                              es_patience=setting["es_patience"], dip_lr=setting["dip_lr"],
+                              constant_steps=setting["constant_steps"], fit_steps=setting["fit_steps"])
+        r = solve(stack, config, truth=truth, device=device, progress=progress)
         psnr = r.history["psnr"]
         row = {"size": "x".join(map(str, shape[::-1])), "volume": name, "noise": sigma, "method": label,
                "psnr": psnr[-1], "ssim": ssim(r.transmittance, truth, data_range=1.0), "best_psnr": max(psnr),

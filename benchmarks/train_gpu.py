@@ -116,7 +116,7 @@ GPU_PLANS: dict[str, Plan] = {
     # DIP Pretr II (opt-in): the paper's 1000 volumes, batch 20, 5 epochs, at the reconstruction size 11x128x128.
     DIP: Plan("volume-dip", "DIP U-Net pre-trained to denoise random-ellipsoid transmittance volumes (Pretr II)",
               width=1.0, discriminator_width=None, patch=(11, 128, 128), batch=20, iterations=5, validate_every=1,
-              warmup=0, extra={"n_volumes": 1000}),
+              warmup=0, extra={"data": {"n_volumes": 1000}}),
 }
 DEFAULT_MODELS = tuple(name for name in GPU_PLANS if name != DIP)
 
@@ -134,14 +134,15 @@ SMOKE_PLANS: dict[str, Plan] = {
         "mfpi", "smoke test", width=0.0625, discriminator_width=None, patch=32, batch=2, iterations=3,
         validate_every=3, warmup=1, dataset="mfpi-cytology-20x075", fields=2, min_fields=2,
         preset_update={"field_px": 32, "sample_depth_um": 14.4, "z_range_um": (-2.7, 2.7)},
-        extra={"planes": 3, "epochs": 3}),
+        extra={"network": {"planes": 3}, "epochs": 3}),
     "wfcon-60x14-tissue": Plan(
         "wfcon", "smoke test", width=0.0625, discriminator_width=0.03125, patch=(4, 32, 32), batch=2, iterations=3,
         validate_every=3, warmup=1, dataset="wfcon-60x14-tissue", fields=2, min_fields=2,
         preset_update={"field_px": 32, "sample_depth_um": 6.0, "z_range_um": (-1.0, 0.5)},
-        extra={"validation_crops": 2}),
+        extra={"data": {"validation_crops": 2}}),
     DIP: Plan("volume-dip", "smoke test", width=1.0, discriminator_width=None, patch=(3, 16, 16), batch=2,
-              iterations=1, validate_every=1, warmup=0, extra={"n_volumes": 4, "net": {"channels": [2, 4]}}),
+              iterations=1, validate_every=1, warmup=0,
+              extra={"data": {"n_volumes": 4}, "network": {"channels": [2, 4]}}),
 }
 
 
@@ -157,12 +158,12 @@ def _merge(base: dict, update: dict) -> dict:
 
 
 def _shipped(name: str, config_class) -> dict:
-    """The shipped ``config.json`` of ``name``, restricted to the fields of ``config_class`` (``provenance`` is
-    filled again by training)."""
+    """The shipped ``config.json`` of ``name`` in the current config shape, without ``provenance`` (filled again
+    by training)."""
     from widefield3d import zoo
 
-    raw = zoo.read_config(zoo.ZOO_DIR / name)
-    return {k: v for k, v in raw.items() if k in config_class.model_fields and k != "provenance"}
+    return config_class.model_validate(zoo.read_config(zoo.ZOO_DIR / name)).model_dump(mode="json",
+                                                                                       exclude={"provenance"})
 
 
 def _method_config(name: str, plan: Plan, width: float, device: str):
@@ -178,27 +179,35 @@ def _method_config(name: str, plan: Plan, width: float, device: str):
                   plan.discriminator_width}, "data": {"patch_px": plan.patch, "max_fields": None}, "trainer": trainer}
         return DeepZConfig.model_validate(_merge(_merge(_shipped(name, DeepZConfig), update), plan.extra))
     if plan.method == "mfpi":
-        from widefield3d.methods.mfpi import MFPIConfig
+        from widefield3d.methods.mfpi import MFPIConfig, epoch_schedule
 
-        raw = _merge(_shipped(name, MFPIConfig), plan.extra)
-        per_epoch = max(1, round(plan.iterations / raw["epochs"]))  # epochs and lr halving as shipped
-        update = {"description": description, "width": width, "patch_size": plan.patch, "batch_size": plan.batch,
-                  "patches_per_epoch": per_epoch * plan.batch,
-                  "validations_per_epoch": max(1, per_epoch // plan.validate_every),
-                  "warmup_iterations": plan.warmup, "device": device, "z_step_um": None, "pixel_um": None}
-        return MFPIConfig.model_validate(_merge(raw, update))
+        extra = dict(plan.extra)
+        epochs = extra.pop("epochs", None)  # run length in the shipped model's epochs unless given
+        shipped = MFPIConfig.model_validate(_merge(_shipped(name, MFPIConfig), extra))
+        per_epoch_shipped, shipped_trainer = shipped.iterations_per_epoch, shipped.trainer
+        epochs = epochs or shipped_trainer.iterations / per_epoch_shipped
+        per_epoch = max(1, round(plan.iterations / epochs))  # epochs and lr halving as shipped
+        schedule = epoch_schedule(
+            per_epoch * plan.batch, epochs=epochs, batch_size=plan.batch, lr=shipped_trainer.lr_generator,
+            lr_halve_every_epochs=(shipped_trainer.lr_halve_every or per_epoch_shipped) / per_epoch_shipped,
+            adversarial_weight=shipped_trainer.adversarial_weight,
+            validations_per_epoch=max(1, per_epoch // plan.validate_every), warmup_iterations=plan.warmup,
+            seed=shipped_trainer.seed, device=device)
+        update = {"description": description, "network": {"width": width},
+                  "data": {"patch_size": plan.patch, "patches_per_epoch": per_epoch * plan.batch, "z_step_um": None,
+                           "pixel_um": None}, "trainer": schedule}
+        return MFPIConfig.model_validate(_merge(shipped.model_dump(mode="json"), update))
     if plan.method == "wfcon":
         from widefield3d.methods.wfcon import WFConConfig
 
-        raw = _shipped(name, WFConConfig)
-        update = {"description": description, "width_multiplier": width,
-                  "discriminator_width_multiplier": plan.discriminator_width, "crop_zyx": plan.patch,
+        update = {"description": description, "network": {"width_multiplier": width,
+                  "discriminator_width_multiplier": plan.discriminator_width}, "data": {"crop_zyx": plan.patch},
                   "trainer": trainer}
-        return WFConConfig.model_validate(_merge(_merge(raw, update), plan.extra))
+        return WFConConfig.model_validate(_merge(_merge(_shipped(name, WFConConfig), update), plan.extra))
     from widefield3d.methods.volume import DenoiserConfig
 
-    return DenoiserConfig.model_validate(_merge({"shape": plan.patch, "batch_size": plan.batch,
-                                                 "epochs": plan.iterations}, plan.extra))
+    return DenoiserConfig.model_validate(_merge({"data": {"shape": plan.patch}, "trainer": {
+        "batch_size": plan.batch, "epochs": plan.iterations}}, plan.extra))
 
 
 def _patch_text(patch) -> str:
@@ -216,12 +225,12 @@ def _generator(plan: Plan, config):
 
         return build_networks(config)[0]
     if plan.method == "wfcon":
-        from widefield3d.methods.wfcon import build_generator
+        from widefield3d.methods.wfcon import build_networks as wfcon_networks
 
-        return build_generator(config)
+        return wfcon_networks(config)[0]
     from widefield3d.nets.dip import DipUNet
 
-    return DipUNet(config.net)
+    return DipUNet(config.network)
 
 
 def state_bytes(module) -> int:
@@ -457,12 +466,12 @@ def trainer_hook(slot, record: dict):
 
 
 def train_model(plan: Plan, config, data_dir: Path, out_dir: Path, slot, device: str) -> dict:
-    """Train one model with its method's ``train()`` (DIP: ``pretrain_denoiser``); returns timings and result."""
+    """Train one model with its method's ``train()`` (DIP: without data); returns timings and result."""
     start = time.monotonic()
     if plan.method == "volume-dip":
-        from widefield3d.methods.volume import pretrain_denoiser
+        from widefield3d.methods import volume
 
-        pretrain_denoiser(out_dir, config, device=device, progress=False)
+        volume.train(out_dir, config, device=device, progress=False)
         return {"train_s": round(time.monotonic() - start, 1)}
     from widefield3d.methods import deepz, mfpi, wfcon
 
@@ -480,16 +489,14 @@ def train_model(plan: Plan, config, data_dir: Path, out_dir: Path, slot, device:
 
 
 def load_check(plan: Plan, directory: Path) -> str:
-    """'ok' if the method's loader opens the model folder, else the error in one line."""
+    """'ok' if :func:`widefield3d.zoo.load_model` opens the model folder as a ``plan.method`` model, else the error
+    in one line."""
+    from widefield3d import zoo
+
     try:
-        if plan.method == "volume-dip":
-            from widefield3d.methods.volume import load_denoiser
-
-            load_denoiser(directory)
-        else:
-            from widefield3d.methods import deepz, mfpi, wfcon
-
-            {"deepz": deepz, "mfpi": mfpi, "wfcon": wfcon}[plan.method].load(directory)
+        method = zoo.load_model(directory).method
+        if method != plan.method:
+            return f"a {method!r} model, not {plan.method!r}"
     except Exception as err:
         return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
     return "ok"
@@ -499,7 +506,7 @@ def write_dip_log(directory: Path) -> None:
     """DIP pre-training keeps its per-epoch loss in config.json; write it as log.csv like the trainer's."""
     from widefield3d import zoo
 
-    losses = zoo.read_config(directory, "volume-dip")["epoch_mse"]
+    losses = zoo.read_config(directory, "volume-dip")["provenance"]["epoch_mse"]
     rows = ["epoch,train_mse", *(f"{i + 1},{v!r}" for i, v in enumerate(losses))]
     (directory / "log.csv").write_text("\n".join(rows) + "\n")
 
@@ -632,7 +639,7 @@ def main(argv=None) -> int:
                           "weight": plan.weight, "weights_bytes_planned": size, "device": args.device,
                           "budget_minutes": args.budget_minutes}
             dip = plan.method == "volume-dip"
-            log(f"{name}: {f'channels {list(config.net.channels)}' if dip else f'width {width:g}'} "
+            log(f"{name}: {f'channels {list(config.network.channels)}' if dip else f'width {width:g}'} "
                 f"({size / 2**20:.2f} MiB of weights), {_patch_text(plan.patch)}, batch {plan.batch}, at most "
                 f"{plan.iterations} {'epochs' if dip else 'iterations'}")
         if DIP in plans:

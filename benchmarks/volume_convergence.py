@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from widefield3d.methods.volume import reconstruct
+from widefield3d.methods.volume import VolumeConfig, solve
 from widefield3d.optics.brightfield import brightfield_stack
 from widefield3d.sim.samples.transmittance import BENCHMARK_VOLUMES, benchmark_volume
 
@@ -35,13 +35,13 @@ def main(argv=None) -> None:
     truth = benchmark_volume(args.volume, shape)
     clean = brightfield_stack(truth)
     stack = clean + np.random.default_rng(1).normal(0, args.noise, clean.shape).astype(np.float32)
-    runs = {"Iter (lr 5e-3)": dict(method="iterative")}
-    runs.update({f"DIP (lr {lr:g})": dict(method="dip", dip_lr=lr) for lr in args.dip_lr})
+    runs = {"Iter (lr 5e-3)": dict(solver="iterative")}
+    runs.update({f"DIP (lr {lr:g})": dict(solver="dip", dip_lr=lr) for lr in args.dip_lr})
     result = {"command": " ".join(["python"] + sys.argv), "date": time.strftime("%Y-%m-%d %H:%M"),
               "volume": args.volume, "shape": shape, "noise": args.noise, "runs": {}}
     for label, options in runs.items():
-        r = reconstruct(stack, truth=truth, steps=args.steps, early_stop=False, es_window=100, es_patience=1000,
-                        device=args.device, progress=False, **options)
+        config = VolumeConfig(steps=args.steps, early_stop=False, es_window=100, es_patience=1000, **options)
+        r = solve(stack, config, truth=truth, device=args.device, progress=False)
         psnr = r.history["psnr"]
         es = r.es_iteration if r.es_iteration is not None else len(psnr) - 1
         result["runs"][label] = {"psnr": psnr, "seconds": r.seconds, "es_stop": r.es_stop, "es_iteration": es,

@@ -70,7 +70,7 @@ def test_smoke_run_trains_every_model(tmp_path):
     from widefield3d import zoo
     from widefield3d.methods import deepz, mfpi, volume, wfcon
 
-    loaders = {"deepz": deepz.load, "mfpi": mfpi.load, "wfcon": wfcon.load, "volume-dip": volume.load_denoiser}
+    loaders = {"deepz": deepz.load, "mfpi": mfpi.load, "wfcon": wfcon.load, "volume-dip": volume.load}
     for name, method in MODELS.items():
         folder = out / name
         files = {p.name: p.stat().st_size for p in folder.iterdir()}
@@ -88,5 +88,5 @@ def test_smoke_run_trains_every_model(tmp_path):
             row["slot_s"] / 60, abs=0.01), name
         manifest = json.loads((data / name / "dataset.json").read_text())
         assert [f["seed"] for f in manifest["fields"]] == [11 * 100003, 11 * 100003 + 1], name
-    assert zoo.read_config(out / "mfpi-cytology-20x075")["width"] == 0.0625
-    assert zoo.read_config(out / "wfcon-60x14-tissue")["crop_zyx"] == [4, 32, 32]
+    assert zoo.read_config(out / "mfpi-cytology-20x075")["network"]["width"] == 0.0625
+    assert zoo.read_config(out / "wfcon-60x14-tissue")["data"]["crop_zyx"] == [4, 32, 32]

@@ -13,10 +13,11 @@ from widefield3d.methods.volume import (
     DenoiserConfig,
     VolumeConfig,
     WindowedVariance,
-    load_denoiser,
-    pretrain_denoiser,
+    load,
     reconstruct,
+    solve,
     start_network,
+    train,
 )
 from widefield3d.nets.dip import DipNetConfig
 from widefield3d.optics.brightfield import brightfield_stack
@@ -58,8 +59,8 @@ def tiny():
 
 def test_iterative_reconstruction_reaches_a_stated_psnr(tiny):
     truth, stack = tiny
-    result = reconstruct(stack, "iterative", truth=truth, steps=150, early_stop=False, progress=False, device="cpu",
-                         **OPTICS)
+    result = solve(stack, VolumeConfig(solver="iterative", steps=150, early_stop=False, **OPTICS), truth=truth,
+                   progress=False, device="cpu")
     assert result.history["psnr"][0] < 15  # starts from the constant 0.75
     assert result.psnr > 33
     assert result.transmittance.shape == truth.shape and result.transmittance.max() <= 1.0
@@ -68,30 +69,40 @@ def test_iterative_reconstruction_reaches_a_stated_psnr(tiny):
 @pytest.mark.slow
 def test_dip_reconstruction_reaches_a_stated_psnr(tiny):
     truth, stack = tiny
-    result = reconstruct(stack, "dip", truth=truth, steps=150, early_stop=False, progress=False, device="cpu",
-                         net=SMALL_NET, constant_steps=100, dip_lr=1e-2, **OPTICS)
+    config = VolumeConfig(solver="dip", steps=150, early_stop=False, net=SMALL_NET, constant_steps=100, dip_lr=1e-2,
+                          **OPTICS)
+    result = solve(stack, config, truth=truth, progress=False, device="cpu")
     assert result.history["psnr"][0] < 15
     assert result.psnr > 30
     # the rendered reconstruction explains the stack
     assert np.mean(np.abs(brightfield_stack(result.transmittance, **OPTICS) - stack)) < 0.02
 
 
+def test_reconstruct_returns_an_image_with_spacing(tiny):
+    truth, stack = tiny
+    config = VolumeConfig(solver="iterative", steps=2, **OPTICS)
+    volume = reconstruct(io.Image(stack, "ZYX", (1.0, 0.92, 0.92)), config, progress=False, device="cpu")
+    assert volume.axes == "ZYX" and volume.spacing_zyx == pytest.approx((1.0, 0.92, 0.92))
+    np.testing.assert_array_equal(volume.data, solve(stack, config, progress=False, device="cpu").transmittance)
+
+
 def test_noisy_stacks_may_dip_below_zero(tiny):
     """Centred Gaussian noise on a dark stack gives negative readings; they are data, not an error."""
     truth, stack = tiny
     noisy = stack - stack.min() - 0.01  # darkest pixel at -0.01
-    result = reconstruct(noisy, "iterative", steps=2, aperture_samples=5, progress=False, device="cpu")
+    result = solve(noisy, VolumeConfig(solver="iterative", steps=2, aperture_samples=5), progress=False, device="cpu")
     assert result.transmittance.shape == truth.shape and np.all(np.isfinite(result.transmittance))
+    one_step = VolumeConfig(solver="iterative", steps=1)
     with pytest.raises(InputError, match="finite"):
-        reconstruct(np.where(noisy > 0.5, np.nan, noisy), "iterative", steps=1, progress=False)
+        solve(np.where(noisy > 0.5, np.nan, noisy), one_step, progress=False)
     with pytest.raises(InputError, match="flat-field"):
-        reconstruct(noisy - 2.0, "iterative", steps=1, progress=False)
+        solve(noisy - 2.0, one_step, progress=False)
 
 
 def test_early_stopping_returns_the_selected_iterate(tiny):
     truth, stack = tiny
-    result = reconstruct(stack, "iterative", truth=truth, steps=300, es_window=10, es_patience=20, progress=False,
-                         device="cpu", **OPTICS)
+    config = VolumeConfig(solver="iterative", steps=300, es_window=10, es_patience=20, **OPTICS)
+    result = solve(stack, config, truth=truth, progress=False, device="cpu")
     assert result.stopped_early and result.iterations < 300
     assert result.iteration == result.iterations - 1 - 20
     assert result.psnr == result.history["psnr"][result.iteration]
@@ -111,19 +122,21 @@ def test_dip_starts(tmp_path):
         start_error = torch.mean(torch.abs(net(z)[0, 0] - target))
     assert start_error < torch.mean(torch.abs(target - target.mean()))  # closer than the best constant
     # Pretr II: a (tiny) trained denoiser is written as a model and used as the start
-    model = pretrain_denoiser(tmp_path / "denoiser", DenoiserConfig(n_volumes=4, batch_size=2, epochs=1,
-                                                                     shape=shape, net=SMALL_NET), progress=False)
-    net, saved = load_denoiser(model)
-    assert saved["method"] == "volume-dip" and net.config == SMALL_NET
+    config = DenoiserConfig(network=SMALL_NET, data={"n_volumes": 4, "shape": shape},
+                            trainer={"batch_size": 2, "epochs": 1})
+    model = train(tmp_path / "denoiser", config, progress=False)
+    denoiser = load(model)
+    assert denoiser.config.method == "volume-dip" and denoiser.generator.config == SMALL_NET
     stack = brightfield_stack(ellipsoid_volume(shape, 1), **OPTICS)
-    result = reconstruct(stack, "dip", steps=3, pretrained="ellipsoid-denoise", denoiser=str(model), progress=False,
-                         device="cpu", **OPTICS)
+    config = VolumeConfig(solver="dip", steps=3, pretrained="ellipsoid-denoise", denoiser=str(model), **OPTICS)
+    result = solve(stack, config, progress=False, device="cpu")
     assert result.iterations == 3 and result.config.net == SMALL_NET
 
 
 def test_shipped_denoiser_loads():
-    net, saved = load_denoiser()
-    assert saved["method"] == "volume-dip" and net.n_parameters() > 0
+    denoiser = load()
+    net = denoiser.generator
+    assert denoiser.config.method == "volume-dip" and net.n_parameters() > 0
     out = net(torch.full((1, 1, 11, 20, 20), 0.85))
     assert out.shape == (1, 1, 11, 20, 20) and torch.all((out > 0) & (out < 1))
 

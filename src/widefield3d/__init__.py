@@ -6,7 +6,7 @@ The top-level namespace re-exports the entry points a user starts from; they are
 - ``refocus(image, z=..., model=...)``: Deep-Z / Deep-Z+ refocusing onto planes or surfaces
 - ``multifocal(image, model=...)``: MFPINet, all focal planes at 2x resolution from one image
 - ``confocal(stack, model=...)``: WFCON-Net, wide-field stack to confocal-like stack
-- ``reconstruct(stack, method=...)``: bright-field focal stack to a transmittance volume
+- ``reconstruct(stack, config)``: bright-field focal stack to a transmittance volume
 """
 
 from importlib import import_module

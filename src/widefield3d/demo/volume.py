@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from widefield3d.analysis.metrics import ssim
-from widefield3d.methods.volume import reconstruct
+from widefield3d.methods.volume import VolumeConfig, solve
 from widefield3d.optics.brightfield import brightfield_stack
 from widefield3d.sim.samples.transmittance import cell_volume
 
@@ -54,11 +54,11 @@ def demo_section(report, figures_dir: str | Path, seed: int = 0, progress: bool 
     clean = brightfield_stack(truth, **optics)
     stack = clean + np.random.default_rng(seed).normal(0, 0.005, clean.shape).astype(np.float32)
     runs = {
-        "DIP + Pretr II": reconstruct(stack, "dip", truth=truth, progress=progress, device="cpu", steps=steps,
-                                      pretrained="ellipsoid-denoise", dip_lr=1e-2, early_stop=False, seed=seed,
-                                      **optics),
-        "iterative": reconstruct(stack, "iterative", truth=truth, progress=progress, device="cpu", steps=steps,
-                                 early_stop=False, seed=seed, **optics),
+        "DIP + Pretr II": solve(stack, VolumeConfig(solver="dip", steps=steps, pretrained="ellipsoid-denoise",
+                                                    dip_lr=1e-2, early_stop=False, seed=seed, **optics),
+                                truth=truth, progress=progress, device="cpu"),
+        "iterative": solve(stack, VolumeConfig(solver="iterative", steps=steps, early_stop=False, seed=seed,
+                                               **optics), truth=truth, progress=progress, device="cpu"),
     }
     report.heading("Bright-field volume reconstruction (Yamaguchi ray model, Deep Image Prior)")
     report.text("A simulated cell (nucleus, nucleolus, vesicles; transmittance 0.7-1) is imaged as a bright-field "

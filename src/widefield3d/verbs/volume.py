@@ -49,7 +49,7 @@ def reconstruct_cmd(
     from widefield3d.checks import check_output, naming_files
     from widefield3d.errors import InputError
     from widefield3d.io import atomic_output
-    from widefield3d.methods.volume import VolumeConfig, reconstruct
+    from widefield3d.methods.volume import VolumeConfig, solve
 
     if not na > 0:
         raise InputError(f"--na: must be > 0 (with NA 0 every focal plane is the same image), got {na:g}")
@@ -58,12 +58,12 @@ def reconstruct_cmd(
         check_output(figure, kind="png", inputs=[stack], name="--figure")
     image = read_zyx(stack, "a focal stack", require_z=True)
     dz, _, dx = image.spacing_zyx
-    options = dict(na=na, xy_res_um=xy_res or dx, z_res_um=z_res or dz, aperture_samples=aperture_samples,
-                   pretrained=pretrained.value, early_stop=early_stop, steps=steps, es_window=es_window,
-                   es_patience=es_patience, seed=seed)
-    VolumeConfig(method=method.value, **options)  # one-line errors before any work
+    config = VolumeConfig(  # one-line errors before any work
+        solver=method.value, na=na, xy_res_um=xy_res or dx, z_res_um=z_res or dz, aperture_samples=aperture_samples,
+        pretrained=pretrained.value, early_stop=early_stop, steps=steps, es_window=es_window, es_patience=es_patience,
+        seed=seed)
     with naming_files({"stack": stack}):
-        result = reconstruct(np.asarray(image.data), method.value, device=device, progress=True, **options)
+        result = solve(np.asarray(image.data), config, device=device, progress=True)
     spacing = (result.config.z_res_um, result.config.xy_res_um, result.config.xy_res_um)
     io.write(output, io.Image(result.transmittance, axes="ZYX", spacing_um=spacing))
     if figure is not None:
@@ -88,15 +88,14 @@ def train_volume_dip(
 ) -> None:
     """Pre-train the DIP network to denoise random-ellipsoid volumes (Pretr II; paper: 1000 x 5 epochs)."""
     from widefield3d.checks import check_output
-    from widefield3d.methods.volume import DenoiserConfig, pretrain_denoiser
+    from widefield3d.methods.volume import Config, train
 
     check_output(output, kind="dir")
-
-    config = DenoiserConfig(n_volumes=volumes, batch_size=batch_size, epochs=epochs,
-                            shape=parse_triple(shape, "--shape", int), seed=seed)
-    path = pretrain_denoiser(output, config, device=device, progress=True)
+    config = Config(data={"n_volumes": volumes, "shape": parse_triple(shape, "--shape", int)},
+                    trainer={"batch_size": batch_size, "epochs": epochs, "seed": seed})
+    path = train(output, config, device=device, progress=True)
     console.print(f"wrote {path} (use it with reconstruct --pretrained ellipsoid-denoise or "
-                  "widefield3d.reconstruct(..., denoiser=PATH))")
+                  "VolumeConfig(denoiser=PATH))")
 
 
 def register(app: typer.Typer, train_app: typer.Typer) -> None:
