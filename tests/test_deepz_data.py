@@ -169,7 +169,7 @@ def test_tiny_training_beats_identity(beads, tmp_path):
         middle = len(stack) // 2
         far = np.flatnonzero(np.abs(Z_REL) >= 2.0)
         virtual = deepz.refocus(stack[middle], Z_REL[far], model=model, normalisation=norm, denormalise=False,
-                                progress=False, device="cpu")
+                                progress=False, device="cpu").data
         target = norm.apply(stack[far])
         err_model.append(np.abs(virtual - target).mean())
         err_identity.append(np.abs(norm.apply(stack[middle])[None] - target).mean())
