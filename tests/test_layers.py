@@ -18,9 +18,7 @@ LAYERS = [  # top first; "__init__" is the package root (it holds the version)
     {"errors", "device", "memory", "__init__"},
 ]
 RANK = {unit: -depth for depth, layer in enumerate(LAYERS) for unit in layer}
-KNOWN = {  # upward imports that issue 15 removes; delete an entry once its import is gone
-    ("train/trainer.py", "zoo"),  # item 4: the trainer takes a save callback instead
-}
+KNOWN: set[tuple[str, str]] = set()  # upward imports still to be removed, as (module, layer); none left
 
 
 def _unit(dotted: str) -> str:

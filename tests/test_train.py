@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from widefield3d import zoo
 from widefield3d.errors import InputError
 from widefield3d.train import losses
 from widefield3d.train.checkpoint import load_checkpoint
@@ -109,7 +110,7 @@ def test_training_learns_and_writes_files(tmp_path):
     task = _task()
     before = _validation_mae(task.generator, task)
     cfg = _config(iterations=60, pixel_weight=1.0, validate_every=10, checkpoint_every=30)
-    result = train(task, cfg, tmp_path, progress=False, method_config={"method": "toy", "width": 8})
+    result = train(task, cfg, tmp_path, progress=False, model_files=zoo, method_config={"method": "toy", "width": 8})
     # the generator learns the blur: validation MAE falls at least 8x below the untrained network's (measured: 13x)
     assert result.best_metric < before / 8, (before, result.best_metric)
     assert result.iterations_done == 60 and 10 <= result.best_iteration <= 60
@@ -132,7 +133,7 @@ def test_training_learns_and_writes_files(tmp_path):
 
 
 def test_resume_after_ctrl_c_matches_uninterrupted_run(tmp_path):
-    straight = train(_task(), _config(), tmp_path / "a", progress=False)
+    straight = train(_task(), _config(), tmp_path / "a", progress=False, model_files=zoo)
     calls = {"n": 0}
 
     def ctrl_c_in_iteration_3():  # 3 batches per iteration; the 8th batch is drawn inside iteration 3
@@ -141,9 +142,9 @@ def test_resume_after_ctrl_c_matches_uninterrupted_run(tmp_path):
             os.kill(os.getpid(), signal.SIGINT)
 
     with pytest.raises(KeyboardInterrupt):
-        train(_task(on_sample=ctrl_c_in_iteration_3), _config(), tmp_path / "b", progress=False)
+        train(_task(on_sample=ctrl_c_in_iteration_3), _config(), tmp_path / "b", progress=False, model_files=zoo)
     assert load_checkpoint(tmp_path / "b" / "checkpoint.pt")["iteration"] == 3  # the iteration was finished first
-    resumed = train(_task(), _config(), tmp_path / "b", resume=True, progress=False)
+    resumed = train(_task(), _config(), tmp_path / "b", resume=True, progress=False, model_files=zoo)
     a, b = (load_checkpoint(tmp_path / d / "checkpoint.pt") for d in ("a", "b"))
     assert b["iteration"] == a["iteration"] == 8
     for net in ("generator", "discriminator"):
@@ -157,7 +158,7 @@ def test_resume_after_ctrl_c_matches_uninterrupted_run(tmp_path):
         assert {k: v for k, v in rb.items() if k != "seconds"} == pytest.approx(
             {k: v for k, v in ra.items() if k != "seconds"}, rel=1e-6, nan_ok=True)
     # going on to more iterations is allowed: iterations may change on resume
-    longer = train(_task(), _config(iterations=10), tmp_path / "b", resume=True, progress=False)
+    longer = train(_task(), _config(iterations=10), tmp_path / "b", resume=True, progress=False, model_files=zoo)
     assert longer.iterations_done == 10
 
 
@@ -170,20 +171,21 @@ def test_hard_interrupt_still_leaves_a_checkpoint(tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train(_task(on_sample=interrupt_in_iteration_2), _config(), tmp_path, progress=False)
+        train(_task(on_sample=interrupt_in_iteration_2), _config(), tmp_path, progress=False, model_files=zoo)
     assert load_checkpoint(tmp_path / "checkpoint.pt")["iteration"] == 1
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
-    assert train(_task(), _config(iterations=2), tmp_path, resume=True, progress=False).iterations_done == 2
+    assert train(_task(), _config(iterations=2), tmp_path, resume=True, progress=False,
+                 model_files=zoo).iterations_done == 2
 
 
 def test_existing_checkpoint_and_changed_config_are_refused(tmp_path):
-    train(_task(), _config(iterations=2), tmp_path, progress=False)
+    train(_task(), _config(iterations=2), tmp_path, progress=False, model_files=zoo)
     with pytest.raises(InputError, match="exists; pass --resume"):
-        train(_task(), _config(iterations=2), tmp_path, progress=False)
+        train(_task(), _config(iterations=2), tmp_path, progress=False, model_files=zoo)
     with pytest.raises(InputError, match="lr_generator"):
-        train(_task(), _config(iterations=4, lr_generator=1e-2), tmp_path, resume=True, progress=False)
+        train(_task(), _config(iterations=4, lr_generator=1e-2), tmp_path, resume=True, progress=False, model_files=zoo)
     with pytest.raises(InputError, match="without a discriminator|with a discriminator"):
-        train(_task(discriminator=False), _config(iterations=4), tmp_path, resume=True, progress=False)
+        train(_task(discriminator=False), _config(iterations=4), tmp_path, resume=True, progress=False, model_files=zoo)
 
 
 def test_supervised_only_with_extra_term(tmp_path):
@@ -192,7 +194,8 @@ def test_supervised_only_with_extra_term(tmp_path):
 
     task = _task(discriminator=False, extra=extra)
     before = _validation_mae(task.generator, task)
-    result = train(task, _config(iterations=20, pixel_weight=1.0, validate_every=10), tmp_path, progress=False)
+    result = train(task, _config(iterations=20, pixel_weight=1.0, validate_every=10), tmp_path, progress=False,
+                   model_files=zoo)
     rows = _rows(result.log_path)
     for r in rows:
         assert math.isnan(r["loss_d"]) and math.isnan(r["g_adv"]) and math.isnan(r["lr_d"])
@@ -202,11 +205,30 @@ def test_supervised_only_with_extra_term(tmp_path):
 
 def test_learning_rate_halving_and_bce(tmp_path):
     cfg = _config(iterations=6, validate_every=2, lr_halve_every=2, gan_loss="bce", pixel_weight=1.0)
-    result = train(_task(), cfg, tmp_path, progress=False)
+    result = train(_task(), cfg, tmp_path, progress=False, model_files=zoo)
     rows = _rows(result.log_path)
     assert [r["lr"] for r in rows] == pytest.approx([3e-3 / 2, 3e-3 / 4, 3e-3 / 8])
     assert [r["lr_d"] for r in rows] == pytest.approx([1e-3 / 2, 1e-3 / 4, 1e-3 / 8])
     assert all(math.isfinite(r["loss_d"]) and r["loss_d"] > 0 for r in rows)
+
+
+def test_model_files_go_through_the_given_writer(tmp_path):
+    calls = []
+
+    class Recorder:  # stands in for widefield3d.zoo, which the methods pass
+        def write_config(self, directory, method, config):
+            calls.append(("config", directory, method, config["trainer"]["iterations"]))
+
+        def save_weights(self, directory, module):
+            calls.append(("weights", directory, len(module.state_dict())))
+
+    result = train(_task(), _config(iterations=4, validate_every=1), tmp_path, progress=False, model_files=Recorder(),
+                   method_config={"method": "toy"})
+    best = [r["best"] for r in _rows(result.log_path)]
+    improvements = 1 + sum(b < a for a, b in zip(best, best[1:]))
+    # config.json once at the start (with the trainer block), the generator (2 convolutions) at each new best
+    assert calls == [("config", tmp_path, "toy", 4)] + [("weights", tmp_path, 4)] * improvements
+    assert not (tmp_path / "config.json").exists() and not (tmp_path / "weights.safetensors").exists()
 
 
 def test_config_rejects_bad_values():
@@ -227,7 +249,7 @@ def _generator_weights(out_dir) -> dict:
 
 def test_two_identical_runs_give_bit_identical_weights(tmp_path):
     for d in ("a", "b"):
-        train(_task(), _config(), tmp_path / d, progress=False)
+        train(_task(), _config(), tmp_path / d, progress=False, model_files=zoo)
     a, b = (load_checkpoint(tmp_path / d / "checkpoint.pt") for d in ("a", "b"))
     for net in ("generator", "discriminator"):
         for key, value in a[net].items():
@@ -235,10 +257,10 @@ def test_two_identical_runs_give_bit_identical_weights(tmp_path):
 
 
 def test_time_budget_stops_cleanly_and_resumes_to_the_same_weights(tmp_path):
-    straight = train(_task(), _config(), tmp_path / "a", progress=False)
+    straight = train(_task(), _config(), tmp_path / "a", progress=False, model_files=zoo)
     assert not straight.stopped_by_budget and straight.iterations_done == 8
     slow = _task(on_sample=lambda: time.sleep(0.05))  # 3 batches per iteration: >= 0.15 s each
-    cut = train(slow, _config(time_budget_minutes=0.3 / 60), tmp_path / "b", progress=False)
+    cut = train(slow, _config(time_budget_minutes=0.3 / 60), tmp_path / "b", progress=False, model_files=zoo)
     assert cut.stopped_by_budget and 1 <= cut.iterations_done < 8
     ckpt = load_checkpoint(tmp_path / "b" / "checkpoint.pt")
     assert ckpt["iteration"] == cut.iterations_done
@@ -246,7 +268,7 @@ def test_time_budget_stops_cleanly_and_resumes_to_the_same_weights(tmp_path):
     assert _rows(cut.log_path)[-1]["iteration"] == cut.iterations_done  # validated at the stop
     assert cut.timings["data"] >= 0.15 * cut.iterations_done  # the sleeps count as data loading
     # the budget may change on resume; the resumed run reaches the uninterrupted run's weights
-    done = train(_task(), _config(), tmp_path / "b", resume=True, progress=False)
+    done = train(_task(), _config(), tmp_path / "b", resume=True, progress=False, model_files=zoo)
     assert done.iterations_done == 8 and not done.stopped_by_budget
     a, b = (_generator_weights(tmp_path / d) for d in ("a", "b"))
     for key, value in a.items():
@@ -258,14 +280,15 @@ def test_warmup_trains_the_generator_alone_then_switches_to_the_gan(tmp_path):
     task = _task()
     d_before = {k: v.clone() for k, v in task.discriminator.state_dict().items()}
     cfg = _config(iterations=4, warmup_iterations=4, validate_every=2)
-    result = train(task, cfg, tmp_path, progress=False)
+    result = train(task, cfg, tmp_path, progress=False, model_files=zoo)
     for key, value in task.discriminator.state_dict().items():
         assert torch.equal(value, d_before[key]), key  # no discriminator update during the warm-up
     for r in _rows(result.log_path):
         assert math.isnan(r["g_adv"]) and math.isnan(r["loss_d"])
         assert r["loss_g"] == pytest.approx(cfg.pixel_weight * r["g_pixel"], rel=1e-5)
     resumed = _task()
-    longer = train(resumed, cfg.model_copy(update={"iterations": 8}), tmp_path, resume=True, progress=False)
+    longer = train(resumed, cfg.model_copy(update={"iterations": 8}), tmp_path, resume=True, progress=False,
+                   model_files=zoo)
     rows = _rows(longer.log_path)
     assert [r["iteration"] for r in rows] == [2, 4, 6, 8]
     for r in rows[2:]:  # after the warm-up: the paper's adversarial loss and discriminator updates
@@ -275,18 +298,19 @@ def test_warmup_trains_the_generator_alone_then_switches_to_the_gan(tmp_path):
 
 def test_resume_prints_its_iteration_and_refuses_changed_data(tmp_path, capsys):
     method = {"method": "toy", "data": {"patch_px": 16}, "provenance": {"data_dir": "/somewhere"}}
-    train(_task(), _config(iterations=4), tmp_path, progress=False, method_config=method)
+    train(_task(), _config(iterations=4), tmp_path, progress=False, model_files=zoo, method_config=method)
     capsys.readouterr()
     # the data directory's path may move; the iteration resumed from is printed
     moved = {**method, "provenance": {"data_dir": "/elsewhere"}}
-    train(_task(), _config(iterations=6), tmp_path, resume=True, progress=False, method_config=moved)
+    train(_task(), _config(iterations=6), tmp_path, resume=True, progress=False, model_files=zoo, method_config=moved)
     assert "from iteration 4" in capsys.readouterr().err
     config_before = (tmp_path / "config.json").read_text()
     with pytest.raises(InputError, match=r"data\.patch_px: 16 -> 32"):
-        train(_task(), _config(iterations=8), tmp_path, resume=True, progress=False,
+        train(_task(), _config(iterations=8), tmp_path, resume=True, progress=False, model_files=zoo,
               method_config={**method, "data": {"patch_px": 32}})
     assert (tmp_path / "config.json").read_text() == config_before  # not rewritten by a refused resume
     other = _task()
     other.validation = [_pair(np.random.default_rng(7))]
     with pytest.raises(InputError, match="validation data differ"):
-        train(other, _config(iterations=8), tmp_path, resume=True, progress=False, method_config=method)
+        train(other, _config(iterations=8), tmp_path, resume=True, progress=False, model_files=zoo,
+              method_config=method)

@@ -404,4 +404,4 @@ def train(data_dir: str | Path, out_dir: str | Path, config: DeepZConfig | None 
     method_config = config.model_copy(update={"provenance": provenance}).model_dump(mode="json",
                                                                                    exclude={"schema_version"})
     return run_training(make_task(pairs_train, pairs_val, config), config.trainer, out_dir, resume=resume,
-                        progress=progress, method_config=method_config)
+                        progress=progress, method_config=method_config, model_files=zoo)

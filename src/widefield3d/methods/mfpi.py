@@ -343,6 +343,7 @@ def train(data_dir, out_dir, config: MFPIConfig | None = None, *, resume: bool =
     ``network.gan=False`` trains the generator on the L1 term alone (ablation). ``resume`` continues a killed run.
     The initial weights and the batches follow ``trainer.seed``.
     """
+    from widefield3d import zoo
     from widefield3d.train.trainer import train as run
 
     config = config or MFPIConfig()
@@ -354,7 +355,7 @@ def train(data_dir, out_dir, config: MFPIConfig | None = None, *, resume: bool =
                   "data_dir": Path(data_dir).resolve().name}  # no machine path
     method_config = config.model_copy(update={"provenance": provenance}).model_dump(mode="json")
     return run(task, config.trainer, out_dir, resume=resume, progress=progress,
-               method_config=method_config, resumable_method_keys=RESUMABLE_KEYS)
+               method_config=method_config, resumable_method_keys=RESUMABLE_KEYS, model_files=zoo)
 
 
 # ------------------------------------------------------------------------------------------------ inference

@@ -293,6 +293,7 @@ def train(data_dir: str | Path, out_dir: str | Path, config: WFConConfig | None 
     Returns the :class:`~widefield3d.train.trainer.TrainResult`; ``out_dir`` receives config.json,
     weights.safetensors (best validation MAE), log.csv and checkpoint.pt (``resume=True`` continues it).
     """
+    from widefield3d import zoo
     from widefield3d.train.trainer import train as run
 
     config = config or WFConConfig()
@@ -303,7 +304,8 @@ def train(data_dir: str | Path, out_dir: str | Path, config: WFConConfig | None 
     task = make_task(pairs, config)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     method_config = config.model_dump(mode="json")
-    return run(task, config.trainer, out_dir, resume=resume, progress=progress, method_config=method_config)
+    return run(task, config.trainer, out_dir, resume=resume, progress=progress, method_config=method_config,
+               model_files=zoo)
 
 
 # ---------------------------------------------------------------------------------------------------------------

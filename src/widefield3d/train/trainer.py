@@ -1,9 +1,10 @@
 """The adversarial training loop shared by Deep-Z, MFPINet and WFCON-Net.
 
 A method supplies an :class:`AdversarialTask` (its generator, discriminator, a batch sampler and fixed validation
-batches) and a :class:`TrainerConfig` (the paper's update ratio, losses, learning rates); :func:`train` runs the
-loop, keeps the generator with the lowest validation metric in ``out_dir/weights.safetensors``, logs to
-``out_dir/log.csv`` and writes a resumable ``out_dir/checkpoint.pt``. See ``docs/training.md``.
+batches), a :class:`TrainerConfig` (the paper's update ratio, losses, learning rates) and its :class:`ModelFiles`
+writer (:mod:`widefield3d.zoo`); :func:`train` runs the loop (an :class:`AdversarialTrainer`), keeps the generator
+with the lowest validation metric in ``out_dir/weights.safetensors``, logs to ``out_dir/log.csv`` and writes a
+resumable ``out_dir/checkpoint.pt``. See ``docs/training.md``.
 
 One iteration = ``discriminator_steps`` discriminator updates, then ``generator_steps`` generator updates; every
 update draws a fresh batch from ``task.sample_batch(rng)`` with the trainer's own numpy ``Generator``. The first
@@ -14,7 +15,6 @@ stops a run cleanly (validated, checkpointed, resumable) when its wall time is s
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import math
 import re
@@ -25,7 +25,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal, Protocol
 
 import numpy as np
 import pydantic
@@ -36,16 +36,10 @@ from widefield3d.device import resolve_device
 from widefield3d.errors import InputError
 from widefield3d.train import losses
 from widefield3d.train.checkpoint import load_checkpoint, save_checkpoint
+from widefield3d.train.log import LOSS_PARTS, RunningMeans, TrainingLog
+from widefield3d.train.resume import check_resumable, validation_fingerprint
 
 CHECKPOINT_NAME = "checkpoint.pt"
-LOG_NAME = "log.csv"
-RESUMABLE_FIELDS = ("iterations", "device", "time_budget_minutes", "channels_last")
-"""TrainerConfig fields that may change when a run is resumed."""
-
-LOSS_PARTS = ("loss_g", "loss_d", "g_adv", "g_pixel", "g_extra", "d_real", "d_fake")
-"""Running means logged between validations: total G and D losses, the G loss terms (unweighted adversarial and
-pixel terms, the already-weighted extra term) and the mean discriminator scores on real and fake batches."""
-LOG_COLUMNS = ("iteration", "seconds", *LOSS_PARTS, "lr", "lr_d", "val_metric", "best")
 TIMING_PARTS = ("data", "step", "validation", "checkpoint")
 """Where wall time goes (seconds): drawing and moving batches, the updates, validation, writing files."""
 CHECKPOINT_FORMAT = 2
@@ -57,8 +51,10 @@ class TrainerConfig(pydantic.BaseModel):
 
     model_config = pydantic.ConfigDict(extra="forbid")
 
-    iterations: int = pydantic.Field(10000, ge=1, description="one iteration = generator_steps G + discriminator_steps D updates")
-    batch_size: int = pydantic.Field(5, ge=1, description="for the method's sample_batch; the loop itself does not use it")
+    iterations: int = pydantic.Field(
+        10000, ge=1, description="one iteration = generator_steps G + discriminator_steps D updates")
+    batch_size: int = pydantic.Field(
+        5, ge=1, description="for the method's sample_batch; the loop itself does not use it")
     generator_steps: int = pydantic.Field(6, ge=1)
     discriminator_steps: int = pydantic.Field(3, ge=0)
     lr_generator: float = pydantic.Field(1e-4, gt=0)
@@ -104,6 +100,15 @@ class AdversarialTask:
     validation_metric: Callable[[Tensor, Tensor], float] | None = None
 
 
+class ModelFiles(Protocol):
+    """Where the trainer writes the model directory's ``config.json`` and best ``weights.safetensors``: the
+    functions of :mod:`widefield3d.zoo` (every method passes ``model_files=zoo``), kept out of this layer."""
+
+    def write_config(self, directory: str | Path, method: str, config: dict) -> object: ...
+
+    def save_weights(self, directory: str | Path, module: nn.Module) -> object: ...
+
+
 @dataclass
 class TrainResult:
     """Outcome of :func:`train`: the best validation metric, the iteration that reached it, the iterations done
@@ -124,31 +129,6 @@ _GAN_LOSSES = {
     "lsgan": (losses.lsgan_generator_loss, losses.lsgan_discriminator_loss),
     "bce": (losses.bce_generator_loss, losses.bce_discriminator_loss),
 }
-
-
-class _Running:
-    """Sums and counts of the loss parts since the last validation."""
-
-    def __init__(self, state: dict | None = None):
-        self.reset()
-        if state:
-            self.sums.update(state["sums"])
-            self.counts.update(state["counts"])
-
-    def reset(self) -> None:
-        self.sums = dict.fromkeys(LOSS_PARTS, 0.0)
-        self.counts = dict.fromkeys(LOSS_PARTS, 0)
-
-    def add(self, **values: float) -> None:
-        for key, value in values.items():
-            self.sums[key] += value
-            self.counts[key] += 1
-
-    def mean(self, key: str) -> float:
-        return self.sums[key] / self.counts[key] if self.counts[key] else math.nan
-
-    def state(self) -> dict:
-        return {"sums": dict(self.sums), "counts": dict(self.counts)}
 
 
 @contextlib.contextmanager
@@ -172,70 +152,299 @@ def _deferred_sigint() -> Iterator[dict]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _config_differences(saved: dict, config: TrainerConfig) -> list[str]:
-    now = config.model_dump(mode="json")
-    default = TrainerConfig.model_fields
-    return [f"{k}: {saved.get(k, default[k].default)!r} -> {now[k]!r}" for k in now
-            if k not in RESUMABLE_FIELDS and saved.get(k, default[k].default) != now[k]]
+class AdversarialTrainer:
+    """One training run: :meth:`__init__` sets up (or restores) the networks, optimisers and random numbers,
+    :meth:`run` trains. Arguments as :func:`train`, the usual way in; nothing is written before :meth:`run`."""
+
+    def __init__(self, task: AdversarialTask, config: TrainerConfig, out_dir: str | Path, *, model_files: ModelFiles,
+                 resume: bool = False, method_config: dict | None = None,
+                 resumable_method_keys: Sequence[str] = ()):
+        self.wall_start = time.perf_counter()  # the time budget counts from here
+        minutes = config.time_budget_minutes
+        self.budget_s = minutes * 60 if minutes is not None else math.inf
+        self.task, self.config, self.out_dir = task, config, Path(out_dir)
+        self.model_files, self.method_config = model_files, method_config
+        self.ckpt_path = self.out_dir / CHECKPOINT_NAME
+        if self.ckpt_path.exists() and not resume:
+            raise InputError(f"{self.ckpt_path}: exists; pass --resume or choose another directory")
+        if method_config is not None and "method" not in method_config:
+            raise InputError("train: method_config needs a 'method' entry (e.g. 'deepz')")
+        checkpoint = load_checkpoint(self.ckpt_path) if resume and self.ckpt_path.exists() else None
+        self.device = resolve_device(config.device, where="TrainerConfig.device")
+        self.generator, self.discriminator = task.generator, task.discriminator
+        self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+        if len(task.validation) == 0:
+            raise InputError("AdversarialTask.validation: no validation batches")
+        four_d = task.validation[0][0].ndim == 4
+        for net in (self.generator, self.discriminator):
+            if net is not None:
+                net.to(self.device).train()
+                if four_d:
+                    net.to(memory_format=self.memory_format)  # type: ignore[call-overload]  # not in torch's stubs
+        self.metric = task.validation_metric or losses.mean_absolute_error
+        self.fingerprint = validation_fingerprint(task.validation)
+        self.gen_loss, self.disc_loss = _GAN_LOSSES[config.gan_loss]
+        self.use_amp = self.device.type == "cuda" and config.amp
+
+        torch.manual_seed(config.seed)
+        self.rng = np.random.default_rng(config.seed)
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=config.lr_generator, betas=config.adam_betas)
+        self.opt_d = (torch.optim.Adam(self.discriminator.parameters(), lr=config.lr_discriminator,
+                                       betas=config.adam_betas) if self.discriminator is not None else None)
+        self.schedulers = ([torch.optim.lr_scheduler.StepLR(o, step_size=config.lr_halve_every, gamma=0.5)
+                            for o in (self.opt_g, self.opt_d) if o is not None] if config.lr_halve_every else [])
+        self.iteration, self.best_metric, self.best_iteration, self.seconds = 0, math.inf, -1, 0.0
+        self.timings = dict.fromkeys(TIMING_PARTS, 0.0)
+        self.running = RunningMeans()
+        self.resumed = checkpoint is not None
+        if checkpoint is not None:
+            check_resumable(self.ckpt_path, checkpoint, config, method_config, fingerprint=self.fingerprint,
+                            with_discriminator=self.discriminator is not None,
+                            free_method_keys=resumable_method_keys)
+            self._restore(checkpoint)
+        self._saved_at = self.iteration if self.resumed else -1  # iteration of the last checkpoint written
+        self._last_val = math.nan
+        self._shown = {"loss_g": math.nan, "loss_d": math.nan}  # running losses on the progress bar
+        self.log = TrainingLog(self.out_dir)
+
+    # ---------------------------------------------------------------------------------------------- set-up, resume
+
+    def _restore(self, checkpoint: dict) -> None:
+        """Load weights, optimiser and schedule states, random number states, counters and running sums."""
+        self.generator.load_state_dict(checkpoint["generator"])
+        self.opt_g.load_state_dict(checkpoint["optimizer_g"])
+        if self.discriminator is not None and self.opt_d is not None:
+            self.discriminator.load_state_dict(checkpoint["discriminator"])
+            self.opt_d.load_state_dict(checkpoint["optimizer_d"])
+        for scheduler, saved in zip(self.schedulers, checkpoint["schedulers"], strict=True):
+            scheduler.load_state_dict(saved)
+        self.rng.bit_generator.state = json.loads(checkpoint["numpy_rng"])
+        torch.set_rng_state(checkpoint["torch_rng"])
+        if self.device.type == "cuda" and len(checkpoint["cuda_rng"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(checkpoint["cuda_rng"])
+        self.iteration, self.best_metric = checkpoint["iteration"], checkpoint["best_metric"]
+        self.best_iteration, self.seconds = checkpoint["best_iteration"], checkpoint["seconds"]
+        self.timings.update(checkpoint.get("timings") or {})
+        self.running = RunningMeans(checkpoint["running"])
+
+    # ------------------------------------------------------------------------------------------------ the updates
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self.use_amp else contextlib.nullcontext()
+
+    def _to_device(self, t: Tensor) -> Tensor:
+        t = t.to(self.device, non_blocking=True)
+        return t.contiguous(memory_format=self.memory_format) if t.ndim == 4 else t
+
+    def _batch(self) -> tuple[Tensor, Tensor]:
+        """A fresh training batch on the device (its time counts as ``data``)."""
+        t0 = time.perf_counter()
+        x, y = self.task.sample_batch(self.rng)
+        x, y = self._to_device(x), self._to_device(y)
+        self.timings["data"] += time.perf_counter() - t0
+        return x, y
+
+    def _adversarial(self) -> bool:
+        """Whether the coming iteration trains against the discriminator (there is one, and the warm-up is over)."""
+        return self.discriminator is not None and self.iteration >= self.config.warmup_iterations
+
+    def _d_step(self) -> None:
+        """One discriminator update on a fresh batch, against the generator's detached output."""
+        assert self.discriminator is not None and self.opt_d is not None
+        x, y = self._batch()
+        with torch.no_grad(), self._autocast():
+            fake = self.generator(x)
+        with self._autocast():
+            real_score, fake_score = self.discriminator(y), self.discriminator(fake.detach())
+        loss = self.disc_loss(real_score, fake_score)
+        self.opt_d.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_d.step()
+        self.running.add(loss_d=loss.item(), d_real=real_score.float().mean().item(),
+                         d_fake=fake_score.float().mean().item())
+
+    def _g_step(self, adversarial: bool) -> None:
+        """One generator update on a fresh batch: pixel term, adversarial term (if ``adversarial``), extra term."""
+        config = self.config
+        x, y = self._batch()
+        parts = {}
+        with self._autocast():
+            fake = self.generator(x)
+            pixel = losses.multiscale_pixel_loss(fake, y, config.pixel_loss, config.pixel_scales)
+            loss = config.pixel_weight * pixel
+            parts["g_pixel"] = pixel
+            if adversarial:
+                assert self.discriminator is not None
+                adv = self.gen_loss(self.discriminator(fake))
+                loss = loss + config.adversarial_weight * adv
+                parts["g_adv"] = adv
+            if self.task.extra_generator_loss is not None:
+                extra = self.task.extra_generator_loss(fake, y).float()
+                loss = loss + extra
+                parts["g_extra"] = extra
+        self.opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_g.step()
+        self.running.add(loss_g=loss.item(), **{k: v.item() for k, v in parts.items()})
+
+    def _iteration(self, adversarial: bool) -> None:
+        """D updates (unless warming up), G updates, one step of the learning-rate schedules; counts its time."""
+        start = time.perf_counter()
+        data_before = self.timings["data"]
+        if adversarial:
+            assert self.discriminator is not None
+            self.discriminator.requires_grad_(True)
+            for _ in range(self.config.discriminator_steps):
+                self._d_step()
+            self.discriminator.requires_grad_(False)  # G steps need gradients through D, not of D
+        for _ in range(self.config.generator_steps):
+            self._g_step(adversarial)
+        with warnings.catch_warnings():  # during the warm-up D's schedule advances while D rests
+            warnings.filterwarnings("ignore", re.escape("Detected call of `lr_scheduler.step()` before"))
+            for scheduler in self.schedulers:
+                scheduler.step()
+        self.iteration += 1
+        elapsed = time.perf_counter() - start
+        self.seconds += elapsed
+        self.timings["step"] += elapsed - (self.timings["data"] - data_before)
+
+    # ------------------------------------------------------------------------------------ validation and files
+
+    def _validate(self) -> float:
+        """The validation metric of the generator (eval mode, no gradients), averaged over the batches."""
+        t0 = time.perf_counter()
+        self.generator.eval()
+        try:
+            values = []
+            with torch.no_grad():
+                for x, y in self.task.validation:
+                    with self._autocast():
+                        fake = self.generator(self._to_device(x))
+                    values.append(float(self.metric(fake.float(), y.to(self.device))))
+        finally:
+            self.generator.train()
+            self.timings["validation"] += time.perf_counter() - t0
+        return float(np.mean(values))
+
+    def _keep_if_best(self, value: float) -> None:
+        """Save the generator's weights when ``value`` beats the best so far (or is the first)."""
+        if self.best_iteration < 0 or (math.isfinite(value) and not value >= self.best_metric):
+            t0 = time.perf_counter()
+            self.best_metric, self.best_iteration = value, self.iteration
+            self.model_files.save_weights(self.out_dir, self.generator)
+            self.timings["checkpoint"] += time.perf_counter() - t0
+
+    def _log(self, value: float) -> None:
+        """Log one row: running means since the last one, learning rates, validation ``value``, best so far."""
+        row = {"iteration": self.iteration, "seconds": round(self.seconds, 3),
+               **{k: self.running.mean(k) for k in LOSS_PARTS}, "lr": self.opt_g.param_groups[0]["lr"],
+               "lr_d": self.opt_d.param_groups[0]["lr"] if self.opt_d is not None else math.nan,
+               "val_metric": value, "best": self.best_metric}
+        self.log.write(row)
+        self.running.reset()
+
+    def _checkpoint(self) -> None:
+        """Write the full training state to ``checkpoint.pt`` (atomically)."""
+        t0 = time.perf_counter()
+        save_checkpoint(self.ckpt_path, {
+            "format": CHECKPOINT_FORMAT,
+            "iteration": self.iteration, "best_metric": self.best_metric, "best_iteration": self.best_iteration,
+            "seconds": self.seconds,
+            "trainer_config": self.config.model_dump_json(),
+            "method_config": json.dumps(self.method_config, default=str) if self.method_config is not None else None,
+            "validation_fingerprint": self.fingerprint,
+            "timings": dict(self.timings),
+            "generator": self.generator.state_dict(),
+            "discriminator": self.discriminator.state_dict() if self.discriminator is not None else None,
+            "optimizer_g": self.opt_g.state_dict(),
+            "optimizer_d": self.opt_d.state_dict() if self.opt_d is not None else None,
+            "schedulers": [s.state_dict() for s in self.schedulers],
+            "numpy_rng": json.dumps(self.rng.bit_generator.state),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+            "running": self.running.state(),
+        })
+        self.timings["checkpoint"] += time.perf_counter() - t0
+        self._saved_at = self.iteration
+
+    # ------------------------------------------------------------------------------------ budget and progress
+
+    def _elapsed_s(self) -> float:
+        """Wall seconds since the trainer was made (the start of :func:`train`)."""
+        return time.perf_counter() - self.wall_start
+
+    def _status(self, adversarial: bool, first_iteration: int) -> str:
+        """The progress bar's text: speed of this call, phase, running losses, validation, budget left."""
+        if self.running.counts["loss_g"]:
+            self._shown = {k: self.running.mean(k) for k in ("loss_g", "loss_d")}
+        rate = (self.iteration - first_iteration) / max(self._elapsed_s(), 1e-9)
+        left = (f"  budget {max(0.0, self.budget_s - self._elapsed_s()) / 60:.0f} min left"
+                if math.isfinite(self.budget_s) else "")
+        phase = "warm-up  " if self.discriminator is not None and not adversarial else ""
+        return (f"{rate:.2f} it/s  {phase}G {self._shown['loss_g']:.4g}  D {self._shown['loss_d']:.4g}  "
+                f"val {self._last_val:.4g} (best {self.best_metric:.4g} @ {self.best_iteration}){left}")
+
+    # ------------------------------------------------------------------------------------------------- the loop
+
+    def run(self, progress: bool = True) -> TrainResult:
+        """Write ``config.json`` and start the log, then train to ``config.iterations`` (or until the time budget
+        is spent, or Ctrl-C) with validation, best weights and checkpoints on the way. ``progress``: rich bar."""
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        config = self.config
+        console = Console(stderr=True)
+        if self.resumed:
+            console.print(f"resuming {self.out_dir} from iteration {self.iteration} of {config.iterations} "
+                          f"(best validation {self.best_metric:.4g} at iteration {self.best_iteration})",
+                          soft_wrap=True)
+        if self.method_config is not None:
+            self.model_files.write_config(self.out_dir, self.method_config["method"],
+                                          {**self.method_config, "trainer": config.model_dump(mode="json")})
+        self.log.open(self.iteration, self.resumed)
+
+        bar = Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                       TextColumn("{task.fields[status]}"), console=console, disable=not progress)
+        first_iteration, stopped_by_budget = self.iteration, False
+        try:
+            with _deferred_sigint() as sigint, bar:
+                bar_task = bar.add_task("train", total=config.iterations, completed=self.iteration, status="")
+                while self.iteration < config.iterations:
+                    adversarial = self._adversarial()
+                    self._iteration(adversarial)
+                    it = self.iteration
+                    stopped_by_budget = self._elapsed_s() >= self.budget_s and it < config.iterations
+                    if it % config.validate_every == 0 or it == config.iterations or stopped_by_budget:
+                        self._last_val = self._validate()
+                        self._keep_if_best(self._last_val)
+                        self._log(self._last_val)
+                    if (it % config.checkpoint_every == 0 or it == config.iterations or sigint["stop"]
+                            or stopped_by_budget):
+                        self._checkpoint()
+                    bar.update(bar_task, completed=it, status=self._status(adversarial, first_iteration))
+                    if sigint["stop"]:
+                        raise KeyboardInterrupt
+                    if stopped_by_budget:
+                        console.print(f"time budget of {config.time_budget_minutes:g} min spent at iteration {it} "
+                                      f"of {config.iterations}; checkpoint written (continue with --resume)",
+                                      soft_wrap=True)
+                        break
+        except KeyboardInterrupt:
+            if self._saved_at != self.iteration:
+                self._checkpoint()  # interrupted inside an iteration: the weights include its partial updates
+            raise
+        finally:
+            if self.discriminator is not None:
+                self.discriminator.requires_grad_(True)
+            self.log.close()
+        if self._saved_at != self.iteration:
+            self._checkpoint()
+        return TrainResult(self.best_metric, self.best_iteration, self.iteration, self.seconds, self.log.path,
+                           stopped_by_budget, dict(self.timings))
 
 
-METHOD_KEYS_FREE_ON_RESUME = ("trainer", "widefield3d_version", "provenance.data_dir")
-"""Method-config entries (dotted paths) that may change on resume: the trainer's own (checked separately), the
-package version and the data directory's path (data may move; changed data show in the validation fingerprint)."""
-
-
-def _method_differences(saved: dict, now: dict, free: Sequence[str]) -> list[str]:
-    """Differences between two method configs outside the dotted keys ``free``."""
-    def flat(d: dict, prefix: str = "") -> dict:
-        out = {}
-        for k, v in d.items():
-            key = f"{prefix}{k}"
-            if key in free:
-                continue
-            out.update(flat(v, key + ".") if isinstance(v, dict) else {key: v})
-        return out
-
-    a, b = flat(saved), flat(now)
-    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
-
-
-def validation_fingerprint(batches: Sequence[tuple[Tensor, Tensor]]) -> str:
-    """SHA-256 of the validation batches' shapes and bytes: a resumed run must validate on the same data."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for batch in batches:
-        for t in batch:
-            t = t.detach().to("cpu").contiguous()
-            digest.update(f"{tuple(t.shape)}{t.dtype}".encode())
-            digest.update(t.numpy().tobytes())
-    return digest.hexdigest()
-
-
-def _tensorboard(out_dir: Path, purge_step: int):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        return None
-    return SummaryWriter(str(out_dir), purge_step=purge_step)
-
-
-def _prepare_log(path: Path, resume_iteration: int | None) -> None:
-    """Start a fresh log, or keep only the rows up to the resumed checkpoint's iteration."""
-    from widefield3d.io import atomic_output
-
-    rows = []
-    if resume_iteration is not None and path.is_file():
-        with path.open(newline="") as f:
-            rows = [r for r in csv.DictReader(f) if int(r["iteration"]) <= resume_iteration]
-    with atomic_output(path) as tmp, tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=LOG_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def train(task: AdversarialTask, config: TrainerConfig, out_dir: str | Path, *, resume: bool = False,
-          progress: bool = True, method_config: dict | None = None,
+def train(task: AdversarialTask, config: TrainerConfig, out_dir: str | Path, *, model_files: ModelFiles,
+          resume: bool = False, progress: bool = True, method_config: dict | None = None,
           resumable_method_keys: Sequence[str] = ()) -> TrainResult:
     """Train ``task.generator`` (against ``task.discriminator``) and keep the best generator by validation.
 
@@ -251,6 +460,8 @@ def train(task: AdversarialTask, config: TrainerConfig, out_dir: str | Path, *, 
         Receives ``checkpoint.pt`` (every ``checkpoint_every`` iterations, at the end and on Ctrl-C),
         ``weights.safetensors`` (best generator so far), ``log.csv`` (one row per validation), ``config.json``
         (if ``method_config`` is given) and TensorBoard events (if ``torch.utils.tensorboard`` imports).
+    model_files : ModelFiles
+        Writes ``config.json`` and ``weights.safetensors``; the methods pass :mod:`widefield3d.zoo`.
     resume : bool
         Continue from ``out_dir/checkpoint.pt`` (same batches, same random numbers, so the weights equal those of
         an uninterrupted run). Only ``iterations``, ``device``, ``time_budget_minutes`` and ``channels_last`` may
@@ -262,269 +473,14 @@ def train(task: AdversarialTask, config: TrainerConfig, out_dir: str | Path, *, 
         Show a rich progress bar on stderr.
     method_config : dict, optional
         The method's configuration; must contain ``"method"`` (e.g. ``"deepz"``). Written with the trainer
-        config (under ``"trainer"``) to ``config.json`` by :func:`widefield3d.zoo.write_config`.
+        config (under ``"trainer"``) to ``config.json`` by ``model_files.write_config``.
     resumable_method_keys : sequence of str
-        Dotted ``method_config`` keys that may change on resume besides :data:`METHOD_KEYS_FREE_ON_RESUME` (e.g.
-        a flat config's copies of trainer fields).
+        Dotted ``method_config`` keys that may change on resume besides
+        :data:`widefield3d.train.resume.METHOD_KEYS_FREE_ON_RESUME` (e.g. a flat config's copies of trainer fields).
 
     Returns
     -------
     TrainResult
     """
-    from widefield3d import zoo
-
-    out_dir = Path(out_dir)
-    wall_start = time.perf_counter()
-    ckpt_path = out_dir / CHECKPOINT_NAME
-    if ckpt_path.exists() and not resume:
-        raise InputError(f"{ckpt_path}: exists; pass --resume or choose another directory")
-    if method_config is not None and "method" not in method_config:
-        raise InputError("train: method_config needs a 'method' entry (e.g. 'deepz')")
-    checkpoint = load_checkpoint(ckpt_path) if resume and ckpt_path.exists() else None
-    device = resolve_device(config.device, where="TrainerConfig.device")
-    generator, discriminator = task.generator, task.discriminator
-    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    if len(task.validation) == 0:
-        raise InputError("AdversarialTask.validation: no validation batches")
-    four_d = task.validation[0][0].ndim == 4
-    for net in (generator, discriminator):
-        if net is not None:
-            net.to(device).train()
-            if four_d:
-                net.to(memory_format=memory_format)
-    metric = task.validation_metric or losses.mean_absolute_error
-    fingerprint = validation_fingerprint(task.validation)
-
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
-    opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr_generator, betas=config.adam_betas)
-    opt_d = (torch.optim.Adam(discriminator.parameters(), lr=config.lr_discriminator, betas=config.adam_betas)
-             if discriminator is not None else None)
-    optimisers = [o for o in (opt_g, opt_d) if o is not None]
-    schedulers = ([torch.optim.lr_scheduler.StepLR(o, step_size=config.lr_halve_every, gamma=0.5) for o in optimisers]
-                  if config.lr_halve_every else [])
-    state: dict[str, Any] = {"iteration": 0, "best_metric": math.inf, "best_iteration": -1, "seconds": 0.0}
-    timings = dict.fromkeys(TIMING_PARTS, 0.0)
-    running = _Running()
-
-    if checkpoint is not None:
-        differences = _config_differences(json.loads(checkpoint["trainer_config"]), config)
-        if differences:
-            raise InputError(f"{ckpt_path}: trainer config differs from the checkpoint's ({'; '.join(differences)});"
-                             f" only {', '.join(RESUMABLE_FIELDS)} may change on resume")
-        saved_method = checkpoint.get("method_config")
-        if saved_method is not None and method_config is not None:
-            changed = _method_differences(json.loads(saved_method), method_config,
-                                          (*METHOD_KEYS_FREE_ON_RESUME, *resumable_method_keys))
-            if changed:
-                raise InputError(f"{ckpt_path}: the method/data config differs from the checkpoint's "
-                                 f"({'; '.join(changed[:4])}{'; ...' if len(changed) > 4 else ''}); start a new run")
-        if checkpoint.get("validation_fingerprint", fingerprint) != fingerprint:
-            raise InputError(f"{ckpt_path}: the validation data differ from the checkpoint's (changed training data "
-                             "or data settings?); start a new run")
-        if (checkpoint["discriminator"] is None) != (discriminator is None):
-            raise InputError(f"{ckpt_path}: the checkpoint was trained "
-                             f"{'without' if checkpoint['discriminator'] is None else 'with'} a discriminator")
-        generator.load_state_dict(checkpoint["generator"])
-        opt_g.load_state_dict(checkpoint["optimizer_g"])
-        if discriminator is not None:
-            discriminator.load_state_dict(checkpoint["discriminator"])
-            opt_d.load_state_dict(checkpoint["optimizer_d"])
-        for scheduler, saved in zip(schedulers, checkpoint["schedulers"], strict=True):
-            scheduler.load_state_dict(saved)
-        rng.bit_generator.state = json.loads(checkpoint["numpy_rng"])
-        torch.set_rng_state(checkpoint["torch_rng"])
-        if device.type == "cuda" and len(checkpoint["cuda_rng"]) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(checkpoint["cuda_rng"])
-        state.update({k: checkpoint[k] for k in state})
-        timings.update(checkpoint.get("timings") or {})
-        running = _Running(checkpoint["running"])
-
-    from rich.console import Console
-
-    console = Console(stderr=True)
-    if checkpoint is not None:
-        console.print(f"resuming {out_dir} from iteration {state['iteration']} of {config.iterations} "
-                      f"(best validation {state['best_metric']:.4g} at iteration {state['best_iteration']})", soft_wrap=True)
-    if method_config is not None:
-        zoo.write_config(out_dir, method_config["method"],
-                         {**method_config, "trainer": config.model_dump(mode="json")})
-    log_path = out_dir / LOG_NAME
-    _prepare_log(log_path, state["iteration"] if checkpoint is not None else None)
-    writer = _tensorboard(out_dir, purge_step=state["iteration"])
-
-    gen_loss, disc_loss = _GAN_LOSSES[config.gan_loss]
-    use_amp = device.type == "cuda" and config.amp
-
-    def autocast():
-        return torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else contextlib.nullcontext()
-
-    def to_device(t: Tensor) -> Tensor:
-        t = t.to(device, non_blocking=True)
-        return t.contiguous(memory_format=memory_format) if t.ndim == 4 else t
-
-    def batch() -> tuple[Tensor, Tensor]:
-        t0 = time.perf_counter()
-        x, y = task.sample_batch(rng)
-        x, y = to_device(x), to_device(y)
-        timings["data"] += time.perf_counter() - t0
-        return x, y
-
-    def discriminator_step() -> None:
-        x, y = batch()
-        with torch.no_grad(), autocast():
-            fake = generator(x)
-        with autocast():
-            real_score, fake_score = discriminator(y), discriminator(fake.detach())
-        loss = disc_loss(real_score, fake_score)
-        opt_d.zero_grad(set_to_none=True)
-        loss.backward()
-        opt_d.step()
-        running.add(loss_d=loss.item(), d_real=real_score.float().mean().item(),
-                    d_fake=fake_score.float().mean().item())
-
-    def generator_step(adversarial: bool) -> None:
-        x, y = batch()
-        parts = {}
-        with autocast():
-            fake = generator(x)
-            pixel = losses.multiscale_pixel_loss(fake, y, config.pixel_loss, config.pixel_scales)
-            loss = config.pixel_weight * pixel
-            parts["g_pixel"] = pixel
-            if adversarial:
-                adv = gen_loss(discriminator(fake))
-                loss = loss + config.adversarial_weight * adv
-                parts["g_adv"] = adv
-            if task.extra_generator_loss is not None:
-                extra = task.extra_generator_loss(fake, y).float()
-                loss = loss + extra
-                parts["g_extra"] = extra
-        opt_g.zero_grad(set_to_none=True)
-        loss.backward()
-        opt_g.step()
-        running.add(loss_g=loss.item(), **{k: v.item() for k, v in parts.items()})
-
-    def validate() -> float:
-        t0 = time.perf_counter()
-        generator.eval()
-        try:
-            values = []
-            with torch.no_grad():
-                for x, y in task.validation:
-                    with autocast():
-                        fake = generator(to_device(x))
-                    values.append(float(metric(fake.float(), y.to(device))))
-        finally:
-            generator.train()
-            timings["validation"] += time.perf_counter() - t0
-        return float(np.mean(values))
-
-    def save() -> None:
-        t0 = time.perf_counter()
-        save_checkpoint(ckpt_path, {
-            "format": CHECKPOINT_FORMAT,
-            **state,
-            "trainer_config": config.model_dump_json(),
-            "method_config": json.dumps(method_config, default=str) if method_config is not None else None,
-            "validation_fingerprint": fingerprint,
-            "timings": dict(timings),
-            "generator": generator.state_dict(),
-            "discriminator": discriminator.state_dict() if discriminator is not None else None,
-            "optimizer_g": opt_g.state_dict(),
-            "optimizer_d": opt_d.state_dict() if opt_d is not None else None,
-            "schedulers": [s.state_dict() for s in schedulers],
-            "numpy_rng": json.dumps(rng.bit_generator.state),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
-            "running": running.state(),
-        })
-        timings["checkpoint"] += time.perf_counter() - t0
-
-    def log_validation(value: float) -> None:
-        improved = state["best_iteration"] < 0 or (math.isfinite(value) and not value >= state["best_metric"])
-        if improved:
-            t0 = time.perf_counter()
-            state["best_metric"], state["best_iteration"] = value, state["iteration"]
-            zoo.save_weights(out_dir, generator)
-            timings["checkpoint"] += time.perf_counter() - t0
-        row = {"iteration": state["iteration"], "seconds": round(state["seconds"], 3),
-               **{k: running.mean(k) for k in LOSS_PARTS}, "lr": opt_g.param_groups[0]["lr"],
-               "lr_d": opt_d.param_groups[0]["lr"] if opt_d is not None else math.nan,
-               "val_metric": value, "best": state["best_metric"]}
-        with log_path.open("a", newline="") as f:
-            csv.DictWriter(f, fieldnames=LOG_COLUMNS).writerow(row)
-        if writer is not None:
-            for key, v in row.items():
-                if key != "iteration" and isinstance(v, float) and math.isfinite(v):
-                    writer.add_scalar(key, v, state["iteration"])
-        running.reset()
-
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    budget_s = config.time_budget_minutes * 60 if config.time_budget_minutes is not None else math.inf
-    bar = Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                   TextColumn("{task.fields[status]}"), console=console, disable=not progress)
-    last_val = math.nan
-    shown = {"loss_g": math.nan, "loss_d": math.nan}
-    saved_at = state["iteration"] if checkpoint is not None else -1
-    first_iteration, stopped_by_budget = state["iteration"], False
-    try:
-        with _deferred_sigint() as sigint, bar:
-            bar_task = bar.add_task("train", total=config.iterations, completed=state["iteration"], status="")
-            while state["iteration"] < config.iterations:
-                start = time.perf_counter()
-                data_before = timings["data"]
-                adversarial = discriminator is not None and state["iteration"] >= config.warmup_iterations
-                if adversarial:
-                    discriminator.requires_grad_(True)
-                    for _ in range(config.discriminator_steps):
-                        discriminator_step()
-                    discriminator.requires_grad_(False)  # G steps need gradients through D, not of D
-                for _ in range(config.generator_steps):
-                    generator_step(adversarial)
-                with warnings.catch_warnings():  # during the warm-up D's schedule advances while D rests
-                    warnings.filterwarnings("ignore", re.escape("Detected call of `lr_scheduler.step()` before"))
-                    for scheduler in schedulers:
-                        scheduler.step()
-                state["iteration"] += 1
-                elapsed = time.perf_counter() - start
-                state["seconds"] += elapsed
-                timings["step"] += elapsed - (timings["data"] - data_before)
-                it = state["iteration"]
-                stopped_by_budget = time.perf_counter() - wall_start >= budget_s and it < config.iterations
-                if it % config.validate_every == 0 or it == config.iterations or stopped_by_budget:
-                    last_val = validate()
-                    log_validation(last_val)
-                if (it % config.checkpoint_every == 0 or it == config.iterations or sigint["stop"]
-                        or stopped_by_budget):
-                    save()
-                    saved_at = it
-                if running.counts["loss_g"]:
-                    shown = {k: running.mean(k) for k in ("loss_g", "loss_d")}
-                rate = (it - first_iteration) / max(time.perf_counter() - wall_start, 1e-9)
-                left = (f"  budget {max(0.0, budget_s - (time.perf_counter() - wall_start)) / 60:.0f} min left"
-                        if math.isfinite(budget_s) else "")
-                phase = "warm-up  " if discriminator is not None and not adversarial else ""
-                bar.update(bar_task, completed=it,
-                           status=f"{rate:.2f} it/s  {phase}G {shown['loss_g']:.4g}  D {shown['loss_d']:.4g}  "
-                                  f"val {last_val:.4g} (best {state['best_metric']:.4g} @ {state['best_iteration']})"
-                                  f"{left}")
-                if sigint["stop"]:
-                    raise KeyboardInterrupt
-                if stopped_by_budget:
-                    console.print(f"time budget of {config.time_budget_minutes:g} min spent at iteration {it} of "
-                                  f"{config.iterations}; checkpoint written (continue with --resume)", soft_wrap=True)
-                    break
-    except KeyboardInterrupt:
-        if saved_at != state["iteration"]:
-            save()  # interrupted inside an iteration: the weights include its partial updates
-        raise
-    finally:
-        if discriminator is not None:
-            discriminator.requires_grad_(True)
-        if writer is not None:
-            writer.close()
-    if saved_at != state["iteration"]:
-        save()
-    return TrainResult(state["best_metric"], state["best_iteration"], state["iteration"], state["seconds"], log_path,
-                       stopped_by_budget, dict(timings))
+    return AdversarialTrainer(task, config, out_dir, model_files=model_files, resume=resume,
+                              method_config=method_config, resumable_method_keys=resumable_method_keys).run(progress)
