@@ -45,6 +45,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from widefield3d import zoo
 from widefield3d.methods import mfpi
 from widefield3d.prep.augment import random_dihedral
 from widefield3d.nets.deepz import DeepZDiscriminator, DeepZGenerator
@@ -135,7 +136,7 @@ def train_deepz(args) -> None:
                             lr_discriminator=paper.lr_discriminator * args.lr_scale,
                             lr_halve_every=max(1, args.iterations // 10), validate_every=args.validate_every,
                             checkpoint_every=args.validate_every, seed=cfg.trainer.seed, device="cpu")
-    result = train(task, trainer, args.out, progress=False, resume=args.resume,
+    result = train(task, trainer, args.out, progress=False, resume=args.resume, model_files=zoo,
                    method_config={"method": "deepz-rgb-benchmark", "width": width,
                                   "patch_size": cfg.data.patch_size, "dpm_range_um": DPM_RANGE_UM, "z_um": z.tolist()})
     print(result)
@@ -159,7 +160,7 @@ def train_sr(args) -> None:
                             gan_loss="bce", adversarial_weight=1e-3, pixel_weight=1.0, pixel_loss="l2",
                             validate_every=args.validate_every, checkpoint_every=args.validate_every,
                             seed=cfg.trainer.seed, device="cpu")
-    result = train(task, trainer, args.out, progress=False, resume=args.resume,
+    result = train(task, trainer, args.out, progress=False, resume=args.resume, model_files=zoo,
                    method_config={"method": "mfpi-sr-benchmark", **sr_cfg.model_dump(mode="json")})
     print(result)
 

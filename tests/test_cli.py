@@ -113,6 +113,8 @@ def _interrupt(*args, **kwargs):
     """What Ctrl-C does: SIGINT, which Python's default handler turns into KeyboardInterrupt."""
     import signal
 
+    # a shell starts background jobs with SIGINT ignored; a user's terminal has Python's default handler
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.raise_signal(signal.SIGINT)
     raise AssertionError("SIGINT did not interrupt")
 
