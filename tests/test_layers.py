@@ -15,7 +15,7 @@ LAYERS = [  # top first; "__init__" is the package root (it holds the version)
     {"analysis", "tiling"},
     {"sim", "optics"},
     {"io"},
-    {"errors", "device", "memory", "__init__"},
+    {"errors", "device", "memory", "progress", "__init__"},
 ]
 RANK = {unit: -depth for depth, layer in enumerate(LAYERS) for unit in layer}
 KNOWN: set[tuple[str, str]] = set()  # upward imports still to be removed, as (module, layer); none left

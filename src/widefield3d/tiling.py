@@ -41,11 +41,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import nn
 
 from widefield3d.device import resolve_device
 from widefield3d.errors import InputError
+from widefield3d.progress import progress_bar
 
 __all__ = ["frozen_norms", "image_norm_statistics", "predict_tiled"]
 
@@ -294,9 +294,9 @@ def predict_tiled(
 
     was_training = model.training
     model.eval().to(dev)
-    columns = (TextColumn("tiles"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
     try:
-        with torch.inference_mode(), Progress(*columns, disable=not progress) as bar:
+        with torch.inference_mode(), progress_bar("tiles", "bar", "count", "elapsed", "remaining", enabled=progress,
+                                                      transient=False) as bar:
             task = bar.add_task("tiles", total=math.prod(p.count for p in plans))
             advance = functools.partial(bar.advance, task)
             return _run(model, image, plans, dev, amp, batch_size, out, out_channels, advance, column_tiles)

@@ -33,6 +33,7 @@ from widefield3d import io
 from widefield3d.errors import InputError
 from widefield3d.methods._base import LoadedModel, MethodConfig
 from widefield3d.methods.deepz_data import DeepZDataConfig
+from widefield3d.progress import progress_bar
 from widefield3d.train.trainer import TrainerConfig
 
 METHOD: Final = "deepz"
@@ -282,8 +283,6 @@ def refocus(image, z=None, *, model, dpm=None, tilt_deg: float | None = None, ti
     InputError
         Bad image, surface, model, device, or a DPM beyond the trained range without ``allow_extrapolation``.
     """
-    from rich.progress import Progress
-
     from widefield3d.prep.normalise import triangle_normalisation
     from widefield3d.tiling import predict_tiled
 
@@ -307,7 +306,7 @@ def refocus(image, z=None, *, model, dpm=None, tilt_deg: float | None = None, ti
     groups = [z_um[i:i + planes_per_pass] for i in range(0, len(z_um), planes_per_pass)]
     out = np.empty((len(frames), len(z_um), *frames.shape[1:]), np.float32)
     generator = model.generator
-    with Progress(disable=not progress, transient=True) as bar:
+    with progress_bar(enabled=progress) as bar:
         task = bar.add_task("refocusing", total=len(frames) * len(groups))
         for t, frame in enumerate(frames):
             norm = normalisation or triangle_normalisation(frame, model.config.data.saturate_fraction)

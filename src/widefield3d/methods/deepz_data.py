@@ -43,11 +43,11 @@ from typing import Literal
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from rich.progress import Progress
 
 from widefield3d import io
 from widefield3d.errors import InputError
 from widefield3d.prep.augment import random_dihedral
+from widefield3d.progress import progress_bar
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".zarr", ".npy")
 
@@ -335,7 +335,7 @@ def build_pairs(data_dir: str | Path, config: DeepZDataConfig | None = None, *, 
     files = find_stacks(data_dir, config.target)[: config.max_fields]
     rng = np.random.default_rng(config.seed)
     inputs, targets, pairs, dpm, skipped = [], [], [], [], []
-    with Progress(disable=not progress, transient=True) as bar:
+    with progress_bar(enabled=progress) as bar:
         task = bar.add_task("preparing training pairs", total=len(files))
         for wf_path, conf_path in files:
             regions = (_widefield_regions(wf_path, config, rng) if conf_path is None

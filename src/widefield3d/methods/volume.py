@@ -43,6 +43,7 @@ from widefield3d.errors import InputError
 from widefield3d.methods._base import LoadedModel, MethodConfig
 from widefield3d.nets.dip import DipNetConfig, DipUNet
 from widefield3d.optics.brightfield import BrightfieldRenderer
+from widefield3d.progress import progress_bar
 from widefield3d.sim.samples.transmittance import ellipsoid_volume
 
 METHOD: Final = "volume-dip"
@@ -320,8 +321,7 @@ def solve(stack, config: VolumeConfig | None = None, *, truth=None, progress: bo
     if gt_t is not None:
         history["psnr"] = []
     last, es_stop, es_iteration, es_seconds = None, None, None, None
-    bar = _progress(progress)
-    with bar:
+    with progress_bar("{task.description}", "bar", "count", "elapsed", enabled=progress, transient=False) as bar:
         task = bar.add_task(f"{config.solver} reconstruction", total=config.steps)
         for step in range(config.steps):
             alpha, log_alpha = solver.estimate()
@@ -389,13 +389,6 @@ def reconstruct(stack, config: VolumeConfig | None = None, *, progress: bool = T
     config = config or VolumeConfig()
     result = solve(stack, config, progress=progress, device=device)
     return io.Image(result.transmittance, "ZYX", (config.z_res_um, config.xy_res_um, config.xy_res_um))
-
-
-def _progress(enabled: bool):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    disable=not enabled, transient=False)
 
 
 class DenoiserData(BaseModel):

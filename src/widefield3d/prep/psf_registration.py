@@ -49,11 +49,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from rich.progress import Progress
 from scipy import fft as sfft
 from scipy import ndimage
 
 from widefield3d.errors import InputError
+from widefield3d.progress import progress_bar
 
 HIGHPASS_PX = 3.0
 """Default lateral sigma (pixels) of the high-pass applied to both stacks before the fit."""
@@ -298,7 +298,7 @@ def estimate_psf(
     p = np.zeros_like(_grad(f))  # dual of the TV term
     q = np.zeros_like(y_valid)  # dual of the data term
     last = _objective(f, conv, y, lam, mu) if tol > 0 else np.inf
-    with Progress(disable=not progress, transient=True) as bar:
+    with progress_bar(enabled=progress) as bar:
         task = bar.add_task("estimating PSF", total=iterations)
         for it in range(1, iterations + 1):
             if lam > 0:

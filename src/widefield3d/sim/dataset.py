@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from rich.progress import Progress
 
 from widefield3d import io
 from widefield3d.errors import InputError
 from widefield3d.optics.microscope import Microscope, preset
+from widefield3d.progress import progress_bar
 from widefield3d.sim.acquisition import Acquisition, acquire
 from widefield3d.sim.camera import Camera
 from widefield3d.sim.samples import make_sample
@@ -108,7 +108,7 @@ def simulate_dataset(name: str, out_dir, n: int, seed: int = 0, progress: bool =
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a directory")
     fields = []
-    with Progress(disable=not progress, transient=True) as bar:
+    with progress_bar(enabled=progress) as bar:
         task = bar.add_task(f"simulating {name}", total=n)
         for i in range(n):
             field_seed = seed * 100003 + i

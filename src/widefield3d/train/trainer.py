@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from widefield3d.device import resolve_device
 from widefield3d.errors import InputError
+from widefield3d.progress import progress_bar
 from widefield3d.train import losses
 from widefield3d.train.checkpoint import load_checkpoint, save_checkpoint
 from widefield3d.train.log import LOSS_PARTS, RunningMeans, TrainingLog
@@ -390,7 +391,6 @@ class AdversarialTrainer:
         """Write ``config.json`` and start the log, then train to ``config.iterations`` (or until the time budget
         is spent, or Ctrl-C) with validation, best weights and checkpoints on the way. ``progress``: rich bar."""
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         config = self.config
         console = Console(stderr=True)
@@ -403,8 +403,8 @@ class AdversarialTrainer:
                                           {**self.method_config, "trainer": config.model_dump(mode="json")})
         self.log.open(self.iteration, self.resumed)
 
-        bar = Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                       TextColumn("{task.fields[status]}"), console=console, disable=not progress)
+        bar = progress_bar("training", "bar", "count", "remaining", "{task.fields[status]}", enabled=progress,
+                           transient=False, console=console)
         first_iteration, stopped_by_budget = self.iteration, False
         try:
             with _deferred_sigint() as sigint, bar:
