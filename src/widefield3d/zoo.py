@@ -215,6 +215,12 @@ def load_model(name_or_dir: str | Path):
 
     The config is validated strictly against the method it names (older shapes are migrated first); a problem is
     one InputError line naming the file.
+
+    Examples
+    --------
+    >>> model = load_model("wfcon-60x14-tissue")
+    >>> type(model).__name__, model.config.method, model.path.name
+    ('WFConModel', 'wfcon', 'wfcon-60x14-tissue')
     """
     import pydantic
 

@@ -17,6 +17,11 @@ The method contract (:mod:`widefield3d.methods._base`):
 Intensities: the input is normalised as the paper does at test time (triangle threshold of the input image itself:
 background subtracted, 1% of the foreground above 1), the network runs on normalised values, and the output is
 mapped back to the input's units (``denormalise=True``) or left normalised.
+
+References
+----------
+Wu, Y., et al. "Three-dimensional virtual refocusing of fluorescence microscopy images using deep learning."
+Nature Methods (2019). (The paper's text in ``shared/seeds/004_*.txt`` gives no DOI of its own.)
 """
 
 from __future__ import annotations
@@ -273,8 +278,8 @@ def refocus(image, z=None, *, model, dpm=None, tilt_deg: float | None = None, ti
     Examples
     --------
     >>> import numpy as np, widefield3d
-    >>> stack = widefield3d.refocus(np.ones((64, 64), np.float32), [-2.0, 0.0, 2.0], model="deepz-20x075",
-    ...                             progress=False)
+    >>> image = np.random.default_rng(0).random((64, 64), np.float32)
+    >>> stack = widefield3d.refocus(image, [-2.0, 0.0, 2.0], model="deepz-20x075", device="cpu", progress=False)
     >>> stack.axes, stack.data.shape, stack.spacing_um["Z"]
     ('ZYX', (3, 64, 64), 2.0)
 

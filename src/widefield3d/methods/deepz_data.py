@@ -32,6 +32,11 @@ difference of the centred heights. A field whose registration fails is skipped a
 Inputs: a directory with ``widefield/`` (and ``confocal/`` for Deep-Z+) holding one stack per field with equal
 file names (e.g. a :func:`widefield3d.sim.dataset.simulate_dataset` directory), or a directory whose image files
 are the wide-field stacks themselves. The axial step comes from the files' Z spacing.
+
+References
+----------
+Wu, Y., et al. "Three-dimensional virtual refocusing of fluorescence microscopy images using deep learning."
+Nature Methods (2019). (The paper's text in ``shared/seeds/004_*.txt`` gives no DOI of its own.)
 """
 
 from __future__ import annotations

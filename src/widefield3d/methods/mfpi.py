@@ -13,6 +13,11 @@ Start here to train or run MFPINet (the method contract of :mod:`widefield3d.met
 
 Intensities: inputs and targets are mapped linearly from ``[0, white_level]`` (255 for 8-bit RGB) to
 ``[-1, 1]`` (``x / white_level * 2 - 1``); predictions are mapped back to ``[0, white_level]``.
+
+References
+----------
+Ma, J., Liu, S., Cheng, S., Liu, X., Chen, L., Zeng, S. "Reconstruct high-resolution multi-focal plane images from
+a single 2D wide field image" (MFPINet). (The paper's text in ``shared/seeds/000_*.txt`` gives no venue or DOI.)
 """
 
 from __future__ import annotations
@@ -470,6 +475,14 @@ def multifocal(image, *, model, device: str = "auto", tile: int | tuple[int, int
         input's lateral spacing (an array input is taken to have the model's training pixel, ``2 * pixel_um``).
         Values in the input's units; the input's integer dtype (rounded, clipped) or float32. Lazy (zarr-backed)
         when ``out`` is an OME-Zarr.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> planes = multifocal(np.full((3, 16, 16), 128, np.uint8), model="mfpi-cytology-20x075", tile=16, halo=0,
+    ...                     device="cpu", progress=False)
+    >>> planes.axes, planes.data.shape, planes.data.dtype
+    ('CZYX', (3, 11, 32, 32), dtype('uint8'))
     """
     from widefield3d.tiling import predict_tiled
 

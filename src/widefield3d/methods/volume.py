@@ -22,6 +22,12 @@ iterate that ended the minimum-variance window.
 The method contract (:mod:`widefield3d.methods._base`): :func:`reconstruct` is the predict function (an
 :class:`widefield3d.io.Image` with spacing; :func:`solve` gives the run's details too); the trained model of this
 method is the Pretr II denoiser: :class:`Config` (= :class:`DenoiserConfig`), :func:`train`, :func:`load`.
+
+References
+----------
+Azevedo, C., Santra, S., Kumawat, S., Nagahara, H., Morooka, K. "Deep Volume Reconstruction from Multi-focus
+Microscopic Images." MICCAI (Open Access version, MICCAI Society; final version on SpringerLink). (The paper's text
+in ``shared/seeds/003_*.txt`` gives no DOI of its own.)
 """
 
 from __future__ import annotations

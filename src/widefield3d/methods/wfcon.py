@@ -17,6 +17,12 @@ perceptual features come from the discriminator (default, feature matching), a l
 (:mod:`widefield3d.nets.features`). The paper gives no optimiser settings; the trainer's Deep-Z defaults
 (Adam 1e-4 / 3e-5, six generator and three discriminator updates per iteration) are used with the paper's
 batch size 24 and 6000 iterations.
+
+References
+----------
+"Teaching a wide-field microscope to produce confocal z-stacks" (WFCON-Net), Optica Publishing Group (2021).
+The paper's text (``shared/seeds/001_*.txt``) gives no DOI of its own; its supplementary visualizations are
+https://doi.org/10.6084/m9.figshare.16809895 and https://doi.org/10.6084/m9.figshare.16809928.
 """
 
 from __future__ import annotations
@@ -374,6 +380,16 @@ def confocal(stack, *, model: str | Path | WFConModel = "wfcon-60x14-tissue", z_
         ``denormalise``, mapped to ``[p_low, p_high]`` of the input), with
         ``Z' = round((Z - 1) * z_step_um / model z step) + 1`` planes at the model's z step; the lateral spacing
         is the input Image's (an array: the training stacks' pixel if recorded, else 1 µm).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> model = load("wfcon-60x14-tissue")
+    >>> model.config.network.halo_zyx = (0, 0, 0)  # a tiny stack: one tile, no context needed
+    >>> stack = np.random.default_rng(0).random((4, 16, 16), np.float32)
+    >>> out = confocal(stack, model=model, z_step_um=0.5, device="cpu", progress=False)
+    >>> out.axes, out.data.shape, out.spacing_zyx
+    ('ZYX', (4, 16, 16), (0.5, 1.0, 1.0))
     """
     from widefield3d.device import resolve_device
     from widefield3d.tiling import frozen_norms, image_norm_statistics, predict_tiled
