@@ -32,6 +32,7 @@ in ``shared/seeds/003_*.txt`` gives no DOI of its own.)
 
 from __future__ import annotations
 
+import abc
 import math
 import time
 from collections import deque
@@ -229,7 +230,7 @@ def start_network(shape, config: VolumeConfig, device) -> tuple[DipUNet, torch.T
     return net, z
 
 
-class _Solver:
+class _Solver(abc.ABC):
     """What :func:`solve` runs: Adam on ``parameters`` with ``lr``; per step ``estimate()``, ``loss()``, a step,
     ``project()``. The loss is the L1 between rendered and observed stack (+ ``tv_weight`` x total variation)."""
 
@@ -239,9 +240,9 @@ class _Solver:
     def __init__(self, renderer: BrightfieldRenderer, observed: torch.Tensor, tv_weight: float):
         self.renderer, self.observed, self.tv_weight = renderer, observed, tv_weight
 
+    @abc.abstractmethod
     def estimate(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The current transmittance volume and its logarithm."""
-        raise NotImplementedError
+        """The current transmittance volume and its logarithm (each solver defines its variables)."""
 
     def loss(self, transmittance: torch.Tensor, log_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(L1 data term, loss to minimise)``."""
@@ -250,6 +251,7 @@ class _Solver:
 
     def project(self) -> None:
         """Bring the variables back into their domain after a step (nothing to do by default)."""
+        return None
 
 
 class IterativeSolver(_Solver):
