@@ -43,9 +43,6 @@ if TYPE_CHECKING:
     from widefield3d.train.trainer import TrainResult
 
 METHOD: Final = "mfpi"
-RESUMABLE_KEYS: tuple[str, ...] = ()
-"""Config keys that may change on resume besides the trainer's own: none (all run-length settings are in
-``trainer``, the data folder's name in ``provenance.data_dir``)."""
 SCALE = 2
 """Lateral up-sampling factor of MFPINet (pixel shuffle x2)."""
 
@@ -360,7 +357,7 @@ def train(data_dir, out_dir, config: MFPIConfig | None = None, *, resume: bool =
                   "data_dir": Path(data_dir).resolve().name}  # no machine path
     method_config = config.model_copy(update={"provenance": provenance}).model_dump(mode="json")
     return run(task, config.trainer, out_dir, resume=resume, progress=progress,
-               method_config=method_config, resumable_method_keys=RESUMABLE_KEYS, model_files=zoo)
+               method_config=method_config, model_files=zoo)
 
 
 # ------------------------------------------------------------------------------------------------ inference
