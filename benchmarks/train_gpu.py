@@ -92,26 +92,32 @@ class Plan:
 
 
 GPU_PLANS: dict[str, Plan] = {
-    # Deep-Z: paper batch 20 and 256 px patches on 256 px fields; no plane alignment (simulated stacks need none).
+    # Deep-Z: the shipped recipe (multi-scale L2 on clean targets, FiLM DPM conditioning; docs/deepz.md, "The overfit
+    # test"), pixel loss only (warm-up = the whole run), on the paper's batch 20 and 256 px patches of 256 px fields;
+    # width 0.375 (10 MiB, 2.25x the CPU variant's compute at inference); no plane alignment (simulated stacks need
+    # none). The largest share of the time: Deep-Z is the flagship.
     "deepz-20x075": Plan(
         "deepz", "Deep-Z, simulated 20x/0.75 air, 0.325 um pixels, +-10 um, beads + worm nuclei",
-        width=0.5, discriminator_width=0.25, patch=256, batch=20, iterations=20000, validate_every=100, warmup=200,
-        weight=1.0, dataset="deepz-20x075", fields=32, min_fields=4, extra={"data": {"align": False}}),
-    # Deep-Z+: as Deep-Z, on the preset's 256 px fields (the shipped CPU model used 128 px).
+        width=0.375, discriminator_width=0.125, patch=256, batch=20, iterations=100000, validate_every=100,
+        warmup=100000, weight=2.5, dataset="deepz-20x075", fields=32, min_fields=4, extra={"data": {"align": False}}),
+    # Deep-Z+: Deep-Z's recipe (multi-scale L2, FiLM; measured targets: the confocal stack) for a pixel-loss warm-up,
+    # then the paper's adversarial loss; the preset's 256 px fields share one pixel grid (no registration needed).
     "deepzplus-63x14-confocal": Plan(
         "deepz", "Deep-Z+, simulated 63x/1.4 oil wide-field -> confocal, 0.103 um pixels, +-3 um, filaments + nuclei",
-        width=0.5, discriminator_width=0.25, patch=256, batch=20, iterations=20000, validate_every=100, warmup=200,
-        weight=1.0, dataset="deepzplus-63x14", fields=24, min_fields=4, extra={"data": {"align": False}}),
+        width=0.375, discriminator_width=0.125, patch=256, batch=20, iterations=100000, validate_every=100,
+        warmup=1500, weight=0.8, dataset="deepzplus-63x14", fields=24, min_fields=4,
+        extra={"data": {"align": False, "registration": "none", "max_fields": None},
+               "network": {"conditioning": "film"}, "trainer": {"pixel_loss": "l2", "pixel_scales": [1, 2, 4, 8]}}),
     # MFPINet: the paper's width (1.0, 9 MiB); patches of the whole 256 px field (paper 768); batch 4 (code default,
     # the paper gives none); 20 epochs with the lr halved every 2, as shipped.
     "mfpi-cytology-20x075": Plan(
         "mfpi", "MFPINet, simulated 20x/0.75 H&E cytology", width=1.0, discriminator_width=None, patch=256, batch=4,
-        iterations=20000, validate_every=100, warmup=200, weight=0.7, dataset="mfpi-cytology-20x075", fields=24,
+        iterations=20000, validate_every=100, warmup=1000, weight=0.8, dataset="mfpi-cytology-20x075", fields=24,
         min_fields=4),
     # WFCON-Net: paper batch 24 and 12-plane crops; 128 px fields (a 256 px field costs minutes to simulate).
     "wfcon-60x14-tissue": Plan(
         "wfcon", "WFCON-Net 3D, simulated 60x/1.4 oil thick scattering tissue, 0.5 um steps", width=0.375,
-        discriminator_width=0.125, patch=(12, 128, 128), batch=24, iterations=6000, validate_every=25, warmup=50,
+        discriminator_width=0.125, patch=(12, 128, 128), batch=24, iterations=6000, validate_every=25, warmup=300,
         weight=1.3, dataset="wfcon-60x14-tissue", fields=24, min_fields=4, preset_update={"field_px": 128}),
     # DIP Pretr II (opt-in): the paper's 1000 volumes, batch 20, 5 epochs, at the reconstruction size 11x128x128.
     DIP: Plan("volume-dip", "DIP U-Net pre-trained to denoise random-ellipsoid transmittance volumes (Pretr II)",
@@ -217,9 +223,9 @@ def _patch_text(patch) -> str:
 def _generator(plan: Plan, config):
     """The (untrained) generator the config describes, as the method's ``load()`` builds it."""
     if plan.method == "deepz":
-        from widefield3d.nets.deepz import DeepZGenerator
+        from widefield3d.methods.deepz import build_networks as deepz_networks
 
-        return DeepZGenerator(width=config.network.width)
+        return deepz_networks(config)[0]
     if plan.method == "mfpi":
         from widefield3d.methods.mfpi import build_networks
 
