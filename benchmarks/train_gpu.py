@@ -439,11 +439,12 @@ class Simulation(threading.Thread):
 
 
 @contextlib.contextmanager
-def trainer_hook(slot, record: dict):
+def trainer_hook(slot, record: dict, init: Path | None = None):
     """While a method's ``train()`` runs, enter the shared training loop through a wrapper that records when the
     loop starts (the end of the method's data preparation) and gives the run its time then: ``slot()`` seconds as
     ``TrainerConfig.time_budget_minutes`` (the trainer stops cleanly after the iteration that spends it, validated
-    and checkpointed), and one checkpoint at the end only. The method's ``train()`` looks the loop up when it is
+    and checkpointed), and one checkpoint at the end only; with ``init`` (a ``weights.safetensors`` of the same
+    network) the generator starts from those weights. The method's ``train()`` looks the loop up when it is
     called, so the wrapper reaches every method."""
     from widefield3d.train import trainer
 
@@ -458,6 +459,11 @@ def trainer_hook(slot, record: dict):
         if method_config is not None and "time_budget_minutes" in method_config:  # MFPINet's flat config
             kwargs["method_config"] = {**method_config, "time_budget_minutes": minutes}
         record["slot_s"] = round(minutes * 60, 1)
+        if init is not None:
+            from safetensors.torch import load_file
+
+            task.generator.load_state_dict(load_file(init))
+            record["init"] = init.parent.name
         loop_start = time.monotonic()
         try:
             return real(task, config, out_dir, **kwargs)
@@ -471,8 +477,10 @@ def trainer_hook(slot, record: dict):
         trainer.train = real
 
 
-def train_model(plan: Plan, config, data_dir: Path, out_dir: Path, slot, device: str) -> dict:
-    """Train one model with its method's ``train()`` (DIP: without data); returns timings and result."""
+def train_model(plan: Plan, config, data_dir: Path, out_dir: Path, slot, device: str, init: Path | None = None
+                ) -> dict:
+    """Train one model with its method's ``train()`` (DIP: without data), its generator starting from ``init``
+    weights if given; returns timings and result."""
     start = time.monotonic()
     if plan.method == "volume-dip":
         from widefield3d.methods import volume
@@ -482,7 +490,7 @@ def train_model(plan: Plan, config, data_dir: Path, out_dir: Path, slot, device:
     from widefield3d.methods import deepz, mfpi, wfcon
 
     record = {"start": start}
-    with trainer_hook(slot, record):
+    with trainer_hook(slot, record, init):
         result = {"deepz": deepz, "mfpi": mfpi, "wfcon": wfcon}[plan.method].train(data_dir, out_dir, config,
                                                                                    progress=False)
     del record["start"]
@@ -567,6 +575,9 @@ def parse_args(argv):
     parser.add_argument("--budget-minutes", type=float, default=9.0, help="wall time of the whole run")
     parser.add_argument("--data", type=Path, help="keep the simulated data here (default: a temporary folder)")
     parser.add_argument("--smoke", action="store_true", help="tiny settings: a CPU check of the whole script")
+    parser.add_argument("--data-seed", type=int, default=DATA_SEED, help="dataset seed of the simulated fields")
+    parser.add_argument("--init", type=Path, help="continue training: start each model's generator from "
+                        "INIT/<model>/weights.safetensors where that file exists (same network settings)")
     args = parser.parse_args(argv)
     plans = SMOKE_PLANS if args.smoke else GPU_PLANS
     names = [n.strip() for n in args.models.split(",") if n.strip()] if args.models else list(DEFAULT_MODELS)
@@ -584,6 +595,8 @@ def parse_args(argv):
 def main(argv=None) -> int:
     start = time.monotonic()
     args, plans = parse_args(argv)
+    global DATA_SEED
+    DATA_SEED = args.data_seed
     budget = args.budget_minutes * 60
     args.out.mkdir(parents=True, exist_ok=True)
     run_log = (args.out / "run.log").open("a")
@@ -629,7 +642,9 @@ def main(argv=None) -> int:
 
     def train_one(name: str, data_dir: Path, slot) -> None:
         try:
-            rows[name].update(train_model(plans[name], configs[name], data_dir, args.out / name, slot, args.device))
+            init = args.init / name / "weights.safetensors" if args.init else None
+            rows[name].update(train_model(plans[name], configs[name], data_dir, args.out / name, slot, args.device,
+                                          init if init is not None and init.is_file() else None))
         except Exception as err:  # one model's failure must not cost the others their GPU time
             rows[name]["status"] = f"training failed: {type(err).__name__}: {err}"
             log(f"{name}: {rows[name]['status']}")
