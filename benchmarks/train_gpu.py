@@ -6,7 +6,8 @@ For a borrowed GPU machine (one H200, 16 CPU cores, no internet; ~15 minutes in 
    :data:`DATA_SEED`; the held-out sets of ``benchmarks/bench_*.py`` and the zoo READMEs use seeds 0, 1 and 9001), one
    field per task on all CPU cores (``ProcessPoolExecutor``, workers at nice 10), in the layout
    :func:`widefield3d.sim.dataset.simulate_dataset` writes. The first field of each dataset runs alone (it fills
-   the on-disk PSF cache the others then read); fields are handed to the dataset furthest from its target.
+   the on-disk PSF cache the others then read); fields are handed to the first dataset (in ``--models`` order)
+   still short of its target, so datasets complete one after another and the first model trains early.
 2. trains each model as soon as its dataset is complete, one model at a time on the GPU, while the other
    datasets are still being simulated: the method's own ``train()`` (data preparation, then the shared adversarial
    loop), from the shipped ``config.json`` with the GPU settings of :data:`GPU_PLANS`.
@@ -363,13 +364,14 @@ class Simulation(threading.Thread):
             d.next_index += 1
 
     def _next(self, after_deadline: bool) -> Dataset | None:
-        """The dataset the next free worker should simulate for: open, warm (or with nothing running yet), still
-        short of its target (after the deadline: of its minimum), and furthest from it."""
+        """The dataset the next free worker should simulate for: the first (in ``--models`` order) that is open,
+        warm (or with nothing running yet) and still short of its target (after the deadline: of its minimum).
+        Datasets are thus completed one after another and the first model trains early (filling them all
+        evenly kept the GPU idle for the whole simulation phase in the first GPU run)."""
         def short(d):
             return (d.minimum if after_deadline else d.target) - len(d.fields) - d.running
 
-        open_ = [d for d in self.datasets if not d.closed and short(d) > 0 and (d.warm or d.running == 0)]
-        return min(open_, key=lambda d: (len(d.fields) + d.running) / d.target, default=None)
+        return next((d for d in self.datasets if not d.closed and short(d) > 0 and (d.warm or d.running == 0)), None)
 
     def _close(self, d: Dataset) -> None:
         from widefield3d.optics.microscope import preset as microscope

@@ -18,6 +18,7 @@ from widefield3d import zoo
 from widefield3d.errors import InputError
 from widefield3d.train import losses
 from widefield3d.train.checkpoint import load_checkpoint
+from widefield3d.train.prefetch import BatchPrefetcher
 from widefield3d.train.trainer import AdversarialTask, TrainerConfig, train
 from widefield3d.zoo import load_weights, read_config
 
@@ -274,6 +275,40 @@ def test_time_budget_stops_cleanly_and_resumes_to_the_same_weights(tmp_path):
     for key, value in a.items():
         torch.testing.assert_close(b[key], value, rtol=0, atol=1e-6)
     assert set(done.timings) == {"data", "step", "validation", "checkpoint"}
+
+
+def test_prefetching_gives_the_same_weights_and_resumes_exactly(tmp_path):
+    """Batches drawn ahead in a thread are the plain loop's batches in its order; a checkpoint written while
+    batches wait in the queue stores the generator state before them, so a resumed run draws the same ones."""
+    train(_task(), _config(), tmp_path / "plain", progress=False, model_files=zoo)
+    train(_task(), _config(prefetch_batches=3), tmp_path / "ahead", progress=False, model_files=zoo)
+    slow = _task(on_sample=lambda: time.sleep(0.05))
+    cut = train(slow, _config(prefetch_batches=3, time_budget_minutes=0.3 / 60), tmp_path / "cut", progress=False,
+                model_files=zoo)
+    assert cut.stopped_by_budget and 1 <= cut.iterations_done < 8
+    train(_task(), _config(prefetch_batches=2), tmp_path / "cut", resume=True, progress=False, model_files=zoo)
+    plain = _generator_weights(tmp_path / "plain")
+    for run in ("ahead", "cut"):
+        for key, value in _generator_weights(tmp_path / run).items():
+            assert torch.equal(plain[key], value), (run, key)
+
+
+def test_prefetcher_hands_out_errors_and_stops():
+    def failing(rng):
+        raise RuntimeError("no more data")
+
+    with BatchPrefetcher(failing, np.random.default_rng(0)) as ahead, pytest.raises(RuntimeError, match="no more"):
+        ahead.next()
+    rng = np.random.default_rng(5)
+    start = rng.bit_generator.state
+    with BatchPrefetcher(_pair, rng, depth=2) as ahead:
+        first = ahead.next()
+        after_first = ahead.rng_state()
+    assert torch.equal(first[0], _pair(np.random.default_rng(5))[0])
+    replay = np.random.default_rng(5)
+    replay.bit_generator.state = start
+    _pair(replay)
+    assert replay.bit_generator.state == after_first
 
 
 def test_warmup_trains_the_generator_alone_then_switches_to_the_gan(tmp_path):

@@ -13,7 +13,7 @@ from torch import Tensor
 
 from widefield3d.errors import InputError
 
-RESUMABLE_FIELDS = ("iterations", "device", "time_budget_minutes", "channels_last")
+RESUMABLE_FIELDS = ("iterations", "device", "time_budget_minutes", "channels_last", "prefetch_batches")
 """TrainerConfig fields that may change when a run is resumed."""
 
 METHOD_KEYS_FREE_ON_RESUME = ("trainer", "widefield3d_version", "provenance.data_dir")
