@@ -1,6 +1,7 @@
 """Shipped wfcon-60x14-tissue on the demo's simulated stack: RMSE/SSIM against the confocal stack and seconds
-with each tile's instance-norm statistics (plain predict_tiled), with the volume's (what `confocal` does), and
-one unpadded generator pass. Prints one line per tiling; see docs/wfcon.md (Tiled inference)."""
+with each tile's instance-norm statistics and reflected context (plain predict_tiled), with what `confocal` does
+(the volume's statistics and a zero border, i.e. one pass when the halo reaches the receptive radius), and one
+unpadded generator pass. Prints one line per tiling; see docs/wfcon.md (Tiled inference)."""
 
 import time
 
@@ -41,7 +42,7 @@ def main() -> None:
         new = W.confocal(raw, model=W.WFConModel(m.generator, c), device="cpu", progress=False).data
         t_new = time.perf_counter() - t
         print(f"{name}: tile statistics {scores(old, truth)} ({t_old:.1f} s, mean |- one pass| "
-              f"{np.abs(old - whole).mean():.4f}); volume statistics {scores(new, truth)} ({t_new:.1f} s, "
+              f"{np.abs(old - whole).mean():.4f}); confocal {scores(new, truth)} ({t_new:.1f} s, "
               f"mean |- one pass| {np.abs(new - whole).mean():.4f})")
 
 

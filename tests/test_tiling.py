@@ -59,6 +59,18 @@ def test_tiled_equals_whole_2d(halo, blend):
     assert np.abs(tiled - _whole(net, image)).max() < 1e-5
 
 
+def test_zero_border_equals_one_plain_pass():
+    """border="zeros": the convolutions see zeros beyond the image, as in one pass over the unpadded image."""
+    net = _net(in_channels=1, out_channels=1, depth=2, width=8)
+    image = _image((1, 120, 172))  # multiples of the divisor 4; 3 x 5 tiles
+    with torch.inference_mode():
+        plain = net.eval()(torch.from_numpy(image)[None])[0].numpy()
+    tiled = predict_tiled(net, image, tile=96, blend=8, border="zeros", progress=False)
+    assert np.abs(tiled - plain).max() < 1e-5
+    reflected = predict_tiled(net, image, tile=96, blend=8, progress=False)
+    assert np.abs(reflected - plain).max() > 1e-3  # reflected context at the border (default): measured 0.02
+
+
 def test_multichannel_and_upscaled_output():
     net = _net(in_channels=3, out_channels=11, depth=2, width=8, upscale=2)
     image = _image((3, 150, 97), seed=1)
@@ -228,11 +240,16 @@ def test_cuda_matches_cpu_when_available():
         (dict(out=np.zeros((1, 64, 65), np.float32)), "out must be a writable array of shape (C_out, 300, 437)"),
         (dict(out_channels=3), "returns 1 channels but 3"),
         (dict(device="tpu"), "device='tpu'"),
+        (dict(border="mirror"), "border='mirror' must be 'reflect' or 'zeros'"),
+        (dict(border="zeros", model="replicate"), "border='zeros' needs zero-padded convolutions"),
     ],
 )
 def test_bad_inputs_raise_input_error(kwargs, message):
     net = _net(in_channels=1, out_channels=1, depth=2, width=4)
-    kwargs = dict(image=np.zeros((1, 300, 437), np.float32), progress=False) | kwargs
+    if kwargs.get("model") == "replicate":
+        net.apply(lambda m: setattr(m, "padding_mode", "replicate") if isinstance(m, nn.Conv2d) else None)
+        kwargs = dict(kwargs, model=net)
+    kwargs = dict(model=net, image=np.zeros((1, 300, 437), np.float32), progress=False) | kwargs
     with pytest.raises(InputError) as info:
-        predict_tiled(net, **kwargs)
+        predict_tiled(**kwargs)
     assert message in str(info.value) and "\n" not in str(info.value)

@@ -19,6 +19,13 @@ the input it would see in whole-image inference on the reflection-padded image (
 enough at the far side), so tiled and whole-image outputs agree to float precision; with a smaller
 halo the errors are cross-faded instead of producing seams.
 
+With ``border="zeros"`` the reflected context is hidden from the network instead: before every convolution
+wider than one pixel, the feature voxels of a window that lie outside the image (extended to a multiple of
+``d``, by reflection) are set to zero, which is what that convolution's own zero padding supplies at the
+border of one pass over the unpadded image. Windows start on the pooling grid, so no pooling cell straddles
+the border, and with ``h`` at least the receptive radius tiles then agree with one plain pass of the network
+over the image (a multiple of ``d``).
+
 Memory: tiles are processed in strips along the first spatial axis that needs more than one tile, and each
 strip in blocks of at most ``column_tiles`` tiles along the second such axis. For each block the input band
 (window rows x the block's windows x full padded extent of any other axis) is read once from the source
@@ -38,6 +45,7 @@ import functools
 import itertools
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -50,6 +58,7 @@ from widefield3d.progress import progress_bar
 __all__ = ["frozen_norms", "image_norm_statistics", "predict_tiled"]
 
 IntOrTuple = int | tuple[int, ...]
+Border = Literal["reflect", "zeros"]
 
 
 @dataclass(frozen=True)
@@ -195,6 +204,76 @@ def _geometry(
     return ndim, "ZYX"[-ndim:], tile, halo, divisor
 
 
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+class _ZeroBorder:
+    """Forward pre-hooks that make a batch of tile windows see the image border as one pass over the image does.
+
+    Before every convolution wider than one pixel, the feature voxels of each window that lie outside the image
+    are set to zero: what the convolution's zero padding supplies at the border of one pass over the image.
+    The image counts as extended (by reflection) to ``extent``, a multiple of the divisor per axis, so that
+    the windows (which start on the pooling grid) never have a pooling cell across the border. Call
+    :meth:`place` with the windows' first image pixels before each forward pass.
+    """
+
+    def __init__(self, model: nn.Module, plans: list[_AxisPlan], divisor: tuple[int, ...], where: str):
+        self.extent = [_round_up(p.size, d) for p, d in zip(plans, divisor)]  # input pixels per axis
+        self.window = [p.window for p in plans]  # input pixels per axis
+        self.starts = np.zeros((0, len(plans)), int)
+        self.masks: dict[tuple[int, ...], torch.Tensor | None] = {}
+        self.convs = [m for m in model.modules() if isinstance(m, _CONVS) and max(m.kernel_size) > 1]
+        for m in self.convs:
+            if m.padding_mode != "zeros":
+                raise InputError(f"{where}: border='zeros' needs zero-padded convolutions, the model has "
+                                 f"padding_mode={m.padding_mode!r}")
+
+    def place(self, starts: list[tuple[int, ...]]) -> None:
+        """Set the first image pixel (per axis; negative: outside) of each window of the next batch."""
+        self.starts = np.asarray(starts, int).reshape(len(starts), len(self.window))
+        self.masks = {}
+
+    def _mask(self, x: torch.Tensor) -> torch.Tensor | None:
+        """``(B, 1, *S)`` 0/1 mask of the feature voxels inside the image, None if all are."""
+        shape = tuple(x.shape[2:])
+        if shape not in self.masks:
+            inside = []
+            for i, n in enumerate(shape):
+                f = self.window[i] // n  # input pixels per feature voxel
+                if f * n != self.window[i]:
+                    raise InputError(f"predict_tiled: border='zeros' needs feature maps that divide the window "
+                                     f"({self.window[i]} px), got {n}")
+                first = self.starts[:, i, None] + f * np.arange(n)
+                view = (len(first),) + tuple(n if j == i else 1 for j in range(len(shape)))
+                inside.append(((first >= 0) & (first + f <= self.extent[i])).reshape(view))
+            mask = functools.reduce(np.logical_and, inside)
+            self.masks[shape] = None if mask.all() else torch.from_numpy(mask[:, None]).to(x.device, x.dtype)
+        return self.masks[shape]
+
+    def _hook(self, module: nn.Module, args: tuple) -> tuple | None:
+        mask = self._mask(args[0])
+        return None if mask is None else (args[0] * mask, *args[1:])
+
+    @contextlib.contextmanager
+    def hooked(self):
+        """Within the block, the model's convolutions see zeros outside the image."""
+        handles = [m.register_forward_pre_hook(self._hook) for m in self.convs]
+        try:
+            yield self
+        finally:
+            for h in handles:
+                h.remove()
+
+
+def _border(model: nn.Module, plans: list[_AxisPlan], divisor: tuple[int, ...], border: str, where: str):
+    """The :class:`_ZeroBorder` for ``border="zeros"``, None for ``"reflect"``."""
+    if border == "reflect":
+        return None
+    if border == "zeros":
+        return _ZeroBorder(model, plans, divisor, where)
+    raise InputError(f"{where}: border={border!r} must be 'reflect' or 'zeros'")
+
+
 def predict_tiled(
     model: nn.Module,
     image,
@@ -211,6 +290,7 @@ def predict_tiled(
     progress: bool = True,
     amp: bool = False,
     column_tiles: int = 16,
+    border: Border = "reflect",
 ):
     """Run an image-to-image network over an image of any size, tile by tile, with seamless blending.
 
@@ -256,6 +336,12 @@ def predict_tiled(
         Most tiles along the second tiled axis (X for a 2D image) processed together within a strip: the input
         band and the output buffer span at most ``column_tiles`` tiles, not the whole width. The result does not
         depend on it.
+    border : {"reflect", "zeros"}
+        What the network sees beyond the image: its reflection ("reflect"), or zeros before every convolution,
+        as its zero padding gives in one pass over the unpadded image ("zeros"; the model's convolutions must
+        zero-pad, and the image is extended to a multiple of ``divisor`` by reflection). With ``halo`` at
+        least the receptive radius, "zeros" equals one plain forward pass over an image whose sizes are
+        multiples of ``divisor``.
 
     Returns
     -------
@@ -291,20 +377,23 @@ def predict_tiled(
             raise InputError(f"predict_tiled: out has {out.shape[0]} channels but out_channels={out_channels}")
         out_channels = out.shape[0]
     dev = resolve_device(device, "predict_tiled")
+    zero_border = _border(model, plans, divisor, border, "predict_tiled")
 
     was_training = model.training
     model.eval().to(dev)
     try:
-        with torch.inference_mode(), progress_bar("tiles", "bar", "count", "elapsed", "remaining", enabled=progress,
-                                                      transient=False) as bar:
+        with (torch.inference_mode(),
+              zero_border.hooked() if zero_border else contextlib.nullcontext(),
+              progress_bar("tiles", "bar", "count", "elapsed", "remaining", enabled=progress, transient=False) as bar):
             task = bar.add_task("tiles", total=math.prod(p.count for p in plans))
             advance = functools.partial(bar.advance, task)
-            return _run(model, image, plans, dev, amp, batch_size, out, out_channels, advance, column_tiles)
+            return _run(model, image, plans, dev, amp, batch_size, out, out_channels, advance, column_tiles,
+                        zero_border)
     finally:
         model.train(was_training)
 
 
-def _run(model, image, plans, dev, amp, batch_size, out, out_channels, advance, column_tiles):
+def _run(model, image, plans, dev, amp, batch_size, out, out_channels, advance, column_tiles, zero_border):
     """Strip-wise, block-wise tiled inference; see the module docstring for the geometry."""
     ndim = len(plans)
     tiled = [i for i, p in enumerate(plans) if p.count > 1] or [0]
@@ -332,6 +421,8 @@ def _run(model, image, plans, dev, amp, batch_size, out, out_channels, advance, 
             for start in range(0, len(tiles), batch_size):
                 batch = tiles[start : start + batch_size]
                 windows = np.stack([band[_window(plans, t, origin)] for t in batch])
+                if zero_border:
+                    zero_border.place([tuple(p.start(k) for p, k in zip(plans, t)) for t in batch])
                 y = _forward(model, windows, dev, amp)
                 if acc is None:
                     out_channels = _check_output(y, windows.shape, plans, out_channels)
@@ -437,6 +528,7 @@ def image_norm_statistics(
     divisor: IntOrTuple | None = None,
     batch_size: int = 4,
     device: str | torch.device = "cpu",
+    border: Border = "reflect",
 ) -> dict[nn.Module, tuple[torch.Tensor, torch.Tensor]]:
     """Per-channel mean and variance that each instance norm of ``model`` sees over the whole image, tile by tile.
 
@@ -446,10 +538,11 @@ def image_norm_statistics(
     norms before it frozen (:func:`frozen_norms`) and stopped at the norm being measured. Tiles count only the
     feature voxels whose first input pixel lies in their kept region (no blend overlap), so every voxel of
     the image counts once; with ``halo >=`` the receptive radius the result equals the statistics of one
-    pass over the reflection-padded image, taken over the image's voxels. Cost: up to one network pass per
-    norm (less: each pass stops at its norm).
+    pass over the image (padded as ``border`` says), taken over the image's voxels. Cost: up to one network
+    pass per norm (less: each pass stops at its norm); an image that fits into one window takes one pass.
 
-    Parameters are those of :func:`predict_tiled` (sizes in input pixels); ``image`` is ``(C, *spatial)``.
+    Parameters are those of :func:`predict_tiled` (sizes in input pixels; use the same ``tile``, ``halo``,
+    ``divisor`` and ``border`` there); ``image`` is ``(C, *spatial)``.
 
     Returns
     -------
@@ -460,13 +553,15 @@ def image_norm_statistics(
     ndim, names, tile, halo, divisor = _geometry(model, image, tile, halo, divisor)
     plans = [_plan_axis(names[i], image.shape[1 + i], tile[i], halo[i], 0, divisor[i], 1) for i in range(ndim)]
     dev = resolve_device(device, "image_norm_statistics")
+    zero_border = _border(model, plans, divisor, border, "image_norm_statistics")
     tiles = list(itertools.product(*(range(p.count) for p in plans)))
+    single = len(tiles) == 1  # one window: each norm's statistics are final when it runs, so one pass measures all
     stats: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]] = {}
     norms = [m for m in model.modules() if isinstance(m, _INSTANCE_NORMS)]
     was_training = model.training
     model.eval().to(dev)
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), zero_border.hooked() if zero_border else contextlib.nullcontext():
             while len(stats) < len(norms):
                 sums: dict = {}
 
@@ -480,12 +575,17 @@ def image_norm_statistics(
                         total[0] += v.shape[1]
                         total[1] = total[1] + v.sum(1)
                         total[2] = total[2] + (v * v).sum(1)
-                    raise _Recorded
+                    if not single:
+                        raise _Recorded
+                    stats[module] = _mean_variance(*total)
+                    return _frozen_norm(module, *stats[module], x)
 
                 for first in range(0, len(tiles), batch_size):
                     batch = tiles[first : first + batch_size]
                     windows = np.stack([_read(image, [np.arange(p.start(k), p.start(k) + p.window)
                                                       for p, k in zip(plans, t)]) for t in batch])
+                    if zero_border:
+                        zero_border.place([tuple(p.start(k) for p, k in zip(plans, t)) for t in batch])
                     x = torch.from_numpy(windows).to(dev)
                     hooks = {m: functools.partial(record, sums, m, batch) for m in norms if m not in stats}
                     with _patched(_frozen_forwards(stats) | hooks):
@@ -495,12 +595,18 @@ def image_norm_statistics(
                             pass
                 if not sums:
                     break  # the remaining norms are never run
-                (module, (n, s1, s2)), = sums.items()
-                mean = s1 / n
-                stats[module] = (mean.float(), (s2 / n - mean * mean).clamp_min(0).float())
+                if not single:
+                    (module, total), = sums.items()
+                    stats[module] = _mean_variance(*total)
     finally:
         model.train(was_training)
     return stats
+
+
+def _mean_variance(count: int, total: torch.Tensor, squares: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel float32 mean and (biased) variance from a voxel count and float64 sums of values and squares."""
+    mean = total / count
+    return mean.float(), (squares / count - mean * mean).clamp_min(0).float()
 
 
 def _frozen_norm(module: nn.InstanceNorm1d | nn.InstanceNorm2d | nn.InstanceNorm3d, mean: torch.Tensor,

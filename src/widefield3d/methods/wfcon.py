@@ -381,6 +381,16 @@ def confocal(stack, *, model: str | Path | WFConModel = "wfcon-60x14-tissue", z_
         ``Z' = round((Z - 1) * z_step_um / model z step) + 1`` planes at the model's z step; the lateral spacing
         is the input Image's (an array: the training stacks' pixel if recorded, else 1 µm).
 
+    Notes
+    -----
+    The stack runs tile by tile (``network.tile_zyx``, ``halo_zyx``, ``blend_zyx``) as one pass of the
+    generator over the whole stack would: every instance norm uses the statistics of the whole stack
+    (:func:`widefield3d.tiling.image_norm_statistics`: one tiled pass per norm first, one pass in all for a
+    stack that fits into one tile) and every convolution sees zeros beyond the stack's border
+    (``border="zeros"``). A stack that fits into one tile, with sizes that are multiples of
+    ``network.divisor_zyx``, gives the generator's plain forward pass; bigger stacks give it too where the halo
+    reaches the generator's ``receptive_radius`` (else tiles lack context, cross-faded over ``blend_zyx``).
+
     Examples
     --------
     >>> import numpy as np
@@ -416,11 +426,13 @@ def confocal(stack, *, model: str | Path | WFConModel = "wfcon-60x14-tissue", z_
         if abs(factor - 1) > 1e-6:
             x = interpolate_z(x, factor)
     def tiled(volume: np.ndarray, tile, halo, blend, progress: bool) -> np.ndarray:
-        # instance norms use the statistics of the whole volume (plane), so tiles agree with one pass
-        stats = image_norm_statistics(m.generator, volume, tile=tile, halo=halo, batch_size=1, device=dev)
+        # as one pass of the generator over the volume (plane): its instance norms use the whole volume's
+        # statistics, and its convolutions see zeros beyond the volume's border
+        geometry = dict(tile=tile, halo=halo, batch_size=1, device=dev, border="zeros")
+        stats = image_norm_statistics(m.generator, volume, **geometry)
         with frozen_norms(stats):
-            return predict_tiled(m.generator, volume, tile=tile, halo=halo, blend=blend, batch_size=1, device=dev,
-                                 progress=progress, amp=dev.type == "cuda")[0]
+            return predict_tiled(m.generator, volume, blend=blend, progress=progress, amp=dev.type == "cuda",
+                                 **geometry)[0]
 
     if net.kind == "3d":
         out = tiled(x[None], net.tile_zyx, net.halo_zyx, net.blend_zyx, progress)

@@ -16,7 +16,8 @@ levels; the input's sizes must be multiples of :attr:`WFConGenerator.downsamplin
 
 Instance normalisation makes every output voxel depend on statistics of the whole input, so tiles normalised
 by their own statistics differ from one whole-volume pass; inference therefore freezes the norms to the whole
-volume's statistics (:func:`widefield3d.tiling.image_norm_statistics`, :func:`widefield3d.tiling.frozen_norms`).
+volume's statistics (:func:`widefield3d.tiling.image_norm_statistics`, :func:`widefield3d.tiling.frozen_norms`)
+and hides the tiles' context beyond the volume from the convolutions (``border="zeros"``).
 :attr:`WFConGenerator.receptive_radius` gives the convolutional reach, the halo that makes tiles exact.
 
 Discriminator: "the 3D version of that in Deep-Z+" (Deep-Z Methods): six blocks
