@@ -8,7 +8,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "widefield3d"
 LAYERS = [  # top first; "__init__" is the package root (it holds the version)
     {"cli", "verbs", "demo", "report"},  # entry points and presentation
-    {"methods", "zoo"},  # the methods; model files, and loading a model of any method
+    {"methods", "zoo", "distributed"},  # the methods; model files and loading any of them; running one on a cluster
     {"checks"},  # the checks a command runs first
     {"train", "nets"},
     {"prep"},
