@@ -17,3 +17,19 @@ def run(argv) -> int:
     except SystemExit as exc:
         return int(exc.code or 0)
     return 0
+
+
+def write_tiny_deepz(path):
+    """A randomly initialised Deep-Z model of width 1/16 saved in ``path`` (range +-10 µm, 0.325 µm pixels; receptive
+    radius 108 px, divisor 16); returns ``path``."""
+    import torch
+
+    from widefield3d import zoo
+    from widefield3d.methods import deepz
+    from widefield3d.nets.deepz import DeepZGenerator
+
+    torch.manual_seed(0)
+    config = deepz.DeepZConfig(network={"width": 0.0625}, provenance={"pixel_um": 0.325})
+    zoo.write_config(path, "deepz", config.model_dump(mode="json"))
+    zoo.save_weights(path, DeepZGenerator(width=0.0625))
+    return path

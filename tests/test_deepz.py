@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from widefield3d import io, zoo
+from conftest import write_tiny_deepz
+
+from widefield3d import io
 from widefield3d.cli import main
 from widefield3d.errors import InputError
 from widefield3d.methods import deepz
@@ -94,12 +96,7 @@ def test_receptive_radius_is_exact_and_tiling_is_seamless(conditioning):
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     """A randomly initialised small Deep-Z model saved as a model directory (range +-10 µm, 0.325 µm pixels)."""
-    path = tmp_path_factory.mktemp("model")
-    torch.manual_seed(0)
-    config = deepz.DeepZConfig(network={"width": 0.0625}, provenance={"pixel_um": 0.325})
-    zoo.write_config(path, "deepz", config.model_dump(mode="json"))
-    zoo.save_weights(path, DeepZGenerator(width=0.0625))
-    return path
+    return write_tiny_deepz(tmp_path_factory.mktemp("model"))
 
 
 @pytest.fixture(scope="module")

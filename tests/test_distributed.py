@@ -9,13 +9,12 @@ import pytest
 import torch
 import zarr
 
-from conftest import run
+from conftest import run, write_tiny_deepz
 
 from widefield3d import io, zoo
 from widefield3d.distributed import plan_blocks, predict_distributed
 from widefield3d.errors import InputError, Widefield3DError
 from widefield3d.methods import deepz, mfpi
-from widefield3d.nets.deepz import DeepZGenerator
 
 needs_distributed = pytest.mark.skipif(
     importlib.util.find_spec("distributed") is None,
@@ -26,12 +25,7 @@ CLUSTER = {"n_workers": 2, "processes": False, "progress": False}  # two worker 
 @pytest.fixture(scope="module")
 def deepz_dir(tmp_path_factory):
     """A random Deep-Z model of width 1/16 (receptive radius 108 px, divisor 16: halo 112 px)."""
-    path = tmp_path_factory.mktemp("deepz")
-    torch.manual_seed(0)
-    config = deepz.DeepZConfig(network={"width": 0.0625}, provenance={"pixel_um": 0.325})
-    zoo.write_config(path, "deepz", config.model_dump(mode="json"))
-    zoo.save_weights(path, DeepZGenerator(width=0.0625))
-    return path
+    return write_tiny_deepz(tmp_path_factory.mktemp("deepz"))
 
 
 @pytest.fixture(scope="module")
