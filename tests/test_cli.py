@@ -91,7 +91,7 @@ def test_no_arguments_shows_the_help(capsys):
 @pytest.mark.parametrize(
     "argv, words",
     [
-        (["export"], "No such command 'export'"),
+        (["unknown-verb"], "No such command 'unknown-verb'"),
         (["refocus", "--bogus"], "No such option: --bogus"),
         (["refocus", "p.tif", "-o", "x.tif", "--modle", "m"], "--model"),  # click's "did you mean"
         (["simulate", "psf", "-o", "p.ome.tif", "--na", "abc"], "'--na'"),

@@ -37,7 +37,7 @@ should not start 200,001 planes."""
 
 ALLOW_LARGE = "--allow-large"
 
-_FILE_KINDS = {"csv": (".csv",), "json": (".json",), "png": (".png",)}
+_FILE_KINDS = {"csv": (".csv",), "json": (".json",), "png": (".png",), "zip": (".zip",)}
 
 
 def check_output(path: str | os.PathLike[str], *, kind: str = "image", inputs: Iterable = (),
@@ -54,7 +54,7 @@ def check_output(path: str | os.PathLike[str], *, kind: str = "image", inputs: I
     ----------
     path : str or Path
         The output.
-    kind : {'image', 'dir', 'csv', 'json', 'png'}
+    kind : {'image', 'dir', 'csv', 'json', 'png', 'zip'}
     inputs : iterable of str or Path (None entries are skipped)
         Files or folders the command reads.
     name : str

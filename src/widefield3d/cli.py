@@ -18,8 +18,8 @@ from rich.markup import escape
 from widefield3d.errors import Widefield3DError
 from widefield3d.verbs._common import console
 
-VERBS = ("evaluate", "info", "demo", "beads", "deepz", "mfpi", "models", "register", "volume", "wfcon", "distributed",
-         "simulate")
+VERBS = ("evaluate", "info", "demo", "beads", "deepz", "mfpi", "models", "export", "register", "volume", "wfcon",
+         "distributed", "simulate")
 """The modules of :mod:`widefield3d.verbs`, in the order of ``widefield3d --help``."""
 
 
