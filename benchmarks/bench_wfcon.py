@@ -19,6 +19,8 @@ Usage::
         [--model-2d DIR] [--deepz deepzplus-63x14-confocal] [--ablation L1=DIR L1+GAN=DIR L1+GAN+perceptual=DIR]
         [--out benchmarks/results/wfcon.json]
     python benchmarks/bench_wfcon.py --speed [--model wfcon-60x14-tissue] [--out benchmarks/results/wfcon_speed.json]
+    python benchmarks/bench_wfcon.py --test DIR --accuracy-only [--model ...] [--model-2d DIR] [--deepz '']
+        (part 1 only; writes benchmarks/results/wfcon_heldout.json)
 
 Prints tables and writes the JSON (and, for the studies, ``benchmarks/results/wfcon_*.png``).
 """
@@ -215,6 +217,8 @@ def main() -> None:
     parser.add_argument("--deepz", default="deepzplus-63x14-confocal", help="Deep-Z+ model name ('' to skip)")
     parser.add_argument("--ablation", nargs="*", default=[], help="LABEL=MODEL_DIR ...")
     parser.add_argument("--speed", action="store_true", help="only the speed measurement")
+    parser.add_argument("--accuracy-only", action="store_true",
+                        help="only part 1 (RMSE / SSIM of --model, --model-2d, Deep-Z+), no figures or other studies")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     if args.speed:
@@ -243,12 +247,21 @@ def main() -> None:
         fields[name] = (wf_raw, wfcon.normalise(wf_raw, norm), gt, wf_img.spacing_zyx)
 
     result = {"date": datetime.date.today().isoformat(), "machine": platform.platform(),
-              "cpus": os.cpu_count(), "command": " ".join(sys.argv), "test_fields": names,
+              "cpus": os.cpu_count(), "command": " ".join(sys.argv).replace(str(args.test), args.test.name),
+              "test_fields": names,
               "models": {k: model_label(m.path) for k, m in models.items()}}
     acc = accuracy(args, fields, models)
     result["rmse"] = mean_over_fields(acc, "rmse")
     result["ssim"] = mean_over_fields(acc, "ssim")
     result["ssim_3d"] = mean_over_fields(acc, "ssim_3d")
+    if args.accuracy_only:
+        result["per_field"] = {n: {k: {m: v[m] for m in ("rmse", "ssim", "ssim_3d")} for k, v in f["scores"].items()}
+                               for n, f in acc.items()}
+        for label in result["rmse"]:
+            print(f"{label:24s} RMSE {result['rmse'][label]:.4f} SSIM {result['ssim'][label]:.4f} "
+                  f"SSIM3D {result['ssim_3d'][label]:.4f}")
+        write(result, args.out or RESULTS / "wfcon_heldout.json")
+        return
     keys = ("rmse_per_depth", "ssim_per_depth")
     result["per_depth"] = {n: {k: {m: v[m] for m in keys} for k, v in f["scores"].items()} for n, f in acc.items()}
     result["sharpness"] = per_depth_figure(acc, fields, RESULTS / "wfcon_depth.png")
