@@ -462,9 +462,9 @@ def trainer_hook(slot, record: dict, init: Path | None = None):
             kwargs["method_config"] = {**method_config, "time_budget_minutes": minutes}
         record["slot_s"] = round(minutes * 60, 1)
         if init is not None:
-            from safetensors.torch import load_file
+            from widefield3d import zoo
 
-            task.generator.load_state_dict(load_file(init))
+            zoo.load_weights(task.generator, init.parent)
             record["init"] = init.parent.name
         loop_start = time.monotonic()
         try:

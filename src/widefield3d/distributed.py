@@ -36,6 +36,7 @@ from widefield3d import io, zoo
 from widefield3d.errors import InputError, Widefield3DError
 from widefield3d.io.pyramid import add_pyramid
 from widefield3d.progress import progress_bar
+from widefield3d.tiling import round_up
 
 __all__ = ["Block", "plan_blocks", "predict_distributed"]
 
@@ -253,7 +254,7 @@ def _halo(generator) -> tuple[int, int, int]:
         raise InputError(f"predict_distributed: the {type(generator).__name__} network has no receptive_radius, so "
                          "no halo makes blocks exact")
     radius, divisor = (int(v[-1]) if isinstance(v, (tuple, list)) else int(v) for v in (radius, divisor))
-    return -(-radius // divisor) * divisor, divisor, radius
+    return round_up(radius, divisor), divisor, radius
 
 
 def _prepare(method: str, model, source: io.Image, options: dict) -> dict:

@@ -55,7 +55,7 @@ from widefield3d.device import resolve_device
 from widefield3d.errors import InputError
 from widefield3d.progress import progress_bar
 
-__all__ = ["frozen_norms", "image_norm_statistics", "predict_tiled"]
+__all__ = ["frozen_norms", "image_norm_statistics", "predict_tiled", "round_up"]
 
 IntOrTuple = int | tuple[int, ...]
 Border = Literal["reflect", "zeros"]
@@ -106,7 +106,8 @@ class _AxisPlan:
         return w
 
 
-def _round_up(value: int, multiple: int) -> int:
+def round_up(value: int, multiple: int) -> int:
+    """The smallest multiple of ``multiple`` that is >= ``value`` (pixels)."""
     return -(-value // multiple) * multiple
 
 
@@ -114,21 +115,21 @@ def _plan_axis(name: str, size: int, tile: int, halo: int, blend: int, divisor: 
     if tile < divisor:
         raise InputError(f"predict_tiled: tile={tile} along {name} is smaller than the network divisor {divisor}")
     tile -= tile % divisor
-    pad = _round_up(halo, divisor)
-    single = _round_up(pad + size + halo, divisor)
+    pad = round_up(halo, divisor)
+    single = round_up(pad + size + halo, divisor)
     if single <= tile:
         return _AxisPlan(size, single, single, 0, pad, 1, scale)
     step = (tile - pad - blend - halo) // divisor * divisor
     if step < max(divisor, blend):
-        need = _round_up(pad + blend + halo + _round_up(max(divisor, blend), divisor), divisor)
+        need = round_up(pad + blend + halo + round_up(max(divisor, blend), divisor), divisor)
         raise InputError(
             f"predict_tiled: tile={tile} along {name} is too small for halo={halo}, blend={blend} and "
             f"divisor={divisor}; use tile >= {need}, a smaller halo or a smaller blend"
         )
     count = math.ceil((size - blend) / step)
-    step = _round_up(max(math.ceil((size - blend) / count), blend), divisor)  # same count, less padding
+    step = round_up(max(math.ceil((size - blend) / count), blend), divisor)  # same count, less padding
     count = math.ceil((size - blend) / step)
-    return _AxisPlan(size, _round_up(pad + step + blend + halo, divisor), step, blend, pad, count, scale)
+    return _AxisPlan(size, round_up(pad + step + blend + halo, divisor), step, blend, pad, count, scale)
 
 
 def _per_axis(name: str, value, ndim: int, minimum: int) -> tuple[int, ...]:
@@ -218,7 +219,7 @@ class _ZeroBorder:
     """
 
     def __init__(self, model: nn.Module, plans: list[_AxisPlan], divisor: tuple[int, ...], where: str):
-        self.extent = [_round_up(p.size, d) for p, d in zip(plans, divisor)]  # input pixels per axis
+        self.extent = [round_up(p.size, d) for p, d in zip(plans, divisor)]  # input pixels per axis
         self.window = [p.window for p in plans]  # input pixels per axis
         self.starts = np.zeros((0, len(plans)), int)
         self.masks: dict[tuple[int, ...], torch.Tensor | None] = {}

@@ -18,6 +18,7 @@ import numpy as np
 
 from widefield3d import io
 from widefield3d.errors import InputError
+from widefield3d.tiling import round_up
 
 IMAGE_ID = "image"
 SCALE_RANGE_EPS = 1e-6
@@ -56,10 +57,6 @@ class Parts:
     tags: list[str]
     cite: list[tuple[str, str]] = field(default_factory=list)
     tolerance: tuple[float, float] = (1e-3, 1e-3)
-
-
-def _round_up(value: int, multiple: int) -> int:
-    return -(-value // multiple) * multiple
 
 
 def dyadic(length_um: float | None) -> float:
@@ -148,8 +145,8 @@ def deepz_parts(model, image: io.Image | None, z_um=None) -> Parts:
     range_um = cfg.data.range_um
     z = np.atleast_1d(np.asarray(default_planes(range_um) if z_um is None else z_um, np.float64))
     context = gen.receptive_radius
-    halo = _round_up(context, gen.downsampling_factor)
-    side = _round_up(2 * halo + gen.downsampling_factor, gen.downsampling_factor)  # the smallest tile
+    halo = round_up(context, gen.downsampling_factor)
+    side = round_up(2 * halo + gen.downsampling_factor, gen.downsampling_factor)  # the smallest tile
     if image is None:
         rng = np.random.default_rng(0)
         plane = 100 + 900 * _blobs((side, side), rng, 150, 2.0) + rng.normal(0, 5, (side, side)).astype(np.float32)
@@ -260,7 +257,7 @@ def mfpi_parts(model, image: io.Image | None, z_um=None) -> Parts:
     gen, net, data = model.generator, model.config.network, model.config.data
     white = data.white_level
     context = gen.receptive_radius
-    halo_in = _round_up(context, gen.downsampling_factor)
+    halo_in = round_up(context, gen.downsampling_factor)
     side = 2 * halo_in + gen.downsampling_factor  # the smallest tile, input pixels
     if image is None:
         rng = np.random.default_rng(0)

@@ -425,6 +425,7 @@ def confocal(stack, *, model: str | Path | WFConModel = "wfcon-60x14-tissue", z_
         factor = z_step_um / data.z_step_um
         if abs(factor - 1) > 1e-6:
             x = interpolate_z(x, factor)
+
     def tiled(volume: np.ndarray, tile, halo, blend, progress: bool) -> np.ndarray:
         # as one pass of the generator over the volume (plane): its instance norms use the whole volume's
         # statistics, and its convolutions see zeros beyond the volume's border

@@ -9,7 +9,6 @@ is what a checkpoint must store for a resumed run to draw the same batches.
 
 from __future__ import annotations
 
-import copy
 import queue
 import threading
 from collections.abc import Callable
@@ -30,7 +29,7 @@ class BatchPrefetcher:
         if depth < 1:
             raise ValueError(f"depth must be >= 1, got {depth}")
         self._sample, self._rng, self._pin = sample_batch, rng, pin
-        self._state = copy.deepcopy(rng.bit_generator.state)  # before the next batch handed out
+        self._state = rng.bit_generator.state  # before the next batch handed out (a fresh dict per read)
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._fill, name="batch-prefetch", daemon=True)
@@ -42,7 +41,7 @@ class BatchPrefetcher:
                 x, y = self._sample(self._rng)
                 if self._pin:
                     x, y = x.pin_memory(), y.pin_memory()
-                item: tuple = ("batch", (x, y), copy.deepcopy(self._rng.bit_generator.state))
+                item: tuple = ("batch", (x, y), self._rng.bit_generator.state)
             except BaseException as err:  # handed to the consumer, which raises it
                 item = ("error", err, None)
             while not self._stop.is_set():
@@ -64,7 +63,7 @@ class BatchPrefetcher:
 
     def rng_state(self) -> dict:
         """The random generator's state before the first batch not yet handed out (for checkpoints)."""
-        return copy.deepcopy(self._state)
+        return self._state
 
     def close(self) -> None:
         """Stop the thread (batches drawn ahead are dropped)."""
