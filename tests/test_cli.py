@@ -59,6 +59,8 @@ def test_simulate_psf_sample_acquire_evaluate(tmp_path, capsys):
         (["simulate", "psf", "-o", "p.xyz"], "xyz"),
         (["simulate", "acquire", "missing.ome.tif", "-o", "p.ome.tif", "--z", "1"], "missing.ome.tif"),
         (["simulate", "acquire", "missing.ome.tif", "-o", "p.ome.tif", "--z", "5:1:1"], "START:STOP:STEP"),
+        (["train", "wfcon", "--data", ".", "-o", "p.model", "--init", "wfcon-60x14-tissue"], "differs"),
+        (["train", "mfpi", "--data", ".", "-o", "p.model", "--init", "deepz-20x075"], "for 'mfpi'"),
     ],
 )
 def test_cli_errors_are_one_line_and_exit_2(tmp_path, monkeypatch, capsys, argv, words):

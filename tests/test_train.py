@@ -349,3 +349,30 @@ def test_resume_prints_its_iteration_and_refuses_changed_data(tmp_path, capsys):
     with pytest.raises(InputError, match="validation data differ"):
         train(other, _config(iterations=8), tmp_path, resume=True, progress=False, model_files=zoo,
               method_config=method)
+
+
+def test_init_from_starts_the_generator_from_a_model_and_resume_keeps_its_own_weights(tmp_path):
+    source = train(_task(), _config(iterations=60, pixel_weight=1.0, validate_every=10), tmp_path / "source",
+                   progress=False, model_files=zoo, method_config={"method": "toy"})
+    # a vanishing learning rate: after one update the generator still holds the source model's best weights
+    tuned = _task()
+    train(tuned, _config(iterations=1, validate_every=1, init_from=str(tmp_path / "source"), lr_generator=1e-12),
+          tmp_path / "tuned", progress=False, model_files=zoo, method_config={"method": "toy"})
+    assert _validation_mae(tuned.generator, tuned) == pytest.approx(source.best_metric, rel=1e-5)
+    assert read_config(tmp_path / "tuned", "toy")["trainer"]["init_from"] == str(tmp_path / "source")
+    # fine-tuning interrupted by its time budget and resumed ends where an uninterrupted fine-tuning ends
+    cfg = _config(init_from=str(tmp_path / "source"))
+    train(_task(), cfg, tmp_path / "a", progress=False, model_files=zoo, method_config={"method": "toy"})
+    train(_task(), cfg.model_copy(update={"iterations": 4}), tmp_path / "b", progress=False, model_files=zoo,
+          method_config={"method": "toy"})
+    train(_task(), cfg, tmp_path / "b", resume=True, progress=False, model_files=zoo, method_config={"method": "toy"})
+    a, b = (_generator_weights(tmp_path / d) for d in ("a", "b"))
+    for key, value in a.items():
+        torch.testing.assert_close(b[key], value, rtol=0, atol=1e-6)
+    # a model of another method or another network is refused with one line
+    with pytest.raises(InputError, match="'other'"):
+        train(_task(), cfg, tmp_path / "c", progress=False, model_files=zoo, method_config={"method": "other"})
+    wide = _task()
+    wide.generator = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 1, 3, padding=1))
+    with pytest.raises(InputError, match="weights"):
+        train(wide, cfg, tmp_path / "d", progress=False, model_files=zoo, method_config={"method": "toy"})

@@ -84,6 +84,10 @@ class TrainerConfig(pydantic.BaseModel):
     prefetch_batches: int | None = pydantic.Field(
         None, ge=0, description="training batches drawn ahead in a background thread (same batches, same order); "
                                 "None = 2 on CUDA, 0 on CPU (where the thread would take cores from the updates)")
+    init_from: str | None = pydantic.Field(
+        None, min_length=1, description="fine-tuning: a shipped model's name (or a model folder) whose generator "
+                                        "weights start the run; the discriminator starts afresh; ignored when "
+                                        "resuming from a checkpoint (its weights win)")
 
 
 @dataclass
@@ -112,6 +116,10 @@ class ModelFiles(Protocol):
     def write_config(self, directory: str | Path, method: str, config: dict) -> object: ...
 
     def save_weights(self, directory: str | Path, module: nn.Module) -> object: ...
+
+    def resolve_model(self, name_or_dir: str | Path, method: str | None = None) -> Path: ...
+
+    def load_weights(self, module: nn.Module, directory: str | Path) -> object: ...
 
 
 @dataclass
@@ -193,6 +201,10 @@ class AdversarialTrainer:
         depth = config.prefetch_batches
         self.prefetch_depth = (2 if self.device.type == "cuda" else 0) if depth is None else depth
         self.prefetcher: BatchPrefetcher | None = None  # while run() runs, if prefetch_depth > 0
+
+        if config.init_from is not None and checkpoint is None:
+            method = method_config.get("method") if method_config is not None else None
+            model_files.load_weights(self.generator, model_files.resolve_model(config.init_from, method))
 
         torch.manual_seed(config.seed)
         self.rng = np.random.default_rng(config.seed)

@@ -22,6 +22,8 @@ TimeBudget = Annotated[Optional[float], typer.Option(
     "--time-budget", min=0.01, help="minutes of wall time for this run; stops cleanly, resumable with --resume")]
 Warmup = Annotated[Optional[int], typer.Option(
     "--warmup", min=0, help="first iterations with the pixel loss only, before the paper's adversarial loss")]
+InitFrom = Annotated[Optional[str], typer.Option(
+    "--init", help="fine-tune: start the generator from this shipped model (name) or model folder")]
 Device = Annotated[Optional[str], typer.Option(help="auto | cpu | cuda[:N] (overrides the config)")]
 
 
@@ -32,10 +34,10 @@ def check_data_dir(data: Path) -> None:
 
 
 def trainer_overrides(*, iterations: int | None = None, time_budget: float | None = None,
-                      warmup: int | None = None, device: str | None = None) -> dict:
+                      warmup: int | None = None, device: str | None = None, init: str | None = None) -> dict:
     """The trainer options of the command line as dotted settings for :func:`training_config` (None: not given)."""
     return {"trainer.iterations": iterations, "trainer.time_budget_minutes": time_budget,
-            "trainer.warmup_iterations": warmup, "trainer.device": device}
+            "trainer.warmup_iterations": warmup, "trainer.device": device, "trainer.init_from": init}
 
 
 def training_config(config_class: type[C], config: Path | None, output: Path, resume: bool, overrides: dict) -> C:
@@ -47,7 +49,24 @@ def training_config(config_class: type[C], config: Path | None, output: Path, re
 
     settings = run_settings(config, output, resume, f"{config_class.__name__} fields")
     where = f"--config {config}" if config is not None else str(output / "config.json")
-    return apply_overrides(config_class.validated(settings, where), overrides, "command line")
+    chosen = apply_overrides(config_class.validated(settings, where), overrides, "command line")
+    if getattr(chosen.trainer, "init_from", None) is not None and not resume:
+        check_init(chosen)
+    return chosen
+
+
+def check_init(config: MethodConfig) -> None:
+    """InputError unless ``config.trainer.init_from`` names a model of the same method and network (checked before
+    any data are read, so a wrong ``--init`` fails at once)."""
+    from widefield3d.zoo import read_config, resolve_model
+
+    name = getattr(config.trainer, "init_from")
+    source = resolve_model(name, config.method)
+    theirs = type(config).validated(read_config(source), str(source / "config.json")).network
+    if theirs != config.network:
+        raise InputError(f"--init {name}: its network ({theirs.model_dump(mode='json')}) differs from this run's "
+                         f"({config.network.model_dump(mode='json')}); train with its config "
+                         f"(--config {source / 'config.json'})")
 
 
 def report(result, output) -> str:

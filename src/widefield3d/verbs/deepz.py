@@ -13,6 +13,7 @@ from widefield3d.verbs._common import console, naming_flags, parse_range, tagged
 from widefield3d.verbs._options import AllowLarge
 from widefield3d.verbs._training_options import (
     Device,
+    InitFrom,
     Iterations,
     ModelDir,
     TimeBudget,
@@ -148,12 +149,13 @@ def train_cmd(
     time_budget: TimeBudget = None,
     warmup: Warmup = None,
     device: Device = None,
+    init: InitFrom = None,
 ) -> None:
     """Train Deep-Z (wide-field targets) or Deep-Z+ (confocal targets) with the paper's GAN."""
     from widefield3d.methods.deepz import Config, train
 
     overrides = {"data.target": target.value if target is not None else None,
-                 **trainer_overrides(iterations=iterations, time_budget=time_budget, warmup=warmup, device=device)}
+                 **trainer_overrides(iterations=iterations, time_budget=time_budget, warmup=warmup, device=device, init=init)}
     cfg = training_config(Config, config, output, resume, overrides)
     console.print(report(train(data, output, cfg, resume=resume), output))
 

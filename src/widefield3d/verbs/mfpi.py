@@ -10,6 +10,7 @@ import typer
 from widefield3d.verbs._common import console, image_suffix
 from widefield3d.verbs._training_options import (
     Device,
+    InitFrom,
     ModelDir,
     Resume,
     TimeBudget,
@@ -57,6 +58,7 @@ def train_mfpi(
     time_budget: TimeBudget = None,
     warmup: Warmup = None,
     device: Device = None,
+    init: InitFrom = None,
 ) -> None:
     """Train MFPINet (GAN: L1 + 0.01 BCE adversarial, Adam 1e-4 halved every 2 epochs, 20 epochs)."""
     from widefield3d.methods._base import apply_overrides
@@ -64,7 +66,7 @@ def train_mfpi(
 
     check_data_dir(data)
     cfg = training_config(Config, config, output, resume,
-                          trainer_overrides(time_budget=time_budget, warmup=warmup, device=device))
+                          trainer_overrides(time_budget=time_budget, warmup=warmup, device=device, init=init))
     if epochs is not None:
         cfg = apply_overrides(cfg, {"trainer.iterations": max(1, round(epochs * cfg.iterations_per_epoch))}, "--epochs")
     console.print(report(train(data, output, cfg, resume=resume), output))

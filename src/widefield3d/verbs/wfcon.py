@@ -11,6 +11,7 @@ import typer
 from widefield3d.verbs._common import console, naming_flags, read_zyx
 from widefield3d.verbs._training_options import (
     Device,
+    InitFrom,
     Iterations,
     ModelDir,
     Resume,
@@ -69,13 +70,14 @@ def train_wfcon(
     time_budget: TimeBudget = None,
     warmup: Warmup = None,
     device: Device = None,
+    init: InitFrom = None,
 ) -> None:
     """Train WFCON-Net (3D GAN: LSGAN + 2 L1 + 0.01 perceptual) on paired wide-field/confocal stacks."""
     from widefield3d.methods.wfcon import Config, train
 
     check_data_dir(data)
     overrides = {"network.perceptual": perceptual, "network.kind": network.value if network else None,
-                 **trainer_overrides(iterations=iterations, time_budget=time_budget, warmup=warmup, device=device)}
+                 **trainer_overrides(iterations=iterations, time_budget=time_budget, warmup=warmup, device=device, init=init)}
     cfg = training_config(Config, config, output, resume, overrides)
     console.print(report(train(data, output, cfg, resume=resume, progress=True), output))
 
