@@ -25,6 +25,20 @@ def reference_slopes(na, n):
     return slopes
 
 
+def authors_slopes(na, n, n_layers, dz):
+    """The authors' ray set: a cone of diameter tan(theta_max) (2L - 1) dz across a (2L - 1)-layer box, split into
+    n x n square cells; the rays run from the centres of the cells inside the circle, through the box centre."""
+    diameter = na / math.sqrt(1 - na * na) * (2 * n_layers - 1) * dz
+    cell = diameter / n
+    slopes = []
+    for i in range(n):
+        for k in range(n):
+            y, x = (i + 0.5) * cell - diameter / 2, (k + 0.5) * cell - diameter / 2
+            if x * x + y * y <= (diameter / 2) ** 2:
+                slopes.append((y / ((2 * n_layers - 1) * dz / 2), x / ((2 * n_layers - 1) * dz / 2)))
+    return slopes
+
+
 def chord_in_box(zf, yf, xf, ty, tx, box):
     """Length along z of the part of the line (yf + ty (z - zf), xf + tx (z - zf)) inside an axis-aligned box."""
     (z0, z1), (y0, y1), (x0, x1) = box
@@ -39,11 +53,13 @@ def chord_in_box(zf, yf, xf, ty, tx, box):
     return max(0.0, hi - lo)
 
 
-def reference_stack(alpha, na, dxy, dz, n, focus_layers=None):
-    """For each focus layer, pixel and ray: product over every voxel of alpha ** (chord length / dz)."""
+def reference_stack(alpha, na, dxy, dz, n, focus_layers=None, model="exact"):
+    """For each focus layer, pixel and ray: product over every voxel of alpha ** (chord length / dz), or with the
+    authors' rays (``model="paper"``) of alpha ** (chord length in µm); the pixel is the mean over rays."""
     n_layers, h, w = alpha.shape
     focus_layers = range(n_layers) if focus_layers is None else focus_layers
-    slopes = reference_slopes(na, n)
+    slopes = reference_slopes(na, n) if model == "exact" else authors_slopes(na, n, n_layers, dz)
+    unit = dz if model == "exact" else 1.0
     out = np.zeros((len(focus_layers), h, w))
     for f, s in enumerate(focus_layers):
         for y in range(h):
@@ -57,7 +73,7 @@ def reference_stack(alpha, na, dxy, dz, n, focus_layers=None):
                         for i in range(h):
                             for j in range(w):
                                 box = ((k * dz, (k + 1) * dz), (i * dxy, (i + 1) * dxy), (j * dxy, (j + 1) * dxy))
-                                d = chord_in_box(zf, yf, xf, ty, tx, box) * secant / dz
+                                d = chord_in_box(zf, yf, xf, ty, tx, box) * secant / unit
                                 light *= alpha[k, i, j] ** d
                     total += light
                 out[f, y, x] = total / len(slopes)
@@ -87,6 +103,20 @@ def test_fast_renderer_matches_reference(shape, na, dxy, dz, n, focus, engine):
     assert fast32.dtype == np.float32 and np.max(np.abs(fast32 - expected)) < 1e-5
 
 
+@pytest.mark.parametrize("engine", ["kernel", "torch"])
+@pytest.mark.parametrize("shape, na, dxy, dz, n", [((3, 6, 5), 0.75, 0.92, 1.0, 5), ((4, 5, 5), 0.6, 0.5, 1.5, 4)])
+def test_paper_model_matches_the_authors_ray_set(shape, na, dxy, dz, n, engine):
+    """``model="paper"``: the authors' rays (cell centres, uniform in slope), lengths in µm, mean of intensities."""
+    rng = np.random.default_rng(n)
+    alpha = rng.uniform(0.3, 1.0, shape)
+    expected = reference_stack(alpha, na, dxy, dz, n, model="paper")
+    with torch.no_grad():
+        fast = BrightfieldRenderer(shape[0], na, dxy, dz, n, engine=engine, model="paper")(torch.as_tensor(alpha))
+    assert np.max(np.abs(fast.numpy() - expected)) < 1e-6
+    # a different model: the exact one differs from it by far more than the tolerance
+    assert np.max(np.abs(reference_stack(alpha, na, dxy, dz, n) - expected)) > 1e-2
+
+
 def test_the_engines_agree_on_a_paper_sized_stack():
     """The CPU kernels (fast float32 exp) and the torch shifted-layer sum on 11 x 40 x 44 voxels, 441 rays."""
     alpha = torch.rand(11, 40, 44, dtype=torch.float64) * 0.3 + 0.7
@@ -112,6 +142,10 @@ def test_pupil_sampling_matches_the_paper_geometry():
     assert np.allclose(slopes, reference_slopes(0.75, 25))
     assert len(slopes) == 441  # points of the 25 x 25 grid inside the unit disc
     assert np.isclose(np.hypot(*slopes.T).max(), 0.75 / math.sqrt(1 - 0.75**2))
+    paper = pupil_slopes(0.75, 25, model="paper")
+    assert np.allclose(paper, authors_slopes(0.75, 25, 11, 1.0))
+    assert len(paper) == 489  # cell centres of the 25 x 25 grid inside the circle (the authors' ray count)
+    assert np.isclose(np.abs(paper).max(), 0.96 * 0.75 / math.sqrt(1 - 0.75**2))  # outermost cell centre
 
 
 @pytest.mark.parametrize("n_layers, na, dxy, dz", [(11, 0.75, 0.92, 1.0), (6, 0.95, 0.3, 2.0), (2, 0.0, 1.0, 1.0)])
@@ -167,6 +201,8 @@ def test_bad_inputs_are_one_line_errors():
         brightfield_stack(np.ones((2, 4, 4)), aperture_samples=0)
     with pytest.raises(InputError, match="evenly spaced"):
         brightfield_stack(np.ones((4, 4, 4)), focus_layers=[0, 1, 3])
+    with pytest.raises(InputError, match="model="):
+        brightfield_stack(np.ones((2, 4, 4)), model="yamaguchi")
     with pytest.raises(InputError, match="engine="):
         BrightfieldRenderer(2, engine="fast")
     with pytest.raises(InputError, match="float32/float64 CPU"):

@@ -75,6 +75,7 @@ class VolumeConfig(BaseModel):
     xy_res_um: float = Field(0.92, gt=0)
     z_res_um: float = Field(1.0, gt=0)
     aperture_samples: int = Field(25, ge=1)
+    ray_model: Literal["exact", "paper"] = "exact"  # optics.brightfield.RayModel; "paper": the authors' ray set
     # optimisation
     steps: int = Field(30000, ge=1)
     early_stop: bool = True
@@ -319,7 +320,8 @@ def solve(stack, config: VolumeConfig | None = None, *, truth=None, progress: bo
     dev = resolve_device(device, "reconstruct")
     shape = data.shape
     t0 = time.perf_counter()
-    renderer = BrightfieldRenderer(shape[0], config.na, config.xy_res_um, config.z_res_um, config.aperture_samples)
+    renderer = BrightfieldRenderer(shape[0], config.na, config.xy_res_um, config.z_res_um, config.aperture_samples,
+                                   model=config.ray_model)
     observed = torch.as_tensor(data, device=dev)
     gt_t = None if gt is None else torch.as_tensor(gt, device=dev)
     solver = (IterativeSolver if config.solver == "iterative" else DipSolver)(shape, config, renderer, observed)

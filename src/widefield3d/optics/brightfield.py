@@ -40,17 +40,32 @@ from torch import nn
 from widefield3d.errors import InputError
 
 
-def pupil_slopes(na: float = 0.75, aperture_samples: int = 25) -> np.ndarray:
+RayModel = Literal["exact", "paper"]
+"""``"exact"``: aplanatic pupil grid with its rim, lengths in layer spacings (our reference). ``"paper"``: the authors'
+ray set (cell-centred grid, uniform in slope), lengths in µm (see :func:`pupil_slopes`, docs/volume.md)."""
+
+
+def pupil_slopes(na: float = 0.75, aperture_samples: int = 25, model: RayModel = "exact") -> np.ndarray:
     """Ray slopes ``(tan_y, tan_x)`` of the pupil samples, shape ``(N_r, 2)`` (dimensionless, µm per µm of depth).
 
-    ``aperture_samples`` points per side of a square grid over ``[-1, 1]^2``; those inside the unit disc are kept.
+    ``"exact"``: ``aperture_samples`` points per side of a square grid over ``[-1, 1]^2`` (rim included); those inside
+    the unit disc are direction sines ``NA (p, q)`` (aplanatic pupil, medium index 1). ``"paper"`` (the authors'
+    code): the cell centres ``(i + 1/2) / n * 2 - 1`` of an ``n x n`` grid, kept inside the unit disc, are slopes
+    ``tan(theta_max) (p, q)`` with ``tan(theta_max) = NA / sqrt(1 - NA^2)`` (uniform on a plane across the cone).
     """
     na = _check_na(na)
     n = _check_samples(aperture_samples)
-    grid = np.linspace(-1.0, 1.0, n) if n > 1 else np.zeros(1)
+    model = _check_model(model)
+    if model == "paper":
+        grid = (np.arange(n) + 0.5) / n * 2.0 - 1.0
+    else:
+        grid = np.linspace(-1.0, 1.0, n) if n > 1 else np.zeros(1)
     q, p = np.meshgrid(grid, grid, indexing="ij")
     inside = q**2 + p**2 <= 1.0 + 1e-12
-    sines = na * np.stack([q[inside], p[inside]], axis=1)
+    pupil = np.stack([q[inside], p[inside]], axis=1)
+    if model == "paper":
+        return pupil * (na / np.sqrt(1.0 - na**2))
+    sines = na * pupil
     return sines / np.sqrt(1.0 - np.sum(sines**2, axis=1, keepdims=True))
 
 
@@ -101,12 +116,16 @@ def _traverse(tan_y: float, tan_x: float, n_layers: int, dz: float,
 
 @functools.lru_cache(maxsize=32)
 def ray_taps(n_layers: int, na: float = 0.75, xy_res_um: float = 0.92, z_res_um: float = 1.0,
-             aperture_samples: int = 25) -> RayTaps:
-    """The exact voxel path lengths ``d_ji`` of all pupil rays (see :class:`RayTaps`); cached."""
+             aperture_samples: int = 25, model: RayModel = "exact") -> RayTaps:
+    """The exact voxel path lengths ``d_ji`` of all pupil rays (see :class:`RayTaps`); cached.
+
+    ``model="exact"``: lengths in layer spacings; ``"paper"``: the authors' ray set, lengths in µm.
+    """
     if not isinstance(n_layers, (int, np.integer)) or n_layers < 1:
         raise InputError(f"brightfield: the volume needs at least one layer, got {n_layers!r}")
     dxy, dz = _positive("xy_res_um", xy_res_um), _positive("z_res_um", z_res_um)
-    slopes = pupil_slopes(na, aperture_samples)
+    slopes = pupil_slopes(na, aperture_samples, model)
+    unit = dz if model == "paper" else 1.0
     parts = [(j, *_traverse(float(ty), float(tx), int(n_layers), dz, dxy)) for j, (ty, tx) in enumerate(slopes)]
     return RayTaps(
         slopes=slopes,
@@ -114,7 +133,7 @@ def ray_taps(n_layers: int, na: float = 0.75, xy_res_um: float = 0.92, z_res_um:
         delta=np.concatenate([p[1] for p in parts]),
         dy=np.concatenate([p[2] for p in parts]),
         dx=np.concatenate([p[3] for p in parts]),
-        length=np.concatenate([p[4] for p in parts]),
+        length=np.concatenate([p[4] for p in parts]) * unit,
     )
 
 
@@ -136,6 +155,12 @@ def _check_na(na) -> float:
     if not 0.0 <= na < 1.0:
         raise InputError(f"brightfield: na={na!r} must be in [0, 1) (the medium has index 1)")
     return na
+
+
+def _check_model(model) -> str:
+    if model not in ("exact", "paper"):
+        raise InputError(f"brightfield: model={model!r} must be 'exact' or 'paper'")
+    return model
 
 
 def _check_samples(n) -> int:
@@ -301,6 +326,9 @@ class BrightfieldRenderer(nn.Module):
     engine : {"auto", "kernel", "torch"}
         ``"kernel"``: the compiled CPU row kernels (CPU tensors only); ``"torch"``: shifted whole-layer additions
         (any device); ``"auto"``: the kernels on CPU, torch elsewhere.
+    model : {"exact", "paper"}
+        Ray set and length unit (:data:`RayModel`): ``"exact"`` (default, the tested reference) or ``"paper"`` (the
+        authors' code: 489 rays for the 25 x 25 grid at NA 0.75, lengths in µm).
 
     Notes
     -----
@@ -310,11 +338,11 @@ class BrightfieldRenderer(nn.Module):
 
     def __init__(self, n_layers: int, na: float = 0.75, xy_res_um: float = 0.92, z_res_um: float = 1.0,
                  aperture_samples: int = 25, focus_layers: Sequence[int] | None = None,
-                 engine: Literal["auto", "kernel", "torch"] = "auto"):
+                 engine: Literal["auto", "kernel", "torch"] = "auto", model: RayModel = "exact"):
         super().__init__()
         if engine not in ("auto", "kernel", "torch"):
             raise InputError(f"BrightfieldRenderer: engine={engine!r} must be 'auto', 'kernel' or 'torch'")
-        self.taps = ray_taps(n_layers, na, xy_res_um, z_res_um, aperture_samples)
+        self.taps = ray_taps(n_layers, na, xy_res_um, z_res_um, aperture_samples, _check_model(model))
         self.n_layers = n_layers
         self.engine = engine
         focus = _focus_range(focus_layers, n_layers)
@@ -351,7 +379,8 @@ class BrightfieldRenderer(nn.Module):
 
 
 def brightfield_stack(transmittance, na: float = 0.75, xy_res_um: float = 0.92, z_res_um: float = 1.0,
-                      aperture_samples: int = 25, focus_layers: Sequence[int] | None = None) -> np.ndarray:
+                      aperture_samples: int = 25, focus_layers: Sequence[int] | None = None,
+                      model: RayModel = "exact") -> np.ndarray:
     """Bright-field focal stack of a transmittance volume (Yamaguchi's ray model).
 
     Parameters
@@ -366,6 +395,9 @@ def brightfield_stack(transmittance, na: float = 0.75, xy_res_um: float = 0.92, 
         Pupil grid points per side (25 in the paper: the rays are the grid points inside the disc).
     focus_layers : sequence of int, optional
         Layers focused on (evenly spaced); default all ``L``.
+    model : {"exact", "paper"}
+        ``"exact"`` (default): aplanatic pupil, lengths in layer spacings; ``"paper"``: the authors' ray set and µm
+        lengths (docs/volume.md compares the two).
 
     Returns
     -------
@@ -380,6 +412,7 @@ def brightfield_stack(transmittance, na: float = 0.75, xy_res_um: float = 0.92, 
     if not np.all(np.isfinite(volume)) or volume.min() < 0 or volume.max() > 1:
         raise InputError("brightfield_stack: transmittance values must be finite and in [0, 1]")
     dtype = torch.float64 if volume.dtype == np.float64 else torch.float32
-    renderer = BrightfieldRenderer(volume.shape[0], na, xy_res_um, z_res_um, aperture_samples, focus_layers)
+    renderer = BrightfieldRenderer(volume.shape[0], na, xy_res_um, z_res_um, aperture_samples, focus_layers,
+                                   model=model)
     with torch.no_grad():
         return renderer(torch.as_tensor(volume, dtype=dtype)).numpy()
