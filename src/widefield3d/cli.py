@@ -19,7 +19,7 @@ from widefield3d.errors import Widefield3DError
 from widefield3d.verbs._common import console
 
 VERBS = ("evaluate", "info", "demo", "beads", "deepz", "mfpi", "models", "export", "register", "volume", "wfcon",
-         "distributed", "simulate")
+         "distributed", "simulate", "activity")
 """The modules of :mod:`widefield3d.verbs`, in the order of ``widefield3d --help``."""
 
 

@@ -72,7 +72,7 @@ def _psf_figure(psf: np.ndarray, spacing, m: Microscope) -> tuple[plt.Figure, di
     return fig, stats
 
 
-METHODS = ("deepz", "mfpi", "wfcon", "volume")
+METHODS = ("deepz", "mfpi", "wfcon", "volume", "activity")
 
 
 def run_demo(out_dir: str | Path = "demo-output", *, seed: int = 0, field_px: int = 256, progress: bool = True,
@@ -153,3 +153,7 @@ def _method_sections(report, out, figures, methods, stack, plane, dz_um, seed, p
         from widefield3d.demo import volume
 
         volume.demo_section(report, figures, seed=seed, progress=progress)
+    if "activity" in methods:
+        from widefield3d.demo import activity
+
+        activity.demo_section(report, out, seed=seed, progress=progress)

@@ -12,7 +12,8 @@ def demo(
     output: Annotated[Path, typer.Option("-o", "--output", help="output directory")] = Path("demo-output"),
     seed: Annotated[int, typer.Option()] = 0,
     only: Annotated[Optional[str], typer.Option(
-        help="comma-separated method sections to run (default: all of deepz,mfpi,wfcon,volume); 'none' for the "
+        help="comma-separated method sections to run (default: all of deepz,mfpi,wfcon,volume,activity); 'none' "
+             "for the "
              "simulation only")] = None,
 ) -> None:
     """Simulate a worm, image it, and run every method on simulated data with the shipped models (report.html)."""

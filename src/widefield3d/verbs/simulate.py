@@ -211,11 +211,14 @@ def simulate_dataset_cmd(
 
 
 def register(app: typer.Typer, train_app: typer.Typer) -> None:
-    """Add the ``simulate`` group (``psf``, ``sample``, ``acquire``, ``dataset``) to the main app."""
+    """Add the ``simulate`` group (``psf``, ``sample``, ``acquire``, ``dataset``, ``activity``) to the main app."""
+    from widefield3d.verbs.activity import simulate_activity_cmd
+
     group = typer.Typer(help="Physical microscope simulator: PSFs, samples, acquisitions, datasets.",
                         no_args_is_help=True)
     group.command("psf")(simulate_psf)
     group.command("sample")(simulate_sample)
     group.command("acquire")(simulate_acquire)
     group.command("dataset")(simulate_dataset_cmd)
+    group.command("activity")(simulate_activity_cmd)
     app.add_typer(group, name="simulate")

@@ -1,0 +1,185 @@
+"""Neuron activity from a 2D video (Deep-Z Fig. 3): pipeline pieces on tiny synthetic data, the simulator's truth,
+and the command line's bad-input paths."""
+
+import numpy as np
+import pytest
+
+from conftest import run, write_tiny_deepz
+
+from widefield3d import io
+from widefield3d.analysis.activity.clusters import eigengap, laplacian_eigen, similarity, spectral_clusters
+from widefield3d.analysis.activity.register import register_video
+from widefield3d.analysis.activity.scores import adjusted_rand_index, match_neurons, pearson_rows
+from widefield3d.analysis.activity.segment import find_centroids, watershed_masks
+from widefield3d.analysis.activity.traces import brightest_mean, delta_f, most_active
+from widefield3d.sim.camera import fourier_shift
+
+SPACING = (0.5, 0.325, 0.325)
+
+
+def test_similarity_is_the_papers_gaussian():
+    df = np.array([[1.0, -1.0, 0.0], [1.0, -1.0, 0.0], [0.0, 0.0, 0.0]])
+    f0 = np.array([2.0, 2.0, 1.0])
+    s = similarity(df, f0, sigma=1.5)
+    # rows 0 and 1 equal; row 0 vs 2: ||(0.5, -0.5, 0)||^2 = 0.5
+    assert s[0, 1] == pytest.approx(1.0)
+    assert s[0, 2] == pytest.approx(np.exp(-0.5 / 1.5**2))
+    np.testing.assert_allclose(s, s.T)
+
+
+def _blocks(sizes, inside=0.9, outside=0.01, seed=0):
+    rng = np.random.default_rng(seed)
+    truth = np.repeat(np.arange(len(sizes)), sizes)
+    s = np.where(truth[:, None] == truth[None], inside, outside) + rng.uniform(0, 0.02, (len(truth),) * 2)
+    return (s + s.T) / 2, truth
+
+
+def test_eigengap_counts_the_blocks_and_spectral_clustering_finds_them():
+    s, truth = _blocks((12, 8, 5))
+    lam, _ = laplacian_eigen(s)
+    assert lam[0] == pytest.approx(0, abs=1e-9)
+    assert eigengap(lam) == 3
+    labels, k, _ = spectral_clusters(s)
+    assert k == 3
+    assert adjusted_rand_index(labels, truth) == pytest.approx(1.0)
+    assert np.bincount(labels)[1:].tolist() == [12, 8, 5]  # numbered by decreasing size
+
+
+def test_adjusted_rand_index_known_values():
+    assert adjusted_rand_index([0, 0, 1, 1], [1, 1, 0, 0]) == pytest.approx(1.0)
+    assert adjusted_rand_index([0, 0, 1, 1], [0, 0, 1, 2]) == pytest.approx(4 / 7)  # scikit-learn's doc example
+    assert adjusted_rand_index([0, 0, 0, 0], [0, 1, 2, 3]) == pytest.approx(0.0)
+
+
+def test_f_is_the_mean_of_the_100_brightest_voxels():
+    labels = np.zeros((2, 20, 20), np.int32)
+    labels[0, :10, :15] = 1  # 150 voxels
+    labels[1, :4, :5] = 2  # 20 voxels: fewer than 100, all are used
+    stacks = np.zeros((3,) + labels.shape, np.float32)
+    for t in range(3):
+        stacks[t][labels == 1] = np.random.default_rng(t).permutation(150) + 10 * t
+        stacks[t][labels == 2] = 5.0 * (t + 1)
+    f = brightest_mean(stacks, labels, 100)
+    np.testing.assert_allclose(f[0], np.arange(50, 150).mean() + 10 * np.arange(3))
+    np.testing.assert_allclose(f[1], [5.0, 10.0, 15.0])
+    df, f0 = delta_f(f)
+    np.testing.assert_allclose(f0, [109.5, 10.0])
+    np.testing.assert_allclose(df.sum(axis=1), 0, atol=1e-9)
+    assert most_active(df, f0, 0.1).tolist() == [False, True]  # std 8.2 < 11; std 4.1 > 1.0
+
+
+def _two_blobs():
+    zz, yy, xx = np.meshgrid(*(np.arange(n) * s for n, s in zip((15, 32, 32), SPACING)), indexing="ij")
+    centres = [(3.0, 4.0, 4.0), (4.5, 6.5, 6.8)]
+    volume = sum(np.exp(-((zz - z) ** 2 / (2 * 0.8**2) + ((yy - y) ** 2 + (xx - x) ** 2) / (2 * 0.5**2)))
+                 for z, y, x in centres)
+    return volume.astype(np.float32), np.array(centres)
+
+
+def test_centroids_are_local_maxima_and_watershed_grows_one_mask_each():
+    volume, centres = _two_blobs()
+    peaks = find_centroids(volume, SPACING, sigma_um=(0.0, 0.0))
+    found = peaks * np.array(SPACING)
+    assert len(peaks) == 2
+    assert len(match_neurons(found, centres, 0.4)) == 2
+    labels = watershed_masks(volume, peaks, SPACING, max_radius_um=2.0, sigma_um=(0.0, 0.0))
+    assert set(np.unique(labels)) == {0, 1, 2}
+    for i, p in enumerate(peaks):
+        assert labels[tuple(p)] == i + 1
+        voxels = np.argwhere(labels == i + 1) * np.array(SPACING)
+        assert np.linalg.norm(voxels - p * np.array(SPACING), axis=1).max() <= 2.0 + 1e-9
+
+
+def test_match_neurons_lateral_only_and_pearson():
+    truth = np.array([[5.0, 1.0, 1.0], [-5.0, 10.0, 10.0]])
+    det = np.array([[0.0, 1.5, 1.0]])
+    assert len(match_neurons(det, truth, 2.0)) == 0  # 5 µm off in z
+    assert match_neurons(det, truth, 2.0, lateral_only=True).tolist() == [[0, 0]]
+    x = np.array([[1.0, 2.0, 3.0], [1.0, 1.0, 1.0]])
+    r = pearson_rows(x, np.array([[2.0, 4.0, 6.5], [0.0, 1.0, 2.0]]))
+    assert r[0] > 0.99 and np.isnan(r[1])
+
+
+def test_registration_recovers_a_translation():
+    rng = np.random.default_rng(3)
+    frame = np.zeros((96, 96), np.float32)
+    for y, x in rng.uniform(10, 86, (40, 2)):
+        yy, xx = np.mgrid[:96, :96]
+        frame += np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * 1.5**2))
+    shift = (2.3, -1.7)
+    video = np.stack([np.stack([frame, frame]), np.stack([fourier_shift(frame, shift)] * 2)])
+    registered, h, _ = register_video(video)
+    x_mov, y_mov, w = h[1] @ np.array([40.0, 50.0, 1.0])
+    assert x_mov / w - 40 == pytest.approx(shift[1], abs=0.15)
+    assert y_mov / w - 50 == pytest.approx(shift[0], abs=0.15)
+    core = (slice(8, -8), slice(8, -8))
+    assert np.abs(registered[1, 1][core] - frame[core]).max() < 0.1 * frame.max()
+
+
+@pytest.mark.slow
+def test_simulated_truth_is_consistent():
+    from scipy import ndimage
+
+    from widefield3d.sim.activity import PATTERNS, activity_preset, simulate_worm_activity
+
+    sim = simulate_worm_activity(activity_preset("worm-activity", field_px=32, margin_px=4, n_frames=4,
+                                                                keep_fraction=1.0), seed=0,
+                                 progress=False)
+    n = len(sim.centres_um)
+    assert sim.video.shape == (4, 2, 32, 32) and sim.video.dtype == np.uint16
+    assert sim.traces.shape == (n, 4) and sim.clusters.shape == (n,)
+    assert set(np.unique(sim.clusters)) <= set(range(len(PATTERNS) + 1))
+    np.testing.assert_allclose(sim.warps[0], np.eye(3))
+    silent = sim.clusters == 0
+    assert np.abs(sim.traces[silent] - 1).max() < 0.25  # only the small individual fluctuation
+    assert np.all(np.abs(sim.centres_um[:, 0]) <= 10)
+    ids = np.unique(sim.labels)[1:]
+    com = np.array(ndimage.center_of_mass(sim.labels > 0, sim.labels, ids)) * np.array(sim.spacing_um)
+    com[:, 0] += sim.z_um[0]
+    inner = np.all((com[:, 1:] > 2) & (com[:, 1:] < 32 * 0.325 - 2), axis=1)  # not cut by the field's edge
+    assert inner.sum() >= 3
+    assert np.median(np.linalg.norm(com[inner] - sim.centres_um[ids[inner] - 1], axis=1)) < 0.3
+
+
+@pytest.fixture
+def tiny_video(tmp_path):
+    rng = np.random.default_rng(0)
+    data = (100 + 50 * rng.random((4, 2, 32, 32))).astype(np.uint16)
+    path = tmp_path / "video.ome.tif"
+    io.write(path, io.Image(data, "TCYX", {"Y": 0.325, "X": 0.325}))
+    return path
+
+
+def test_cli_refuses_bad_input_with_one_line(tmp_path, tiny_video, capsys):
+    out = tmp_path / "out"
+    zyx = tmp_path / "stack.ome.tif"
+    io.write(zyx, io.Image(np.ones((3, 16, 16), np.float32), "ZYX"))
+    model = write_tiny_deepz(tmp_path / "tiny")
+    cases = [
+        ([tmp_path / "missing.tif"], "missing.tif"),
+        ([zyx], "needs a two-channel video"),
+        ([tiny_video, "--green", "1", "--red", "1"], "must be different channels"),
+        ([tiny_video, "--red", "5"], "has 2 channels"),
+        ([tiny_video, "--z-step", "0"], "--z-step"),
+        ([tiny_video, "--model", model, "--z-range", "-12", "10"], "beyond the model's trained range"),
+    ]
+    for args, message in cases:
+        capsys.readouterr()
+        assert run(["activity", *args, "-o", out]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
+        assert not out.exists()  # nothing written
+
+
+def test_cli_writes_all_outputs(tmp_path, tiny_video):
+    model = write_tiny_deepz(tmp_path / "tiny")
+    out = tmp_path / "out"
+    assert run(["activity", tiny_video, "-o", out, "--model", model, "--z-range", "-1", "1", "--z-step", "1",
+                "--no-progress"]) == 0
+    labels = io.read(out / "labels.ome.tif")
+    assert labels.axes == "ZYX" and labels.data.shape == (3, 32, 32)
+    assert labels.spacing_zyx == pytest.approx((1.0, 0.325, 0.325))
+    rows = (out / "traces.csv").read_text().splitlines()
+    assert len(rows) == 1 + int(labels.data.max())
+    assert rows[0].startswith("neuron,z_um,y_um,x_um,active,cluster,F0")
+    assert (out / "activity.png").stat().st_size > 10_000
