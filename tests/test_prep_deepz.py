@@ -1,5 +1,8 @@
 """Deep-Z data preparation (widefield3d.prep) on simulated stacks with known truth."""
 
+import importlib.util
+import sys
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -21,6 +24,9 @@ from widefield3d.sim.samples import make_sample
 MICROSCOPE = preset("deepz-20x075")
 FINE = (0.5, MICROSCOPE.pixel_um / 2, MICROSCOPE.pixel_um / 2)
 BEAD_PLANE_UM = 5.2  # the bead layer lies between two planes of the stack
+ALIGN_METHODS = ["rigid", pytest.param("stackreg", marks=pytest.mark.skipif(
+    importlib.util.find_spec("pystackreg") is None,
+    reason="pystackreg not installed (pip install widefield3d[stackreg])"))]
 
 
 def _bead_layer_stack(z_um, seed=0):
@@ -42,14 +48,15 @@ def _compose(first, then):
     return first[0] + then[0], rot @ np.asarray(first[1:]) + np.asarray(then[1:])
 
 
-def test_align_stack_undoes_known_rotations_and_shifts(layer):
+@pytest.mark.parametrize("method", ALIGN_METHODS)
+def test_align_stack_undoes_known_rotations_and_shifts(layer, method):
     _, stack = layer
     planes = stack[4:13]
     rng = np.random.default_rng(1)
     applied = np.column_stack([rng.uniform(-2, 2, 9), rng.uniform(-3, 3, (9, 2))])
     applied[4] = 0  # the middle plane is the reference
     moved = np.stack([rigid_warp(p, *t) for p, t in zip(planes, applied)])
-    aligned, transforms = align_stack(moved)
+    aligned, transforms = align_stack(moved, method=method)
     assert aligned.dtype == np.float32 and aligned.shape == moved.shape
     assert np.all(transforms[4] == 0)
     for k in range(9):
@@ -197,10 +204,35 @@ def test_projective_registration_recovers_a_known_homography():
         register_projective(np.zeros((128, 128)), fixed[:128, :128])
 
 
-def test_align_stack_tolerates_featureless_planes():
+@pytest.mark.parametrize("method", ALIGN_METHODS)
+def test_align_stack_tolerates_featureless_planes(method):
     rng = np.random.default_rng(3)
     stack = np.zeros((5, 48, 48), np.float32)
     stack[2] = rng.random((48, 48))  # one textured plane, the others empty (a near-empty confocal stack)
-    aligned, transforms = align_stack(stack)
+    aligned, transforms = align_stack(stack, method=method)
     assert aligned.shape == stack.shape and np.isfinite(transforms).all()
     assert np.abs(transforms).max() < 1.0  # nothing to register: no spurious rotation or shift
+
+
+def test_align_stack_refuses_unknown_or_missing_methods(monkeypatch):
+    stack = np.zeros((3, 16, 16), np.float32)
+    with pytest.raises(InputError, match=r"^method: must be one of 'rigid', 'stackreg', got 'turboreg'$"):
+        align_stack(stack, method="turboreg")
+    monkeypatch.setitem(sys.modules, "pystackreg", None)  # import pystackreg now raises ImportError
+    with pytest.raises(InputError, match=r"^align method 'stackreg' needs pystackreg, which is not installed; "
+                                         r"pip install widefield3d\[stackreg\]$"):
+        align_stack(stack, method="stackreg")
+
+
+def test_train_deepz_align_stackreg_without_pystackreg_fails_first(tmp_path, monkeypatch, capsys):
+    from conftest import run
+
+    from widefield3d.methods.deepz_data import DeepZDataConfig
+
+    assert [DeepZDataConfig(align=a).align for a in (True, False, "stackreg")] == ["rigid", "none", "stackreg"]
+    monkeypatch.setitem(sys.modules, "pystackreg", None)
+    model = tmp_path / "model"
+    assert run(["train", "deepz", "--data", tmp_path, "-o", model, "--align", "stackreg"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "pip install widefield3d[stackreg]" in err
+    assert not model.exists()

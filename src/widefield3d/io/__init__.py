@@ -32,7 +32,8 @@ The package holds one module per concern: :mod:`~widefield3d.io.image` (the :cla
 :mod:`~widefield3d.io.checks`, :mod:`~widefield3d.io.atomic` (all-or-nothing outputs),
 :mod:`~widefield3d.io.metadata` (the record, units, spacing), :mod:`~widefield3d.io.read_errors`, and one per format
 family (:mod:`~widefield3d.io.tiff`, :mod:`~widefield3d.io.omezarr`, :mod:`~widefield3d.io.raster`,
-:mod:`~widefield3d.io.npy`). This module dispatches on the extension: :func:`read`, :func:`write`, :func:`write_set`.
+:mod:`~widefield3d.io.npy`, :mod:`~widefield3d.io.vendor` for bioio). This module dispatches on the extension:
+:func:`read`, :func:`write`, :func:`write_set`.
 """
 
 from __future__ import annotations
@@ -54,10 +55,13 @@ from widefield3d.io.omezarr import create_ome_zarr, read_ome_zarr, write_ome_zar
 from widefield3d.io.raster import read_raster, write_raster
 from widefield3d.io.read_errors import unreadable_as_input_error
 from widefield3d.io.tiff import read_tiff, write_imagej_tiff, write_ome_tiff
+from widefield3d.io.vendor import VENDOR_EXTENSIONS, read_bioio, vendor_extension
 
 __all__ = [
     "AXES",
+    "READERS",
     "SUPPORTED_EXTENSIONS",
+    "VENDOR_EXTENSIONS",
     "Image",
     "atomic_output",
     "canonical_axes",
@@ -101,9 +105,23 @@ def format_of(path: str | os.PathLike[str]) -> str:
 
 _READERS = {"OME-TIFF": read_tiff, "TIFF": read_tiff, "OME-Zarr": read_ome_zarr, "PNG": read_raster,
             "JPEG": read_raster, "NPY": read_npy}
+READERS = ("auto", "builtin", "bioio")
+"""Values of :func:`read`'s ``reader`` argument."""
 
 
-def read(path: str | os.PathLike[str], *, lazy: bool = False, axes: str | None = None) -> Image:
+def _reader_of(path: Path, reader: str) -> tuple[str, str]:
+    """(back-end, format name) that :func:`read` uses for ``path``: our readers for our extensions, bioio for
+    :data:`VENDOR_EXTENSIONS` under ``'auto'`` and for every file under ``'bioio'``."""
+    if reader not in READERS:
+        raise InputError(f"reader: must be one of {', '.join(map(repr, READERS))}, got {reader!r}")
+    vendor = vendor_extension(path)
+    if reader == "bioio" or (reader == "auto" and vendor is not None):
+        return "bioio", f"{vendor.lstrip('.').upper()} (bioio)" if vendor else "bioio"
+    return "builtin", format_of(path)
+
+
+def read(path: str | os.PathLike[str], *, lazy: bool = False, axes: str | None = None,
+         reader: str = "auto") -> Image:
     """Read an image file with its axes, spacing (µm) and channel names.
 
     Parameters
@@ -119,6 +137,11 @@ def read(path: str | os.PathLike[str], *, lazy: bool = False, axes: str | None =
     axes : str, optional
         Axes of the data as stored in the file, overriding the metadata or the guess (e.g. ``'CYX'`` for a
         plain 3-channel TIFF that would be read as ZYX); must have one letter per dimension.
+    reader : {'auto', 'builtin', 'bioio'}
+        ``'auto'``: our readers for :data:`SUPPORTED_EXTENSIONS`, the optional bioio back-end
+        (:mod:`~widefield3d.io.vendor`; ``pip install widefield3d[vendor]``) for :data:`VENDOR_EXTENSIONS`
+        (``.czi``, ``.nd2``, ``.lif``). ``'builtin'``: ours only. ``'bioio'``: bioio for any file (its first
+        scene; singleton T, C, Z dropped unless the file holds a widefield3d record).
 
     Returns
     -------
@@ -129,14 +152,15 @@ def read(path: str | os.PathLike[str], *, lazy: bool = False, axes: str | None =
     ------
     InputError
         Missing file, unknown extension, corrupt or truncated file, more than 5 or 0 dimensions, empty array,
-        non-numeric dtype, NaN/Inf (eager reads), or an ``axes`` that does not fit the data.
+        non-numeric dtype, NaN/Inf (eager reads), an ``axes`` that does not fit the data, or bioio (or the plugin
+        a format needs) not installed.
     """
     path = Path(path)
     if not (path.exists() or path.is_symlink()):
         raise InputError(f"{path}: file not found")
-    fmt = format_of(path)
+    backend, fmt = _reader_of(path, reader)
     with unreadable_as_input_error(path, fmt):
-        parsed = _READERS[fmt](path, lazy)
+        parsed = read_bioio(path, lazy) if backend == "bioio" else _READERS[fmt](path, lazy)
     data, record = parsed.data, parsed.record
     check_array(data, str(path), check_values=not lazy)
     if axes is not None:

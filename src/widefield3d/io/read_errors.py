@@ -59,7 +59,9 @@ def unreadable_as_input_error(path: Path, fmt: str) -> Iterator[None]:
         tiff_logger.removeHandler(log)
 
 
-_FORMAT_LIBRARIES = ("tifffile", "zarr", "numcodecs", "imagecodecs", "PIL", "numpy", "dask")
+_FORMAT_LIBRARIES = ("tifffile", "zarr", "numcodecs", "imagecodecs", "PIL", "numpy", "dask", "bioio", "bioio_base",
+                     "bioio_czi", "bioio_nd2", "bioio_lif", "bioio_ome_tiff", "bioio_ome_zarr", "nd2", "liffile",
+                     "aicspylibczi", "pylibCZIrw")
 
 
 def _raised_by_a_library(exc: BaseException) -> bool:

@@ -3,8 +3,8 @@ preparation" and "Cross-modality alignment of wide-field and confocal fluorescen
 
 Per field of view (one ``ZYX`` stack):
 
-1. rigid alignment of the planes (:func:`widefield3d.prep.align.align_stack`, StackReg-like; ``align=False`` skips
-   it for simulated stacks);
+1. rigid alignment of the planes (:func:`widefield3d.prep.align.align_stack`, StackReg-like; ``align="stackreg"``
+   uses pystackreg, the port of the ImageJ plugin the paper used; ``align="none"`` skips it for simulated stacks);
 2. an extended-depth-of-field (EDF) image (:func:`widefield3d.prep.edf.extended_depth_of_field`);
 3. normalisation of the whole stack against the EDF: triangle threshold, background subtracted, scale such that
    1% of the foreground pixels saturate (:func:`widefield3d.prep.normalise.triangle_normalisation`);
@@ -47,7 +47,7 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from widefield3d import io
 from widefield3d.errors import InputError
@@ -76,14 +76,21 @@ class DeepZDataConfig(BaseModel):
     saturate_fraction: float = Field(0.01, gt=0, lt=1, description="foreground fraction above 1 after normalising")
     registration: Literal["projective", "none"] = Field(
         "projective", description="Deep-Z+ lateral co-registration; 'none' when both stacks share one pixel grid")
-    align: bool = Field(True, description="rigid alignment of the planes (paper: StackReg); False for simulated "
-                                          "stacks, which need none")
+    align: Literal["rigid", "stackreg", "none"] = Field(
+        "rigid", description="rigid alignment of the planes: ours (rigid), pystackreg (stackreg, the paper's ImageJ "
+                             "StackReg), or none for simulated stacks, which need none (true/false: rigid/none)")
     target_source: Literal["measured", "clean"] = Field(
         "measured", description="clean: the simulator's noise-free stacks (<modality>_clean/) as targets, on the "
                                 "measured stack's scale (simulated data only; CPU-variant choice)")
     validation_fraction: float = Field(0.15, gt=0, lt=1)
     max_fields: int | None = Field(None, ge=1, description="use only the first N fields (None: all)")
     seed: int = 0
+
+    @field_validator("align", mode="before")
+    @classmethod
+    def _align_from_bool(cls, value):
+        """Configs written before the choice was added say true (rigid) or false (none)."""
+        return {True: "rigid", False: "none"}.get(value, value) if isinstance(value, bool) else value
 
 
 @dataclass
@@ -218,8 +225,8 @@ def _prepared(stack: np.ndarray, config: DeepZDataConfig, clean: np.ndarray | No
     aligned = stack
     if clean is not None:
         clean = _on_measured_scale(clean, stack)
-    if config.align:
-        aligned, transforms = align_stack(stack)
+    if config.align != "none":
+        aligned, transforms = align_stack(stack, method=config.align)
         if clean is not None:
             clean = np.stack([rigid_warp(plane, *t) for plane, t in zip(clean, transforms)])
     edf = extended_depth_of_field(aligned)

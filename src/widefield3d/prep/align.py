@@ -9,6 +9,10 @@ here the translation is first found by phase correlation (skimage, 1/10 pixel) a
 rotation are refined together by Gauss-Newton least squares on lightly smoothed images, over the inner part
 of the field (outside it, pixels come from beyond the image edge).
 
+``method="stackreg"`` registers each plane pair with pystackreg (the ImageJ StackReg/TurboReg code, rigid body;
+optional: ``pip install widefield3d[stackreg]``) instead; the order of the chain, the resampling and the output are
+the same.
+
 Transform convention: a plane point ``q = (y, x)`` moves to ``p = R(angle) (q - c) + c + (dy, dx)`` in the
 aligned plane, with ``c`` the centre of the plane and ``R(a) = [[cos a, -sin a], [sin a, cos a]]`` acting on
 ``(y, x)``. :func:`rigid_warp` applies such a transform.
@@ -22,6 +26,9 @@ from skimage.registration import phase_cross_correlation
 
 from widefield3d.errors import InputError
 from widefield3d.prep.edf import as_stack
+
+ALIGN_METHODS = ("rigid", "stackreg")
+"""Plane registrations of :func:`align_stack`: phase correlation + Gauss-Newton (ours), or pystackreg."""
 
 
 def _affine(shape: tuple[int, int], angle_deg: float, dy: float, dx: float) -> tuple[np.ndarray, np.ndarray]:
@@ -104,7 +111,44 @@ def register_rigid(moving: np.ndarray, fixed: np.ndarray, *, smooth_px: float = 
     return float(np.degrees(params[0])), float(params[1]), float(params[2])
 
 
-def align_stack(stack, *, reference_plane: int | None = None, smooth_px: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def register_stackreg(moving: np.ndarray, fixed: np.ndarray, *, smooth_px: float = 1.0
+                      ) -> tuple[float, float, float]:
+    """``(angle_deg, dy, dx)`` that aligns ``moving`` onto ``fixed`` (2D, same shape), found by pystackreg's
+    rigid-body TurboReg (coarse-to-fine least squares, as ImageJ StackReg); ``smooth_px`` as in
+    :func:`register_rigid`."""
+    mov = moving.astype(np.float64)
+    fix = fixed.astype(np.float64)
+    if smooth_px:
+        mov, fix = ndimage.gaussian_filter(mov, smooth_px), ndimage.gaussian_filter(fix, smooth_px)
+    m = _stackreg().register(fix, mov)
+    # m maps output (x, y, 1) to input (x, y) as skimage's warp does; in (y, x): q = A p + b with A = R^T and
+    # b = c - R^T (c + t)
+    rot = np.array([[m[1, 1], m[0, 1]], [m[1, 0], m[0, 0]]])
+    c = (np.asarray(fix.shape, dtype=np.float64) - 1) / 2
+    dy, dx = rot @ (c - np.array([m[1, 2], m[0, 2]])) - c
+    return float(np.degrees(np.arctan2(rot[1, 0], rot[0, 0]))), float(dy), float(dx)
+
+
+def _stackreg():
+    """A rigid-body ``pystackreg.StackReg``; InputError saying what to install if pystackreg is missing."""
+    try:
+        from pystackreg import StackReg
+    except ImportError:
+        raise InputError("align method 'stackreg' needs pystackreg, which is not installed; "
+                         "pip install widefield3d[stackreg]") from None
+    return StackReg(StackReg.RIGID_BODY)
+
+
+def check_align_method(method: str) -> None:
+    """InputError unless ``method`` is one of :data:`ALIGN_METHODS` and can run here (pystackreg installed)."""
+    if method not in ALIGN_METHODS:
+        raise InputError(f"method: must be one of {', '.join(map(repr, ALIGN_METHODS))}, got {method!r}")
+    if method == "stackreg":
+        _stackreg()
+
+
+def align_stack(stack, *, reference_plane: int | None = None, smooth_px: float = 1.0,
+                method: str = "rigid") -> tuple[np.ndarray, np.ndarray]:
     """Align every plane of a ``ZYX`` stack rigidly to its aligned neighbour, starting from the middle.
 
     Parameters
@@ -115,6 +159,8 @@ def align_stack(stack, *, reference_plane: int | None = None, smooth_px: float =
         Plane that stays fixed (default the middle, ``Z // 2``).
     smooth_px : float
         Gaussian sigma used for the registration only (the output planes are not smoothed), pixels.
+    method : {'rigid', 'stackreg'}
+        Registration of each plane pair: :func:`register_rigid` or :func:`register_stackreg` (pystackreg).
 
     Returns
     -------
@@ -124,6 +170,8 @@ def align_stack(stack, *, reference_plane: int | None = None, smooth_px: float =
         ``(Z, 3)`` ``(angle_deg, dy_px, dx_px)`` applied to each original plane (see the module docstring for
         the convention); the reference plane's row is zero.
     """
+    check_align_method(method)
+    register = register_stackreg if method == "stackreg" else register_rigid
     s = as_stack(stack)
     n = s.shape[0]
     ref = n // 2 if reference_plane is None else int(reference_plane)
@@ -137,6 +185,6 @@ def align_stack(stack, *, reference_plane: int | None = None, smooth_px: float =
     for order in (range(ref + 1, n), range(ref - 1, -1, -1)):
         for k in order:
             previous = k - 1 if k > ref else k + 1
-            transforms[k] = register_rigid(s[k], aligned[previous], smooth_px=smooth_px)
+            transforms[k] = register(s[k], aligned[previous], smooth_px=smooth_px)
             aligned[k] = rigid_warp(s[k], *transforms[k])
     return aligned, transforms

@@ -34,6 +34,12 @@ class Target(str, Enum):
     confocal = "confocal"
 
 
+class Align(str, Enum):
+    rigid = "rigid"
+    stackreg = "stackreg"
+    none = "none"
+
+
 _REFOCUS_FLAGS = {"tilt_deg": "--tilt", "tilt_axis": "--tilt-axis", "cylinder_radius_um": "--cylinder-radius",
                   "sinusoid": "--sinusoid", "dpm": "--dpm", "allow_extrapolation=True": "--allow-extrapolation"}
 """The flags of ``refocus`` that set parameters of :func:`widefield3d.methods.deepz.refocus`, for its error lines."""
@@ -145,6 +151,8 @@ def train_cmd(
     config: Annotated[Optional[Path], typer.Option(help="DeepZConfig as YAML or JSON (defaults: the paper)")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue a killed run from its checkpoint")] = False,
     target: Annotated[Optional[Target], typer.Option(help="widefield = Deep-Z, confocal = Deep-Z+")] = None,
+    align: Annotated[Optional[Align], typer.Option(
+        help="plane alignment: rigid (ours), stackreg (pystackreg, the paper's ImageJ StackReg), none")] = None,
     iterations: Iterations = None,
     time_budget: TimeBudget = None,
     warmup: Warmup = None,
@@ -155,8 +163,13 @@ def train_cmd(
     from widefield3d.methods.deepz import Config, train
 
     overrides = {"data.target": target.value if target is not None else None,
+                 "data.align": align.value if align is not None else None,
                  **trainer_overrides(iterations=iterations, time_budget=time_budget, warmup=warmup, device=device, init=init)}
     cfg = training_config(Config, config, output, resume, overrides)
+    if cfg.data.align != "none":
+        from widefield3d.prep.align import check_align_method
+
+        check_align_method(cfg.data.align)  # pystackreg missing: one line before any data are read
     console.print(report(train(data, output, cfg, resume=resume), output))
 
 
