@@ -58,8 +58,30 @@ def _median_seconds(fn, repeats: int) -> dict:
     return {"wall_s": statistics.median(wall), "cpu_s": statistics.median(cpu)}
 
 
+def render_multiply_adds(renderer: BrightfieldRenderer, height: int, width: int) -> int:
+    """Multiply-adds of one render: the in-volume taps of every ray and focus plane, times the pixels."""
+    taps = renderer.taps
+    first, step, n_focus = renderer.focus
+    inside = sum(int(np.sum((taps.delta + first + f * step >= 0) & (taps.delta + first + f * step < renderer.n_layers)))
+                 for f in range(n_focus))
+    return inside * height * width
+
+
+def matmul_rate(repeats: int, device: torch.device) -> float:
+    """Multiply-adds per second of float32 2048 x 2048 ``torch.matmul`` (median of ``repeats``, after a warm-up)."""
+    a, b = torch.rand((2048, 2048), device=device), torch.rand((2048, 2048), device=device)
+
+    def product():
+        torch.matmul(a, b)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    return 2048**3 / _median_seconds(product, repeats)["wall_s"]
+
+
 def speed(repeats: int, device: torch.device) -> dict:
-    """Render time (11 x 128 x 128, 441 rays) and one DIP step at 128 x 128 x 11 with the default network."""
+    """Render time (11 x 128 x 128, 441 rays) and one DIP step at 128 x 128 x 11 with the default network; the render's
+    multiply-add rate as a fraction of the same run's matmul rate (measured before and after the render timing)."""
     volume = torch.as_tensor(benchmark_volume("engine", (11, 128, 128)), device=device)
     renderer = BrightfieldRenderer(11)
 
@@ -68,6 +90,11 @@ def speed(repeats: int, device: torch.device) -> dict:
             renderer(volume)
         if device.type == "cuda":
             torch.cuda.synchronize()
+
+    matmul_before = matmul_rate(repeats, device)
+    render_time = _median_seconds(render, repeats)
+    matmul = (matmul_before + matmul_rate(repeats, device)) / 2
+    macs = render_multiply_adds(renderer, 128, 128)
 
     net = DipUNet(DipNetConfig()).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
@@ -89,7 +116,9 @@ def speed(repeats: int, device: torch.device) -> dict:
         loss.backward()
         opt.step()
 
-    return {"render_11x128x128": _median_seconds(render, repeats), "rays": renderer.n_rays,
+    return {"render_11x128x128": render_time, "rays": renderer.n_rays, "render_multiply_adds": macs,
+            "render_multiply_adds_per_s": macs / render_time["wall_s"], "matmul_multiply_adds_per_s": matmul,
+            "render_fraction_of_matmul": macs / render_time["wall_s"] / matmul,
             "dip_step_128x128x11": _median_seconds(step, repeats),
             "dip_network_step_only": _median_seconds(network_only, repeats),
             "network_channels": list(DipNetConfig().channels), "network_parameters": net.n_parameters(),
@@ -203,7 +232,8 @@ def main(argv=None) -> None:
     device = resolve_device(args.device, "--device")
     t0 = time.perf_counter()
     result = {"setting": name, "parameters": setting, "machine": platform.processor() or platform.machine(),
-              "torch_threads": torch.get_num_threads(), "kernel_threads": numba.get_num_threads(), "command": " ".join(["python"] + sys.argv),
+              "torch_threads": torch.get_num_threads(), "kernel_threads": numba.get_num_threads(),
+              "command": " ".join(["python", "benchmarks/bench_volume.py"] + sys.argv[1:]),
               "date": time.strftime("%Y-%m-%d %H:%M")}
     if not args.skip_speed:
         result["speed"] = speed(setting["speed_repeats"], device)

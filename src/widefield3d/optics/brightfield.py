@@ -39,7 +39,6 @@ from torch import nn
 
 from widefield3d.errors import InputError
 
-
 RayModel = Literal["exact", "paper"]
 """``"exact"``: aplanatic pupil grid with its rim, lengths in layer spacings (our reference). ``"paper"``: the authors'
 ray set (cell-centred grid, uniform in slope), lengths in µm (see :func:`pupil_slopes`, docs/volume.md)."""
@@ -279,8 +278,14 @@ class _TapTable:
         return cls(starts, taps.delta.astype(np.int64), (taps.dy + pad).astype(np.int64),
                    (taps.dx + pad).astype(np.int64), taps.length.astype(np.float64), pad, first, step, n_focus)
 
-    def arrays(self, dtype) -> tuple:
-        return self.starts, self.delta, self.row, self.col, self.length.astype(dtype, copy=False)
+    def arrays(self, padded_shape: tuple[int, int, int], dtype) -> tuple:
+        """``(ranges, offset, length)`` for :mod:`widefield3d.optics.ray_kernels` and a padded volume's shape."""
+        from widefield3d.optics import ray_kernels
+
+        n_layers, hp, wp = padded_shape
+        ranges, offset = ray_kernels.tap_offsets(self.starts, self.delta, self.row, self.col, self.first, self.step,
+                                                 self.n_focus, n_layers, hp, wp)
+        return ranges, offset, self.length.astype(dtype, copy=False)
 
 
 class _RenderLogKernel(torch.autograd.Function):
@@ -291,9 +296,10 @@ class _RenderLogKernel(torch.autograd.Function):
         from widefield3d.optics import ray_kernels
 
         padded = np.pad(log_t.detach().numpy(), ((0, 0), (table.pad,) * 2, (table.pad,) * 2))
-        ctx.table, ctx.padded, ctx.shape = table, padded, log_t.shape
+        arrays = table.arrays(padded.shape, padded.dtype)
+        ctx.table, ctx.padded, ctx.arrays, ctx.shape = table, padded, arrays, log_t.shape
         out = np.empty((table.n_focus, *log_t.shape[1:]), padded.dtype)
-        ray_kernels.render_rows(padded, *table.arrays(padded.dtype), table.first, table.step, out)
+        ray_kernels.render_rows(padded, *arrays, out)
         return torch.from_numpy(out)
 
     @staticmethod
@@ -302,8 +308,9 @@ class _RenderLogKernel(torch.autograd.Function):
 
         table, padded = ctx.table, ctx.padded
         grad_out = np.ascontiguousarray(grad_stack.detach().numpy(), dtype=padded.dtype)
-        grad = np.zeros((ray_kernels.n_chunks(grad_out.shape[0] * grad_out.shape[1]), *padded.shape), padded.dtype)
-        ray_kernels.render_rows_adjoint(padded, grad_out, *table.arrays(padded.dtype), table.first, table.step, grad)
+        spans = -(-grad_out.shape[1] // ray_kernels.ROWS_PER_SPAN) * grad_out.shape[0]
+        grad = np.zeros((ray_kernels.n_chunks(spans), *padded.shape), padded.dtype)
+        ray_kernels.render_rows_adjoint(padded, grad_out, *ctx.arrays, grad)
         p, (_, h, w) = table.pad, ctx.shape
         return torch.from_numpy(np.ascontiguousarray(grad.sum(axis=0)[:, p:p + h, p:p + w])), None
 
