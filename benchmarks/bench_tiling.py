@@ -12,11 +12,25 @@
    therefore measured first, while the parent is small. A 512 x 512 patch of the result is checked against
    untiled inference.
 
+3. ``--whole-slide``: peak memory of ``multifocal`` (MFPINet, 11 planes x RGB at 2x, through
+   :func:`widefield3d.methods.mfpi.multifocal`) from a uint8 RGB OME-Zarr to an OME-Zarr, in a subprocess
+   (VmHWM, sampled every few seconds too, so a run stopped by ``--ws-timeout`` still reports its peak so far):
+   (a) MFPINet at the paper's width (random weights; the memory does not depend on them) on the full
+   20,000 px width and a reduced height (``--ws-height``, default 384: two strips of full 512 px windows):
+   with column blocks the buffers do not grow with the width (except a ``blend``-row carry line) nor with the
+   height (strips are written and freed), so one or two strips at the full width hold the whole-slide peak;
+   (b) an identity-like stand-in network (each plane = the nearest 2x up-sampling of its colour; no weights,
+   MFPINet's halo and windows) on the full 20,000 x 20,000 slide (``--ws-standin-height``), for the I/O and
+   blending path. The input is written band by band, never held whole.
+
 Usage::
 
     python benchmarks/bench_tiling.py [--repeats 3] [--memory-size 16384] [--workdir DIR]
+    python benchmarks/bench_tiling.py --whole-slide [--ws-width 20000] [--ws-height 384]
+        [--ws-standin-height 20000] [--ws-timeout 3600] [--workdir DIR]
 
-Prints a table and writes ``benchmarks/results/tiling.json``.
+Prints a table and writes ``benchmarks/results/tiling.json`` (``tiling_whole_slide.json`` with
+``--whole-slide``).
 """
 
 from __future__ import annotations
@@ -32,6 +46,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -43,6 +58,7 @@ from widefield3d.nets.unet import UNet
 from widefield3d.tiling import predict_tiled
 
 RESULTS = Path(__file__).parent / "results" / "tiling.json"
+WHOLE_SLIDE_RESULTS = Path(__file__).parent / "results" / "tiling_whole_slide.json"
 CHUNK = 1024
 
 
@@ -166,6 +182,133 @@ def memory(size: int, tile: int, workdir: Path) -> dict:
     }
 
 
+# ------------------------------------------------------------------------------------------- whole slide
+
+
+class _StandIn(torch.nn.Module):
+    """Identity-like stand-in for MFPINet: plane ``n`` of colour ``c`` is the nearest 2x up-sampling of input
+    colour ``c`` (output channel ``c * planes + n``, as MFPINet's); no weights. It declares MFPINet's
+    ``receptive_radius`` and ``downsampling_factor`` so that the tiling (halo, windows, blocks, carry line) is
+    MFPINet's."""
+
+    def __init__(self, channels: int, planes: int, receptive_radius: int, downsampling_factor: int):
+        super().__init__()
+        self.in_channels, self.out_channels, self.planes = channels, channels * planes, planes
+        self.receptive_radius, self.downsampling_factor = receptive_radius, downsampling_factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        up = torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest")
+        return up.repeat_interleave(self.planes, dim=1)
+
+
+def _write_rgb(path: Path, height: int, width: int) -> None:
+    """A smooth uint8 RGB OME-Zarr (3, height, width), written one band of rows at a time."""
+    from widefield3d import io
+
+    array = io.create_ome_zarr(path, (3, height, width), np.uint8, "CYX", {"Y": 0.5, "X": 0.5})
+    x = np.arange(width)
+    for y0 in range(0, height, CHUNK):
+        y = np.arange(y0, min(y0 + CHUNK, height))[:, None]
+        band = [128 + 100 * np.sin(x / (53.0 + 17 * c)) * np.cos(y / (71.0 + 13 * c)) for c in range(3)]
+        array[:, y0 : y0 + len(y)] = np.stack(band).astype(np.uint8)
+
+
+def _whole_slide_child(kind: str, source: str, target: str) -> None:
+    """Run in the subprocess: ``multifocal`` zarr -> zarr; print JSON lines (VmHWM samples, then the result)."""
+    from widefield3d.methods import mfpi
+
+    baseline = _vm_hwm_mb()
+    shipped = mfpi.load("mfpi-cytology-20x075").config
+    config = shipped.model_copy(update={"network": shipped.network.model_copy(update={"width": 1.0})})
+    generator = mfpi.build_networks(config)[0].eval()
+    if kind == "standin":
+        generator = _StandIn(config.network.channels, config.network.planes, generator.receptive_radius,
+                             generator.downsampling_factor)
+    model = mfpi.MFPIModel(generator=generator, config=config)
+    tiles = [0]
+    generator.register_forward_hook(lambda module, args, out: tiles.__setitem__(0, tiles[0] + len(args[0])))
+    start = time.perf_counter()
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(5.0):
+            print(json.dumps({"t_s": round(time.perf_counter() - start, 1), "tiles": tiles[0],
+                              "vm_hwm_mb": round(_vm_hwm_mb(), 1)}), flush=True)
+
+    threading.Thread(target=sample, daemon=True).start()
+    mfpi.multifocal(source, model=model, device="cpu", out=target, progress=False)
+    stop.set()
+    print(json.dumps({"done": True, "wall_s": round(time.perf_counter() - start, 1), "tiles": tiles[0],
+                      "vm_hwm_mb": round(_vm_hwm_mb(), 1), "baseline_mb": round(baseline, 1),
+                      "generator_parameters": sum(p.numel() for p in generator.parameters()),
+                      "receptive_radius": generator.receptive_radius}), flush=True)
+
+
+def _whole_slide_run(kind: str, height: int, width: int, workdir: Path, timeout: float) -> dict:
+    """One whole-slide run in a child process; its peak RSS (VmHWM) and, when it finished, a check of the output."""
+    import shutil
+
+    source, target = workdir / f"{kind}_in.ome.zarr", workdir / f"{kind}_out.ome.zarr"
+    start = time.perf_counter()
+    _write_rgb(source, height, width)
+    write_s = time.perf_counter() - start
+    lines = []
+    try:
+        child = subprocess.run([sys.executable, __file__, "--ws-child", kind, str(source), str(target)],
+                               capture_output=True, text=True, timeout=timeout, check=True)
+        lines = child.stdout.strip().splitlines()
+    except subprocess.TimeoutExpired as stopped:
+        out = stopped.stdout.decode() if isinstance(stopped.stdout, bytes) else (stopped.stdout or "")
+        lines = out.strip().splitlines()
+    reports = [json.loads(line) for line in lines if line.startswith("{")]
+    last = reports[-1] if reports else {}
+    result = {
+        "network": "MFPIGenerator(11, 3, width=1.0), random weights" if kind == "mfpinet"
+        else "identity-like stand-in (nearest 2x per plane), MFPINet's halo and windows",
+        "input": f"OME-Zarr uint8 (3, {height}, {width}), written band by band",
+        "output": f"OME-Zarr uint8 (3, 11, {2 * height}, {2 * width})",
+        "input_write_s": round(write_s, 1),
+        "finished": bool(last.get("done")),
+        "timeout_s": timeout,
+        "wall_s": last.get("wall_s", last.get("t_s")),
+        "tiles_done": last.get("tiles"),
+        "peak_rss_mb": max((r["vm_hwm_mb"] for r in reports), default=None),
+        "child_rss_after_imports_mb": last.get("baseline_mb"),
+    }
+    if result["finished"] and kind == "standin":  # exact: blending weights sum to one, rounding to uint8
+        from widefield3d import io
+
+        y0, x0, n = height // 3, width // 3, min(128, height // 3, width // 3)  # a patch inside, in input px
+        got = np.asarray(io.read(target, lazy=True).data[:, :, 2 * y0 : 2 * (y0 + n), 2 * x0 : 2 * (x0 + n)])
+        rgb = np.asarray(io.read(source, lazy=True).data[:, y0 : y0 + n, x0 : x0 + n])
+        expected = np.repeat(np.repeat(rgb, 2, axis=1), 2, axis=2)[:, None]
+        result["max_abs_diff_vs_upsampled_input"] = int(np.abs(got.astype(int) - expected).max())
+    shutil.rmtree(source, ignore_errors=True)
+    shutil.rmtree(target, ignore_errors=True)
+    return result
+
+
+def whole_slide(args) -> None:
+    result = {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                    "cpu_count": os.cpu_count(), "python": platform.python_version()},
+        "torch": torch.__version__,
+        "command": shlex.join(["python", *sys.argv]),
+        "target_peak_mb": 4096,
+    }
+    with tempfile.TemporaryDirectory(dir=args.workdir) as workdir:
+        for kind, height in (("standin", args.ws_standin_height), ("mfpinet", args.ws_height)):
+            if height > 0:
+                r = result[kind] = _whole_slide_run(kind, height, args.ws_width, Path(workdir), args.ws_timeout)
+                print(f"{kind}: {r['input']} -> {r['output']}: peak RSS {r['peak_rss_mb']} MB, "
+                      f"{'finished' if r['finished'] else 'stopped'} after {r['wall_s']} s, {r['tiles_done']} tiles",
+                      flush=True)
+    WHOLE_SLIDE_RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    WHOLE_SLIDE_RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {WHOLE_SLIDE_RESULTS}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -173,10 +316,22 @@ def main() -> None:
     parser.add_argument("--memory-size", type=int, default=16384, help="memory-run image side (px)")
     parser.add_argument("--memory-tile", type=int, default=1024)
     parser.add_argument("--workdir", type=Path, default=None, help="where the big zarr arrays go (default: a temp dir)")
+    parser.add_argument("--whole-slide", action="store_true", help="multifocal whole-slide peak memory (part 3)")
+    parser.add_argument("--ws-width", type=int, default=20000, help="whole-slide input width (px)")
+    parser.add_argument("--ws-height", type=int, default=384, help="height for paper-width MFPINet (px; 0: skip)")
+    parser.add_argument("--ws-standin-height", type=int, default=20000, help="height for the stand-in (px; 0: skip)")
+    parser.add_argument("--ws-timeout", type=float, default=3600, help="seconds per whole-slide run")
     parser.add_argument("--child", nargs=3, metavar=("SOURCE", "TARGET", "TILE"), help=argparse.SUPPRESS)
+    parser.add_argument("--ws-child", nargs=3, metavar=("KIND", "SOURCE", "TARGET"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         _memory_child(args.child[0], args.child[1], int(args.child[2]))
+        return
+    if args.ws_child:
+        _whole_slide_child(*args.ws_child)
+        return
+    if args.whole_slide:
+        whole_slide(args)
         return
 
     result = {

@@ -179,6 +179,39 @@ def test_column_blocks_bound_reads_writes_and_buffers():
     assert peaks[0] < 0.5 * peaks[1]  # measured 0.22 MB against 0.82 MB
 
 
+def test_column_blocks_equal_one_pass_and_hold_one_block_not_the_width():
+    """Whole-slide shape (MFPINet-like: RGB in, many channels at 2x out): column blocks of one tile equal one
+    whole-image pass to 1e-5, and the numpy working set is one block plus the carry line (``blend`` output rows
+    of the full width): doubling the width adds only the carry line's growth."""
+    import tracemalloc
+
+    from widefield3d.tiling import _plan_axis
+
+    net = _net(in_channels=3, out_channels=6, depth=2, width=4, upscale=2)
+    image = _image((3, 100, 500), seed=11)
+    blocked = predict_tiled(net, image, tile=96, blend=8, scale=2, column_tiles=1, progress=False)
+    assert np.abs(blocked - _whole(net, image)).max() < 1e-5
+
+    c_out, blend, scale, tile, halo = 6, 8, 2, 96, net.receptive_radius
+    peaks = {}
+    for width in (400, 800, 1600):  # the first run (not compared) takes the one-time allocations
+        wide = _image((3, 100, width), seed=12)
+        target = np.empty((c_out, 100 * scale, width * scale), np.float32)
+        tracemalloc.start()
+        predict_tiled(net, wide, tile=tile, blend=blend, scale=scale, out=target, progress=False, column_tiles=1,
+                      batch_size=1)
+        peaks[width] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    rows, cols = (_plan_axis(a, n, tile, halo, blend, net.downsampling_factor, scale) for a, n in (("Y", 100),
+                                                                                                   ("X", 800)))
+    assert rows.count > 1 and cols.count > 8  # several strips, many one-tile blocks
+    block = c_out * (rows.step + blend) * scale * (cols.step + blend) * scale * 4  # output block (bytes)
+    tiles = 3 * rows.window * cols.window * 4 * 3 + c_out * rows.window * cols.window * scale**2 * 4 * 2
+    carry = c_out * blend * scale * 800 * scale * 4  # carry line at width 800 (bytes)
+    assert peaks[800] < 2 * (block + tiles) + carry  # measured 1.3 MB against a 4.8 MB bound
+    assert peaks[1600] - peaks[800] < 1.5 * carry  # the carry line grows by 0.61 MB; a full-width strip by 3.1 MB
+
+
 class _OneSidedMean(nn.Module):
     """Mean of the 16 x 16 pixels at and below/right of each pixel, zero beyond the input: all context on one side."""
 

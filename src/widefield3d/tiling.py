@@ -27,7 +27,8 @@ the border, and with ``h`` at least the receptive radius tiles then agree with o
 over the image (a multiple of ``d``).
 
 Memory: tiles are processed in strips along the first spatial axis that needs more than one tile, and each
-strip in blocks of at most ``column_tiles`` tiles along the second such axis. For each block the input band
+strip in blocks of at most ``column_tiles`` tiles along the second such axis (default: as many as keep the
+float32 output block within ``BLOCK_BYTES``, 256 MiB). For each block the input band
 (window rows x the block's windows x full padded extent of any other axis) is read once from the source
 (numpy, zarr or dask; the source is never materialised whole), the blended output of the block is
 accumulated, its finished part is written to ``out``, the ``b`` columns shared with the next block are
@@ -290,7 +291,7 @@ def predict_tiled(
     out=None,
     progress: bool = True,
     amp: bool = False,
-    column_tiles: int = 16,
+    column_tiles: int | None = None,
     border: Border = "reflect",
 ):
     """Run an image-to-image network over an image of any size, tile by tile, with seamless blending.
@@ -333,10 +334,11 @@ def predict_tiled(
         Show a rich progress bar over tiles.
     amp : bool
         Run the network under float16 autocast on CUDA (ignored on CPU).
-    column_tiles : int
+    column_tiles : int, optional
         Most tiles along the second tiled axis (X for a 2D image) processed together within a strip: the input
-        band and the output buffer span at most ``column_tiles`` tiles, not the whole width. The result does not
-        depend on it.
+        band and the output buffer span at most ``column_tiles`` tiles, not the whole width. Default: as many as
+        keep the float32 output block within 256 MiB (at least one; 16 when the output channels are unknown
+        before the first tile). The result does not depend on it.
     border : {"reflect", "zeros"}
         What the network sees beyond the image: its reflection ("reflect"), or zeros before every convolution,
         as its zero padding gives in one pass over the unpadded image ("zeros"; the model's convolutions must
@@ -361,7 +363,7 @@ def predict_tiled(
     scale = _per_axis("scale", scale, ndim, 1)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise InputError(f"predict_tiled: batch_size={batch_size!r} must be a positive integer")
-    if not isinstance(column_tiles, int) or column_tiles < 1:
+    if column_tiles is not None and (not isinstance(column_tiles, int) or column_tiles < 1):
         raise InputError(f"predict_tiled: column_tiles={column_tiles!r} must be a positive integer")
     plans = [
         _plan_axis(names[i], image.shape[1 + i], tile[i], halo[i], blend[i], divisor[i], scale[i]) for i in range(ndim)
@@ -402,6 +404,8 @@ def _run(model, image, plans, dev, amp, batch_size, out, out_channels, advance, 
     col = tiled[1] if len(tiled) > 1 else None  # column blocks along this one
     strip = plans[axis]
     carry = None  # output rows shared with the next strip, full extent: (C_out, blend*scale, ...)
+    if col is not None and column_tiles is None:
+        column_tiles = _column_tiles(plans, axis, col, out_channels or getattr(model, "out_channels", None))
     blocks = [None] if col is None else [range(j, min(j + column_tiles, plans[col].count))
                                          for j in range(0, plans[col].count, column_tiles)]
     for k in range(strip.count):
@@ -461,6 +465,21 @@ def _run(model, image, plans, dev, amp, batch_size, out, out_channels, advance, 
                 carry[tuple(dst)] = acc[(slice(None), *(slice(d, None) if i == axis else slice(0, d) if i == col
                                                         else slice(None) for i, d in enumerate(done)))]
     return out
+
+
+BLOCK_BYTES = 256 << 20
+"""Default size (bytes) of the float32 output block of one column block of :func:`predict_tiled`."""
+
+
+def _column_tiles(plans: list[_AxisPlan], axis: int, col: int, out_channels: int | None) -> int:
+    """Tiles per column block that keep the float32 output block within :data:`BLOCK_BYTES` (at least one);
+    16 when the output channel count is not known yet."""
+    if out_channels is None:
+        return 16
+    rest = 4 * out_channels * math.prod(p.strip if i == axis else p.size * p.scale
+                                        for i, p in enumerate(plans) if i != col)  # bytes per output column
+    c = plans[col]
+    return max(1, (BLOCK_BYTES // rest // c.scale - c.blend) // c.step)
 
 
 def _window(plans: list[_AxisPlan], tile: tuple[int, ...], origin: list[int]) -> tuple[slice, ...]:
