@@ -549,6 +549,7 @@ def image_norm_statistics(
     batch_size: int = 4,
     device: str | torch.device = "cpu",
     border: Border = "reflect",
+    cache_bytes: int = 1 << 30,
 ) -> dict[nn.Module, tuple[torch.Tensor, torch.Tensor]]:
     """Per-channel mean and variance that each instance norm of ``model`` sees over the whole image, tile by tile.
 
@@ -558,11 +559,19 @@ def image_norm_statistics(
     norms before it frozen (:func:`frozen_norms`) and stopped at the norm being measured. Tiles count only the
     feature voxels whose first input pixel lies in their kept region (no blend overlap), so every voxel of
     the image counts once; with ``halo >=`` the receptive radius the result equals the statistics of one
-    pass over the image (padded as ``border`` says), taken over the image's voxels. Cost: up to one network
-    pass per norm (less: each pass stops at its norm); an image that fits into one window takes one pass.
+    pass over the image (padded as ``border`` says), taken over the image's voxels. An image that fits into one
+    window takes one pass.
+
+    A pass repeats all of the previous pass up to the norm it stopped at (same input, same frozen norms), so
+    the outputs of the modules with parameters that completed there (the outermost ones: whole blocks, or
+    the convolutions of the block that was stopped) are kept per tile and returned instead of recomputed, up
+    to ``cache_bytes``; beyond it they are recomputed. The statistics are the same either way (bit-equal on
+    deterministic devices); the cache saves most of the network work of the passes after the first. (Modules
+    must not modify a kept output in place later in the pass; models with ``inplace=True`` modules get no cache.)
 
     Parameters are those of :func:`predict_tiled` (sizes in input pixels; use the same ``tile``, ``halo``,
-    ``divisor`` and ``border`` there); ``image`` is ``(C, *spatial)``.
+    ``divisor`` and ``border`` there); ``image`` is ``(C, *spatial)``. ``cache_bytes`` bounds the kept module
+    outputs (bytes, on ``device``; 0 recomputes every pass in full).
 
     Returns
     -------
@@ -578,6 +587,7 @@ def image_norm_statistics(
     single = len(tiles) == 1  # one window: each norm's statistics are final when it runs, so one pass measures all
     stats: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]] = {}
     norms = [m for m in model.modules() if isinstance(m, _INSTANCE_NORMS)]
+    replay = _Replay(model, cache_bytes if not single else 0)
     was_training = model.training
     model.eval().to(dev)
     try:
@@ -608,11 +618,12 @@ def image_norm_statistics(
                         zero_border.place([tuple(p.start(k) for p, k in zip(plans, t)) for t in batch])
                     x = torch.from_numpy(windows).to(dev)
                     hooks = {m: functools.partial(record, sums, m, batch) for m in norms if m not in stats}
-                    with _patched(_frozen_forwards(stats) | hooks):
+                    with _patched(_frozen_forwards(stats) | hooks | replay.forwards(first)):
                         try:
                             model(x)
                         except _Recorded:
                             pass
+                replay.end_pass()
                 if not sums:
                     break  # the remaining norms are never run
                 if not single:
@@ -621,6 +632,59 @@ def image_norm_statistics(
     finally:
         model.train(was_training)
     return stats
+
+
+class _Replay:
+    """Keeps, per tile batch, the outputs of the modules with parameters that completed in one statistics pass
+    and returns them in the next, which runs the same computation up to the point where the previous one
+    stopped (same input, the same norms frozen with the same statistics).
+
+    A module call is identified by the batch, the module and the how-manieth call of that module it is within
+    the forward pass (the call order is the same in every pass). Only outermost completed calls are kept (a
+    completed block, not its convolutions), and only up to ``budget`` bytes; anything not kept is recomputed.
+    Kept outputs must not be changed in place later in the forward pass; a model with ``inplace=True``
+    modules (e.g. ``nn.ReLU(inplace=True)``) is therefore recomputed in full.
+    """
+
+    def __init__(self, model: nn.Module, budget: int):
+        if any(getattr(m, "inplace", False) for m in model.modules()):
+            budget = 0
+        self.budget = budget
+        self.modules = [m for m in model.modules() if m is not model and not isinstance(m, _INSTANCE_NORMS)
+                        and next(m.parameters(), None) is not None] if budget > 0 else []
+        self.kept: dict[tuple, torch.Tensor] = {}  # outputs of the previous pass
+        self.done: dict[tuple, tuple[torch.Tensor, tuple | None]] = {}  # this pass: key -> (output, caller key)
+
+    def forwards(self, batch: int) -> dict:
+        """Replacement forwards for the modules, for the forward pass of tile batch ``batch``."""
+        calls: dict[nn.Module, int] = {}
+        stack: list[tuple] = []
+
+        def forward(module, original, *args, **kwargs):
+            calls[module] = n = calls.get(module, -1) + 1
+            key, caller = (batch, id(module), n), stack[-1] if stack else None
+            if key in self.kept:
+                y = self.kept[key]
+            else:
+                stack.append(key)
+                try:
+                    y = original(*args, **kwargs)
+                finally:
+                    stack.pop()
+            if isinstance(y, torch.Tensor):
+                self.done[key] = (y, caller)
+            return y
+
+        return {m: functools.partial(forward, m, functools.partial(type(m).forward, m)) for m in self.modules}
+
+    def end_pass(self) -> None:
+        """Keep the outermost completed calls of the pass just run (within the budget) for the next one."""
+        self.kept, used = {}, 0
+        for key, (y, caller) in self.done.items():
+            if caller not in self.done and used + y.nbytes <= self.budget:
+                self.kept[key] = y
+                used += y.nbytes
+        self.done = {}
 
 
 def _mean_variance(count: int, total: torch.Tensor, squares: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
