@@ -36,6 +36,7 @@ import abc
 import math
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -289,7 +290,7 @@ class DipSolver(_Solver):
 
 
 def solve(stack, config: VolumeConfig | None = None, *, truth=None, progress: bool = True,
-          device: str = "auto") -> VolumeResult:
+          device: str = "auto", callback: Callable[[int, float], bool] | None = None) -> VolumeResult:
     """Reconstruct a transmittance volume from a bright-field focal stack, with the run's history.
 
     Parameters
@@ -305,6 +306,9 @@ def solve(stack, config: VolumeConfig | None = None, *, truth=None, progress: bo
         Show a progress bar.
     device : str
         ``"auto"``, ``"cpu"`` or ``"cuda[:N]"``.
+    callback : callable, optional
+        Called after every step as ``callback(step, l1_loss)`` (e.g. by a GUI's progress bar); a true return value
+        stops the run there, and the result is chosen as after an early stop.
 
     Returns
     -------
@@ -353,6 +357,8 @@ def solve(stack, config: VolumeConfig | None = None, *, truth=None, progress: bo
                 es_stop, es_iteration, es_seconds = step, stopper.best_iteration, time.perf_counter() - t0
                 if config.early_stop:
                     break
+            if callback is not None and callback(step, history["loss"][-1]):
+                break
     chosen: torch.Tensor | None = last
     iteration = len(history["loss"]) - 1
     if config.early_stop and stopper.best is not None:
@@ -367,7 +373,7 @@ def solve(stack, config: VolumeConfig | None = None, *, truth=None, progress: bo
 
 
 def reconstruct(stack, config: VolumeConfig | None = None, *, progress: bool = True,
-                device: str = "auto") -> io.Image:
+                device: str = "auto", callback: Callable[[int, float], bool] | None = None) -> io.Image:
     """The transmittance volume of a bright-field focal stack (:func:`solve` without the run's details).
 
     Parameters
@@ -377,6 +383,8 @@ def reconstruct(stack, config: VolumeConfig | None = None, *, progress: bool = T
         ``config``, its spacing gives ``z_res_um`` and ``xy_res_um``.
     config : VolumeConfig, optional
         Default: the paper's DIP settings.
+    progress, device, callback
+        As :func:`solve`.
 
     Returns
     -------
@@ -397,7 +405,7 @@ def reconstruct(stack, config: VolumeConfig | None = None, *, progress: bool = T
         dz, _, dx = image.spacing_zyx
         config, stack = config or VolumeConfig(z_res_um=dz, xy_res_um=dx), image.data
     config = config or VolumeConfig()
-    result = solve(stack, config, progress=progress, device=device)
+    result = solve(stack, config, progress=progress, device=device, callback=callback)
     return io.Image(result.transmittance, "ZYX", (config.z_res_um, config.xy_res_um, config.xy_res_um))
 
 
