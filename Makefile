@@ -14,7 +14,7 @@ XVFB := $(if $(shell command -v xvfb-run),xvfb-run -a,)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e ".[test,distributed,bioimageio,napari]"
+	$(PY) -m pip install --quiet -e ".[test,distributed,bioimageio,napari,vendor,stackreg]"
 	touch $(STAMP)
 
 $(DEV_STAMP): $(STAMP)
