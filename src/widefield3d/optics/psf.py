@@ -194,16 +194,26 @@ def confocal_planes(
     """Confocal PSF planes: excitation PSF x (emission PSF convolved laterally with the pinhole).
 
     The pinhole diameter is ``microscope.pinhole_au`` Airy units (1 AU = 1.22 λ_em / NA in the sample).
-    Scaled so that the in-focus plane would sum to 1. Returns float32 (len(defocus), size, size).
+    Scaled so that the in-focus plane would sum to 1. Returns float32 (len(defocus), size, size). Cached on
+    disk like the wide-field planes; the emission planes are the wide-field microscope's own (one cache entry
+    for both modalities), the in-focus planes a separate one-plane entry.
     """
-    defocus = np.concatenate([[0.0], np.atleast_1d(np.asarray(defocus_um, dtype=np.float64))])
-    em = widefield_planes(microscope, defocus, size_yx, dxy_um, oversample=oversample, use_cache=use_cache)
-    ex = widefield_planes(microscope, defocus, size_yx, dxy_um, wavelength_um=microscope.excitation_wavelength_um,
-                          oversample=oversample, use_cache=use_cache)
-    disc = pinhole_disc(microscope.pinhole_au * microscope.airy_unit_um, size_yx, dxy_um)
-    detected = sfft.irfft2(sfft.rfft2(em) * sfft.rfft2(sfft.ifftshift(disc)), s=em.shape[1:])
-    psf = np.clip(ex / ex[0].max() * detected, 0, None)
-    return (psf[1:] / psf[0].sum()).astype(np.float32)
+    defocus = np.atleast_1d(np.asarray(defocus_um, dtype=np.float64))
+    key = _key("confocal", m=microscope.model_dump(), defocus=np.round(defocus, 6).tolist(), n=int(size_yx),
+               dxy=float(dxy_um), os=int(oversample))
+
+    def compute() -> np.ndarray:
+        planes = dict(size_yx=size_yx, dxy_um=dxy_um, oversample=oversample, use_cache=use_cache)
+        em, ex = (np.concatenate([widefield_planes(microscope, [0.0], wavelength_um=wvl, **planes),
+                                  widefield_planes(microscope, defocus, wavelength_um=wvl, **planes)])
+                  for wvl in (None, microscope.excitation_wavelength_um))
+        disc = pinhole_disc(microscope.pinhole_au * microscope.airy_unit_um, size_yx, dxy_um)
+        detected = sfft.irfft2(sfft.rfft2(em, workers=-1) * sfft.rfft2(sfft.ifftshift(disc)), s=em.shape[1:],
+                               workers=-1)
+        psf = np.clip(ex / ex[0].max() * detected, 0, None)
+        return (psf[1:] / psf[0].sum()).astype(np.float32)
+
+    return _cached(key, compute, use_cache)
 
 
 def confocal_psf(microscope: Microscope, shape_zyx, spacing_um, **kwargs) -> np.ndarray:

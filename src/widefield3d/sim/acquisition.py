@@ -25,7 +25,6 @@ from dataclasses import dataclass
 import numpy as np
 from rich.progress import track
 from scipy import fft as sfft
-from scipy import ndimage
 
 from widefield3d import io
 from widefield3d.errors import InputError
@@ -108,6 +107,21 @@ def _planes_by_offset(z_out: np.ndarray, z_in: np.ndarray) -> dict[float, list[t
     return groups
 
 
+def _grid_positions(z_in: np.ndarray, z_out: np.ndarray) -> tuple[float, np.ndarray, np.ndarray] | None:
+    """``(dz, a, b)`` with ``z_in = z_in[0] + a dz`` and ``z_out = z_in[0] + b dz`` (integer ``a``, ``b``) when
+    both depth lists lie on one uniform grid of step ``dz`` (µm), else None."""
+    if len(z_in) < 2:
+        return None
+    dz = float(z_in[1] - z_in[0])
+    if dz <= 0:
+        return None
+    pos_in, pos_out = (z_in - z_in[0]) / dz, (z_out - z_in[0]) / dz
+    a, b = np.rint(pos_in).astype(int), np.rint(pos_out).astype(int)
+    if np.abs(pos_in - a).max() > 1e-6 or np.abs(pos_out - b).max() > 1e-6:
+        return None
+    return dz, a, b
+
+
 def convolve_planes(
     volume: np.ndarray,
     z_in: np.ndarray,
@@ -121,40 +135,106 @@ def convolve_planes(
 
     ``planes_at(offsets) -> (n, psf_size, psf_size)`` gives the PSF at defocus ``z_out - z_in``; the
     sum over input planes is done in the Fourier domain with linear (zero-padded) convolution.
-    ``weights`` (per input plane) scale each plane's contribution. ``progress`` shows a bar over defocus
-    values. Returns float32 (len(z_out), Y, X).
+    ``weights`` (per input plane) scale each plane's contribution. ``progress`` shows a bar.
+    Returns float32 (len(z_out), Y, X).
+
+    When ``z_in`` and ``z_out`` lie on one uniform grid (a stack of the sample's own step), the sum over input
+    planes is a convolution along z too, done per lateral frequency by FFT along z (cost ``O(Z log Z)`` per
+    frequency instead of ``len(z_out) * len(z_in)`` products); other depths take the sum pair by pair.
     """
     nz, ny, nx = volume.shape
+    z_in, z_out = np.asarray(z_in, np.float64), np.asarray(z_out, np.float64)
     shape = (sfft.next_fast_len(ny + psf_size - 1, real=True), sfft.next_fast_len(nx + psf_size - 1, real=True))
-    live = [j for j in range(nz) if volume[j].any()]
-    if not live:
+    live = np.array([j for j in range(nz) if volume[j].any()], int)
+    if not live.size:
         return np.zeros((len(z_out), ny, nx), dtype=np.float32)
-    spectra = {j: sfft.rfft2(volume[j], s=shape, workers=-1) for j in live}
+    spectra = sfft.rfft2(volume[live].astype(np.float32, copy=False), s=shape, workers=-1)
     if weights is not None:
-        for j in live:
-            spectra[j] *= weights[j]
-    out = np.zeros((len(z_out), shape[0], shape[1] // 2 + 1), dtype=np.complex64)
-    groups = _planes_by_offset(np.asarray(z_out), np.asarray(z_in)[live])
-    offsets = np.array(sorted(groups))
-    psfs = planes_at(offsets)
-    for offset, psf in track(zip(offsets, psfs), total=len(offsets), description="imaging", disable=not progress,
-                             transient=True):
-        otf = sfft.rfft2(psf, s=shape, workers=-1).astype(np.complex64)
-        for k, jj in groups[float(offset)]:
-            out[k] += spectra[live[jj]] * otf
+        spectra *= np.asarray(weights, np.float32)[live, None, None]
+    grid = _grid_positions(z_in, z_out)
+    if grid is not None:
+        out = _sum_over_depth_by_fft(spectra, live, grid, planes_at, shape, progress)
+    else:
+        out = _sum_over_depth_by_pairs(spectra, z_in[live], z_out, planes_at, shape, progress)
     images = sfft.irfft2(out, s=shape, workers=-1)
     c = psf_size // 2
     return np.ascontiguousarray(images[:, c : c + ny, c : c + nx], dtype=np.float32)
 
 
+def _sum_over_depth_by_fft(spectra, live, grid, planes_at, shape, progress: bool) -> np.ndarray:
+    """``out[k] = sum_j spectra[j] * OTF(z_out[k] - z_in[j])`` for depths on one grid: a linear convolution along
+    z per lateral frequency. The OTFs span every grid offset between the stacks (independent of which sample
+    planes are empty, so the PSF cache serves every field of a preset)."""
+    dz, a, b = grid
+    lo = int(b.min() - a.max())  # smallest offset, in grid steps
+    n_off = int(b.max() - a.min()) - lo + 1
+    psfs = planes_at(np.round((lo + np.arange(n_off)) * dz, 6))
+    otfs = sfft.rfft2(psfs, s=shape, workers=-1).astype(np.complex64, copy=False)
+    del psfs
+    # out[k] = sum_a S[a] O[b_k - lo - a]: every index b_k - lo - a lies in [0, n_off), so a cyclic
+    # convolution of length >= n_off along z is exact for the needed outputs
+    length = sfft.next_fast_len(n_off)
+    a_live, need = a[live] - a.min(), b - lo - a.min()
+    out = np.empty((len(b), *spectra.shape[1:]), np.complex64)
+    rows = max(1, (64 << 20) // (8 * length * spectra.shape[2]))  # about 64 MB of complex64 per z-transform
+    for r in track(range(0, spectra.shape[1], rows), description="imaging", disable=not progress, transient=True):
+        block = np.zeros((length, min(rows, spectra.shape[1] - r), spectra.shape[2]), np.complex64)
+        block[a_live] = spectra[:, r : r + rows]
+        product = sfft.fft(block, axis=0, workers=-1)
+        product *= sfft.fft(otfs[:, r : r + rows], n=length, axis=0, workers=-1)
+        out[:, r : r + rows] = sfft.ifft(product, axis=0, workers=-1)[need]
+    return out
+
+
+def _sum_over_depth_by_pairs(spectra, z_in, z_out, planes_at, shape, progress: bool) -> np.ndarray:
+    """``out[k] = sum_j spectra[j] * OTF(z_out[k] - z_in[j])`` pair by pair (any depths), one OTF per offset."""
+    out = np.zeros((len(z_out), shape[0], shape[1] // 2 + 1), dtype=np.complex64)
+    groups = _planes_by_offset(z_out, z_in)
+    offsets = np.array(sorted(groups))
+    psfs = planes_at(offsets)
+    for offset, psf in track(zip(offsets, psfs), total=len(offsets), description="imaging", disable=not progress,
+                             transient=True):
+        otf = sfft.rfft2(psf, s=shape, workers=-1).astype(np.complex64)
+        for k, j in groups[float(offset)]:
+            out[k] += spectra[j] * otf
+    return out
+
+
+def _gaussian_cyclic(sigma_px: float, n: int, length: int, truncate: float = 3.0) -> np.ndarray:
+    """The kernel of ``scipy.ndimage.gaussian_filter`` (sum 1 over ``|t| <= int(truncate * sigma + 0.5)`` px),
+    restricted to the taps ``|t| < n`` that reach an ``n``-px signal and placed cyclically on ``length`` px.
+    With ``length >= n + min(radius, n - 1)``, cyclic convolution with the zero-padded signal gives the filter
+    with ``mode="constant"`` on the first ``n`` outputs."""
+    radius = int(truncate * sigma_px + 0.5)
+    t = np.arange(-radius, radius + 1)
+    kernel = np.exp(-0.5 * (t / sigma_px) ** 2)
+    kernel /= kernel.sum()
+    keep = np.abs(t) < n
+    cyclic = np.zeros(length)
+    np.add.at(cyclic, t[keep] % length, kernel[keep])
+    return cyclic
+
+
 def _haze(volume: np.ndarray, depth_um: np.ndarray, scattered: np.ndarray, dxy: float) -> np.ndarray:
-    """Scattered light: each plane's scattered fraction blurred by a Gaussian of sigma 0.5 x depth, summed."""
-    haze = np.zeros(volume.shape[1:], dtype=np.float32)
-    for j in range(volume.shape[0]):
-        if scattered[j] > 0 and volume[j].any():
-            sigma_px = max(0.5 * depth_um[j] / dxy, 0.5)
-            haze += scattered[j] * ndimage.gaussian_filter(volume[j], sigma_px, mode="constant", truncate=3.0)
-    return haze
+    """Scattered light: each plane's scattered fraction blurred by a Gaussian of sigma 0.5 x depth, summed.
+
+    The blur is ``scipy.ndimage.gaussian_filter(mode="constant", truncate=3)`` of each plane, done as one sum
+    of spectra times separable Gaussian transfer functions and a single inverse FFT, so its cost does not grow
+    with sigma (hundreds of fine pixels deep in tissue)."""
+    nz, ny, nx = volume.shape
+    planes = [j for j in range(nz) if scattered[j] > 0 and volume[j].any()]
+    if not planes:
+        return np.zeros((ny, nx), dtype=np.float32)
+    sigmas = [max(0.5 * depth_um[j] / dxy, 0.5) for j in planes]
+    radius = max(int(3.0 * s + 0.5) for s in sigmas)
+    shape = (sfft.next_fast_len(ny + min(radius, ny - 1), real=True),
+             sfft.next_fast_len(nx + min(radius, nx - 1), real=True))
+    total = np.zeros((shape[0], shape[1] // 2 + 1), np.complex128)
+    for j, sigma in zip(planes, sigmas):
+        ky = sfft.fft(_gaussian_cyclic(sigma, ny, shape[0])).real  # symmetric kernels: real transfer functions
+        kx = sfft.rfft(_gaussian_cyclic(sigma, nx, shape[1])).real
+        total += sfft.rfft2(volume[j], s=shape, workers=-1) * (scattered[j] * ky[:, None] * kx[None, :])
+    return np.ascontiguousarray(sfft.irfft2(total, s=shape, workers=-1)[:ny, :nx], dtype=np.float32)
 
 
 def _validate_z(z_um, name: str = "z") -> np.ndarray:
