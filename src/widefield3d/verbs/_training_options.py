@@ -60,7 +60,7 @@ def check_init(config: MethodConfig) -> None:
     any data are read, so a wrong ``--init`` fails at once)."""
     from widefield3d.zoo import read_config, resolve_model
 
-    name = getattr(config.trainer, "init_from")
+    name = config.trainer.init_from  # type: ignore[attr-defined]  # every trained method's trainer has it
     source = resolve_model(name, config.method)
     theirs = type(config).validated(read_config(source), str(source / "config.json")).network
     if theirs != config.network:

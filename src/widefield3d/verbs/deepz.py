@@ -164,7 +164,8 @@ def train_cmd(
 
     overrides = {"data.target": target.value if target is not None else None,
                  "data.align": align.value if align is not None else None,
-                 **trainer_overrides(iterations=iterations, time_budget=time_budget, warmup=warmup, device=device, init=init)}
+                 **trainer_overrides(iterations=iterations, time_budget=time_budget, warmup=warmup, device=device,
+                                     init=init)}
     cfg = training_config(Config, config, output, resume, overrides)
     if cfg.data.align != "none":
         from widefield3d.prep.align import check_align_method

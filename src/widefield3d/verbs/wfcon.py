@@ -77,7 +77,8 @@ def train_wfcon(
 
     check_data_dir(data)
     overrides = {"network.perceptual": perceptual, "network.kind": network.value if network else None,
-                 **trainer_overrides(iterations=iterations, time_budget=time_budget, warmup=warmup, device=device, init=init)}
+                 **trainer_overrides(iterations=iterations, time_budget=time_budget, warmup=warmup, device=device,
+                                     init=init)}
     cfg = training_config(Config, config, output, resume, overrides)
     console.print(report(train(data, output, cfg, resume=resume, progress=True), output))
 
