@@ -20,9 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from widefield3d.analysis.activity import ActivityConfig, analyse_activity
-from widefield3d.analysis.activity.pipeline import paper_sigma
 from widefield3d.analysis.activity.scores import score_activity
+from widefield3d.methods.activity import ActivityConfig, analyse_activity, paper_sigma
 from widefield3d.methods.deepz import load
 from widefield3d.sim.activity import activity_preset, simulate_worm_activity
 

@@ -8,10 +8,10 @@ from conftest import run, write_tiny_deepz
 
 from widefield3d import io
 from widefield3d.analysis.activity.clusters import eigengap, laplacian_eigen, similarity, spectral_clusters
-from widefield3d.analysis.activity.register import register_video
 from widefield3d.analysis.activity.scores import adjusted_rand_index, match_neurons, pearson_rows
 from widefield3d.analysis.activity.segment import find_centroids, watershed_masks
 from widefield3d.analysis.activity.traces import brightest_mean, delta_f, most_active
+from widefield3d.prep.frame_registration import register_video
 from widefield3d.sim.camera import fourier_shift
 
 SPACING = (0.5, 0.325, 0.325)

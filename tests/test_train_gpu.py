@@ -3,7 +3,6 @@ simulates, trains, checks and reports every shipped learned model."""
 
 import importlib
 import json
-import multiprocessing
 import subprocess
 import sys
 import time
@@ -45,7 +44,7 @@ def test_shutdown_kills_running_workers(train_gpu):
     simulation.pool.submit(time.sleep, 0).result(timeout=60)  # the worker is up
     future = simulation.pool.submit(time.sleep, 60)
     time.sleep(0.5)  # and has taken the task
-    workers = multiprocessing.active_children()
+    workers = list(simulation.pool._processes.values())  # this pool's only (other tests may leave processes)
     assert workers
     simulation.shutdown()
     for worker in workers:

@@ -98,8 +98,8 @@ def demo_section(report, out_dir: str | Path, *, seed: int = 0, n_frames: int = 
     dict
         Scores (``deepz``, ``2d``: see :func:`widefield3d.analysis.activity.scores.score_activity`) and seconds.
     """
-    from widefield3d.analysis.activity import ActivityConfig, analyse_activity, write_activity
     from widefield3d.analysis.activity.scores import score_activity
+    from widefield3d.methods.activity import ActivityConfig, analyse_activity, write_activity
     from widefield3d.methods.deepz import load
     from widefield3d.sim.activity import activity_preset, simulate_worm_activity
 
@@ -121,7 +121,7 @@ def demo_section(report, out_dir: str | Path, *, seed: int = 0, n_frames: int = 
         rows.append({"analysis": name, "neurons found": s["detected"], "recall": s["recall"],
                      "precision": s["precision"], "median trace r": s["trace_corr_median"], "ARI": s["ari"],
                      "clusters": res.n_clusters, "seconds": seconds})
-    write_activity(results["Deep-Z"]["result"], out / "activity", times_s=sim.times_s)
+    write_activity(results["Deep-Z"]["result"], out / "activity", times_s=sim.times_s, figure=activity_figure)
     report.heading("Neuron activity in 3D from a 2D video (Deep-Z Fig. 3)")
     report.text(f"A simulated worm ({len(sim.centres_um)} nuclei, {int((sim.clusters > 0).sum())} active in "
                 f"{int(sim.clusters.max())} clusters) filmed at one focal plane: {n_frames} frames of "

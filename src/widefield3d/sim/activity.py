@@ -29,12 +29,12 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from scipy.spatial import cKDTree
+from skimage.transform import ProjectiveTransform, warp
 
 from widefield3d import io
 from widefield3d.errors import InputError
 from widefield3d.optics.microscope import preset
 from widefield3d.optics.psf import psf_planes
-from widefield3d.prep.projective import warp_projective
 from widefield3d.progress import progress_bar
 from widefield3d.sim.acquisition import convolve_planes
 from widefield3d.sim.camera import Camera, expose
@@ -287,8 +287,10 @@ def simulate_worm_activity(config: WormActivityConfig | None = None, *, seed: in
     crop = (slice(None), slice(config.margin_px, config.margin_px + config.field_px),
             slice(config.margin_px, config.margin_px + config.field_px))
 
-    def moved(images, t):
-        return np.clip(warp_projective(images, warps[t], images.shape[-2:]), 0, None)[crop]
+    def moved(images, t):  # bilinear, outside = 0, as prep.projective.warp_projective (a layer above sim)
+        transform = ProjectiveTransform(matrix=np.asarray(warps[t], np.float64))
+        planes = np.stack([warp(p.astype(np.float32), transform, order=1, preserve_range=True) for p in images])
+        return np.clip(planes, 0, None)[crop]
 
     red = imager.image(np.maximum(body, unit * red_brightness[owner]))
     green_body = body * np.float32(config.green_autofluorescence / max(float(body.max()), 1e-12))

@@ -86,7 +86,8 @@ def activity_cmd(
             raise InputError(f"{flag} {index}: {video} has {sizes['C']} channels")
     if green == red:
         raise InputError(f"--green and --red: must be different channels, both are {green}")
-    from widefield3d.analysis.activity import ActivityConfig, analyse_activity, write_activity
+    from widefield3d.demo.activity import activity_figure
+    from widefield3d.methods.activity import ActivityConfig, analyse_activity, write_activity
 
     try:
         config = ActivityConfig(green=green, red=red, register_frames=not no_register, refocus=not no_refocus,
@@ -113,7 +114,7 @@ def activity_cmd(
     times = np.arange(sizes["T"]) * frame_interval
     record = {"input": video.name, "model": Path(str(loaded.path)).name if loaded is not None else None,
               "refocused": refocusing}
-    write_activity(result, output, times_s=times, record=record)
+    write_activity(result, output, times_s=times, record=record, figure=activity_figure)
     console.print(f"wrote {output}/traces.csv, labels.ome.tif, activity.png, summary.json: {len(result.f)} neurons, "
                   f"{int(result.active.sum())} active in {result.n_clusters} clusters", highlight=False)
 

@@ -1,6 +1,6 @@
 """The activity pipeline of Deep-Z Fig. 3 end to end: register, refocus, segment, measure, cluster.
 
-:func:`analyse_activity` runs the steps of :mod:`~widefield3d.analysis.activity` on a two-channel video (or on
+:func:`analyse_activity` runs the steps of :mod:`~widefield3d.analysis.activity` (and :mod:`~widefield3d.prep.frame_registration`) on a two-channel video (or on
 scanned stacks) and returns an :class:`ActivityResult`; :func:`write_activity` writes its files.
 """
 
@@ -17,10 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from widefield3d import io
 from widefield3d.analysis.activity.clusters import similarity, spectral_clusters
-from widefield3d.analysis.activity.register import register_video
 from widefield3d.analysis.activity.segment import find_centroids, median_projection, watershed_masks
 from widefield3d.analysis.activity.traces import brightest_mean, delta_f, most_active
 from widefield3d.errors import InputError
+from widefield3d.prep.frame_registration import register_video
 
 
 class ActivityConfig(BaseModel):
@@ -184,9 +184,10 @@ def analyse_activity(video: np.ndarray, spacing_um, config: ActivityConfig | Non
                           median_red=red, median_green=green_median, failed_frames=failed, seconds=seconds)
 
 
-def write_activity(result: ActivityResult, out_dir, *, times_s=None, figure: bool = True,
+def write_activity(result: ActivityResult, out_dir, *, times_s=None, figure=None,
                    record: dict | None = None) -> list[Path]:
-    """Write ``labels.ome.tif`` (ZYX, spacing), ``activity.png`` (Fig. 3-like), ``summary.json`` and, last,
+    """Write ``labels.ome.tif`` (ZYX, spacing), ``activity.png`` (with ``figure(result, times_s)`` -> a matplotlib
+    figure, e.g. :func:`widefield3d.demo.activity.activity_figure`), ``summary.json`` and, last,
     ``traces.csv`` (one row per neuron: position µm, active, cluster, F0, then dF/F0 per frame).
 
     Every file is written atomically; ``traces.csv`` is removed first and written last, so a folder without it
@@ -199,10 +200,8 @@ def write_activity(result: ActivityResult, out_dir, *, times_s=None, figure: boo
     n_t = result.f.shape[1] if result.f.ndim == 2 else 0
     times = np.arange(n_t, dtype=float) if times_s is None else np.asarray(times_s, float)
     written = [io.write(out / "labels.ome.tif", io.Image(result.labels, "ZYX", result.spacing_um))]
-    if figure:
-        from widefield3d.demo.activity import activity_figure
-
-        fig = activity_figure(result, times)
+    if figure is not None:
+        fig = figure(result, times)
         with io.atomic_output(out / "activity.png") as tmp:
             fig.savefig(tmp, dpi=110, format="png")
         import matplotlib.pyplot as plt
