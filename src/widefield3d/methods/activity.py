@@ -1,7 +1,8 @@
 """The activity pipeline of Deep-Z Fig. 3 end to end: register, refocus, segment, measure, cluster.
 
-:func:`analyse_activity` runs the steps of :mod:`~widefield3d.analysis.activity` (and :mod:`~widefield3d.prep.frame_registration`) on a two-channel video (or on
-scanned stacks) and returns an :class:`ActivityResult`; :func:`write_activity` writes its files.
+:func:`analyse_activity` runs :mod:`~widefield3d.prep.frame_registration` and the steps of
+:mod:`~widefield3d.analysis.activity` on a two-channel video (or on scanned stacks) and returns an
+:class:`ActivityResult`; :func:`write_activity` writes its files.
 """
 
 from __future__ import annotations
