@@ -59,7 +59,7 @@ def activity_figure(result, times_s) -> plt.Figure:
                    extent=(times[0], times[-1], len(order), 0), interpolation="nearest")
         edges = np.flatnonzero(np.diff(result.clusters[order])) + 1
         for e in edges:
-            axh.axhline(e, color="k", lw=0.8)
+            axh.axhline(float(e), color="k", lw=0.8)
         for k in range(1, result.n_clusters + 1):
             rows = np.flatnonzero(result.clusters[order] == k)
             if len(rows):

@@ -54,15 +54,15 @@ def pupil_slopes(na: float = 0.75, aperture_samples: int = 25, model: RayModel =
     """
     na = _check_na(na)
     n = _check_samples(aperture_samples)
-    model = _check_model(model)
-    if model == "paper":
+    ray_model = _check_model(model)
+    if ray_model == "paper":
         grid = (np.arange(n) + 0.5) / n * 2.0 - 1.0
     else:
         grid = np.linspace(-1.0, 1.0, n) if n > 1 else np.zeros(1)
     q, p = np.meshgrid(grid, grid, indexing="ij")
     inside = q**2 + p**2 <= 1.0 + 1e-12
     pupil = np.stack([q[inside], p[inside]], axis=1)
-    if model == "paper":
+    if ray_model == "paper":
         return pupil * (na / np.sqrt(1.0 - na**2))
     sines = na * pupil
     return sines / np.sqrt(1.0 - np.sum(sines**2, axis=1, keepdims=True))

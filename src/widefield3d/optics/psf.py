@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psfmodels
@@ -203,7 +204,7 @@ def confocal_planes(
                dxy=float(dxy_um), os=int(oversample))
 
     def compute() -> np.ndarray:
-        planes = dict(size_yx=size_yx, dxy_um=dxy_um, oversample=oversample, use_cache=use_cache)
+        planes: dict[str, Any] = dict(size_yx=size_yx, dxy_um=dxy_um, oversample=oversample, use_cache=use_cache)
         em, ex = (np.concatenate([widefield_planes(microscope, [0.0], wavelength_um=wvl, **planes),
                                   widefield_planes(microscope, defocus, wavelength_um=wvl, **planes)])
                   for wvl in (None, microscope.excitation_wavelength_um))

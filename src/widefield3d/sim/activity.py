@@ -269,6 +269,7 @@ def simulate_worm_activity(config: WormActivityConfig | None = None, *, seed: in
     body = worm(shape, tuple(sp), n_nuclei=0, seed=worm_seed).density  # same body curve as the next call
     centres = worm(shape, tuple(sp), n_nuclei=config.n_nuclei, nucleus_diameter_um=config.nucleus_diameter_um,
                    seed=worm_seed).centres_um
+    assert centres is not None  # a worm always has its centres
     centres = centres[rng.random(len(centres)) < config.keep_fraction]
     semi, rot = random_ellipsoids(rng, len(centres), config.nucleus_diameter_um)
     unit = np.zeros(shape, np.float32)
@@ -309,7 +310,7 @@ def simulate_worm_activity(config: WormActivityConfig | None = None, *, seed: in
         reference = float(clean[:, c, i0].max())
         for t in range(config.n_frames):
             video[t, c] = expose(clean[t, c, i0], config.camera, rng, reference=reference).adu
-            if scanned:
+            if stacks is not None:
                 stacks[t, c] = expose(clean[t, c], config.camera, rng, reference=reference).adu
 
     # truth on the camera grid, in frame 0's (cropped) coordinates

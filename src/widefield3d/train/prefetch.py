@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 from torch import Tensor
@@ -61,7 +62,7 @@ class BatchPrefetcher:
         self._state = state_after
         return value
 
-    def rng_state(self) -> dict:
+    def rng_state(self) -> Mapping[str, Any]:
         """The random generator's state before the first batch not yet handed out (for checkpoints)."""
         return self._state
 

@@ -22,10 +22,10 @@ import signal
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import pydantic
@@ -387,7 +387,7 @@ class AdversarialTrainer:
         self.timings["checkpoint"] += time.perf_counter() - t0
         self._saved_at = self.iteration
 
-    def _rng_state(self) -> dict:
+    def _rng_state(self) -> Mapping[str, Any]:
         """The numpy generator's state before the next training batch (batches drawn ahead not counted)."""
         return self.prefetcher.rng_state() if self.prefetcher is not None else self.rng.bit_generator.state
 

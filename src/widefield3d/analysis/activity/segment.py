@@ -51,7 +51,7 @@ def find_centroids(volume: np.ndarray, spacing_um, *, min_distance_um: tuple[flo
     if volume.ndim != 3:
         raise InputError(f"find_centroids: expected (Z, Y, X), got shape {volume.shape}")
     smoothed = smooth(volume, spacing_um, sigma_um)
-    rz, ry, rx = (_radius_px(r, s) for r, s in zip((min_distance_um[0], *min_distance_um[1:] * 2), spacing_um))
+    rz, ry, rx = (int(_radius_px(r, s)) for r, s in zip((min_distance_um[0], *min_distance_um[1:] * 2), spacing_um))
     if volume.shape[0] == 1:
         rz = 0
     zz, yy, xx = np.ogrid[-rz:rz + 1, -ry:ry + 1, -rx:rx + 1]
