@@ -288,15 +288,19 @@ def _whole_slide_run(kind: str, height: int, width: int, workdir: Path, timeout:
     return result
 
 
-def whole_slide(args) -> None:
-    result = {
+def _run_header() -> dict:
+    """Date, machine, torch version and command line of this run (the head of every result file)."""
+    return {
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "cpu_count": os.cpu_count(), "python": platform.python_version()},
         "torch": torch.__version__,
         "command": shlex.join(["python", *sys.argv]),
-        "target_peak_mb": 4096,
     }
+
+
+def whole_slide(args) -> None:
+    result = {**_run_header(), "target_peak_mb": 4096}
     with tempfile.TemporaryDirectory(dir=args.workdir) as workdir:
         for kind, height in (("standin", args.ws_standin_height), ("mfpinet", args.ws_height)):
             if height > 0:
@@ -334,13 +338,7 @@ def main() -> None:
         whole_slide(args)
         return
 
-    result = {
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "cpu_count": os.cpu_count(), "python": platform.python_version()},
-        "torch": torch.__version__,
-        "command": shlex.join(["python", *sys.argv]),
-    }
+    result = _run_header()
     with tempfile.TemporaryDirectory(dir=args.workdir) as workdir:  # first: see memory()
         memory_result = memory(args.memory_size, args.memory_tile, Path(workdir))
     result["throughput"] = throughput(args.size, [512, 1024], args.repeats)

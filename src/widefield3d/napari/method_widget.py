@@ -55,6 +55,9 @@ class MethodWidget(Container):
     work in a worker thread and returns a :data:`Result`. ``worker`` is the last started worker (tests wait on it).
     """
 
+    job: Callable[[], Callable[[], Result]]
+    """Each widget's method: reads its settings (raising InputError for a bad one) and returns the work to run."""
+
     def __init__(self, viewer: napari.viewer.Viewer, widgets: Sequence[Widget], run_text: str = "Run"):
         self.viewer = viewer
         self.run_button = PushButton(text=run_text)
@@ -64,9 +67,6 @@ class MethodWidget(Container):
         self.run_button.changed.connect(self.run)
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
             event.connect(self.reset_choices)
-
-    def job(self) -> Callable[[], Result]:
-        raise NotImplementedError
 
     def run(self) -> None:
         """Start :meth:`job`'s work in a worker thread; a bad setting is reported at once on the status line."""
