@@ -19,6 +19,14 @@ def run(argv) -> int:
     return 0
 
 
+def one_line_error(capsys, words: str) -> str:
+    """The captured stderr of a refused command: it names ``words``, has no traceback and is one line."""
+    err = capsys.readouterr().err.strip()
+    assert words in err and "Traceback" not in err
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
 def write_tiny_deepz(path):
     """A randomly initialised Deep-Z model of width 1/16 saved in ``path`` (range +-10 µm, 0.325 µm pixels; receptive
     radius 108 px, divisor 16); returns ``path``."""

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from conftest import run
+from conftest import one_line_error, run
 
 from widefield3d import io
 from widefield3d.errors import InputError
@@ -66,9 +66,7 @@ def test_simulate_psf_sample_acquire_evaluate(tmp_path, capsys):
 def test_cli_errors_are_one_line_and_exit_2(tmp_path, monkeypatch, capsys, argv, words):
     monkeypatch.chdir(tmp_path)
     assert run(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert words in err and "Traceback" not in err
-    assert len(err.splitlines()) == 1, err
+    one_line_error(capsys, words)
     assert not any(p.name.startswith("p.") for p in tmp_path.iterdir())
 
 
