@@ -109,9 +109,10 @@ def _aug(a, turns, flip):
     return a[:, ::-1] if flip else a
 
 
-def test_deepz_plus_pairs_register_and_centre(tmp_path):
+@pytest.mark.parametrize("registration", ["projective", "translation"])
+def test_deepz_plus_pairs_register_and_centre(tmp_path, registration):
     root = _simulate(tmp_path, 1, 7, confocal_shift=(2, 3, -4), kind="filaments", px=96)
-    pairs = build_pairs(root, _config(target="confocal"), progress=False)
+    pairs = build_pairs(root, _config(target="confocal", registration=registration), progress=False)
     assert pairs.skipped == ()
     # the confocal stack was shifted by (+2 planes, +3 px, -4 px): registration undoes the lateral shift and the
     # focus-curve zero the axial one, so a target at DPM 0 is the same plane as the input

@@ -17,7 +17,7 @@ from widefield3d.prep.edf import extended_depth_of_field
 from widefield3d.prep.focus import focus_curve, focus_zero, sharpest_plane
 from widefield3d.prep.mask import foreground_mask
 from widefield3d.prep.normalise import Normalisation, triangle_normalisation
-from widefield3d.prep.projective import register_projective, warp_projective
+from widefield3d.prep.projective import register_projective, register_translation, warp_projective
 from widefield3d.sim.acquisition import fluorescence_stack
 from widefield3d.sim.samples import make_sample
 
@@ -202,6 +202,23 @@ def test_projective_registration_recovers_a_known_homography():
     assert stack.shape == (2, *fixed.shape) and np.allclose(stack[1], 2 * back, rtol=1e-5, atol=1e-3)
     with pytest.raises(InputError):
         register_projective(np.zeros((128, 128)), fixed[:128, :128])
+
+
+def test_translation_registration_recovers_a_known_shift():
+    sample = make_sample("filaments", (9, 256, 256), (1.0, MICROSCOPE.pixel_um / 2, MICROSCOPE.pixel_um / 2), seed=1)
+    fixed = fluorescence_stack(sample, MICROSCOPE, [4.0], seed=0).noisy[0].astype(np.float32)
+    moving = ndimage.shift(fixed, (2.4, -3.7), order=3, mode="nearest")  # rows down 2.4 px, columns left 3.7 px
+    found = register_translation(moving, fixed)
+    np.testing.assert_allclose(found[:2, :2], np.eye(2))
+    assert found[0, 2] == pytest.approx(-3.7, abs=0.2) and found[1, 2] == pytest.approx(2.4, abs=0.2)  # (x, y) px
+    back = warp_projective(moving, found, fixed.shape)
+    inner = np.s_[10:-10, 10:-10]
+    assert np.corrcoef(back[inner].ravel(), fixed[inner].ravel())[0, 1] > 0.98
+    rng = np.random.default_rng(0)
+    with pytest.raises(InputError, match="do not correlate"):
+        register_translation(rng.random((128, 128)), rng.random((128, 128)))
+    with pytest.raises(InputError, match="equal image sizes"):
+        register_translation(fixed[:64, :64], fixed)
 
 
 @pytest.mark.parametrize("method", ALIGN_METHODS)

@@ -22,8 +22,10 @@ Per field of view (one ``ZYX`` stack):
 
 Deep-Z+ (``target="confocal"``): the wide-field and confocal stacks of a field are each aligned and normalised
 against their own EDF; the confocal stack is warped onto the wide-field grid by a feature-based projective
-registration of the two EDF images (:mod:`widefield3d.prep.projective`), pixels outside the overlap are dropped
-from the mask (``registration="none"`` skips this for stacks that share one pixel grid, e.g. simulated pairs);
+registration of the two EDF images (:mod:`widefield3d.prep.projective`; ``registration="translation"``: a shift by
+band-passed cross-correlation, for images with too few key points; ``"auto"``: projective, else translation),
+pixels outside the overlap are dropped from the mask (``registration="none"`` skips this for stacks that share
+one pixel grid, e.g. simulated pairs);
 per region the axial zero of each stack is the peak of its SSIM focus curve against its EDF
 (quadratic fit through the four best points, :func:`widefield3d.prep.focus.focus_zero`), and the DPM is the
 difference of the centred heights. A field whose registration fails is skipped and listed in
@@ -74,8 +76,10 @@ class DeepZDataConfig(BaseModel):
     targets_per_input: int = Field(8, ge=1, description="random target planes per input (paper 5-10; Deep-Z+ 4)")
     range_um: float = Field(10.0, gt=0, description="largest |DPM| trained; DPMs are divided by it")
     saturate_fraction: float = Field(0.01, gt=0, lt=1, description="foreground fraction above 1 after normalising")
-    registration: Literal["projective", "none"] = Field(
-        "projective", description="Deep-Z+ lateral co-registration; 'none' when both stacks share one pixel grid")
+    registration: Literal["projective", "translation", "auto", "none"] = Field(
+        "projective", description="Deep-Z+ lateral co-registration of the EDF images: feature-based projective "
+                                  "(paper), intensity-based translation (for images with too few features), auto "
+                                  "(projective, else translation), or none when both stacks share one pixel grid")
     align: Literal["rigid", "stackreg", "none"] = Field(
         "rigid", description="rigid alignment of the planes: ours (rigid), pystackreg (stackreg, the paper's ImageJ "
                              "StackReg), or none for simulated stacks, which need none (true/false: rigid/none)")
@@ -286,20 +290,34 @@ def _widefield_regions(path: Path, config: DeepZDataConfig, rng: np.random.Gener
         yield crop, target[:, y0:y0 + p, x0:x0 + p], _choose_pairs(z, z, _input_planes(crop, config), config, rng)
 
 
+def _register(moving: np.ndarray, fixed: np.ndarray, how: str) -> np.ndarray:
+    """Homography of ``moving`` onto ``fixed`` by the chosen ``registration``."""
+    from widefield3d.prep.projective import register_projective, register_translation
+
+    if how == "translation":
+        return register_translation(moving, fixed)
+    try:
+        return register_projective(moving, fixed)
+    except InputError:
+        if how != "auto":
+            raise
+        return register_translation(moving, fixed)
+
+
 def _confocal_regions(wf_path: Path, conf_path: Path, config: DeepZDataConfig, rng: np.random.Generator):
     """Yield ``(wide-field crop, confocal crop, pairs)`` of every region of one field (Deep-Z+)."""
     from widefield3d.prep.focus import focus_zero
     from widefield3d.prep.mask import foreground_mask
-    from widefield3d.prep.projective import register_projective, warp_projective
+    from widefield3d.prep.projective import warp_projective
 
     wf_raw, dz_wf = _read_stack(wf_path)
     conf_raw, dz_conf = _read_stack(conf_path)
     wf, wf_edf, _ = _prepared(wf_raw, config)
     conf, conf_edf, conf_clean = _prepared(conf_raw, config, _read_target_source(conf_path, config))
     conf = conf if conf_clean is None else conf_clean
-    if config.registration == "projective":
+    if config.registration != "none":
         try:
-            matrix = register_projective(conf_edf, wf_edf)
+            matrix = _register(conf_edf, wf_edf, config.registration)
         except InputError as err:
             raise RegistrationError(str(err)) from None
         conf = warp_projective(conf, matrix, wf_edf.shape)

@@ -6,13 +6,24 @@ projective transformation performed in Matlab". Here: ORB key points and binary 
 fit of a :class:`skimage.transform.ProjectiveTransform`, refined by least squares on the inliers.
 Images are rescaled to [0, 1] by their 0.1-99.9 percentiles first, so the two modalities' intensities
 need not agree.
+
+Where the EDF images have too few key points (sparse or smooth samples: ORB finds 1-7 on our simulated 63x
+filament fields, wide-field against confocal), :func:`register_translation` is the intensity-based alternative:
+sub-pixel cross-correlation (:func:`skimage.registration.phase_cross_correlation` without phase normalisation)
+of the band-passed images (difference of Gaussians, 1-4 px: removes the wide-field haze and the background so
+the two modalities look alike), which needs no features; it recovers a shift, not a full homography. Measured on
+8 simulated 256 px ``deepzplus-63x14`` fields (shared pixel grid, known shifts added): error 0.2-0.3 px typical, at
+most 1.7 px, independent of the added shift: the wide-field and confocal EDF images of a 3D sample are not the
+same picture, so some bias per field remains (phase normalisation gave 3 px median, up to 12 px).
 """
 
 from __future__ import annotations
 
 import numpy as np
+from scipy.ndimage import gaussian_filter
 from skimage.feature import ORB, match_descriptors
 from skimage.measure import ransac
+from skimage.registration import phase_cross_correlation
 from skimage.transform import ProjectiveTransform, warp
 
 from widefield3d.analysis.metrics import as_finite_array
@@ -79,6 +90,50 @@ def register_projective(moving, fixed, *, n_keypoints: int = 500, min_inliers: i
     refined = ProjectiveTransform.from_estimate(src[inliers], dst[inliers])
     matrix = refined.params if refined else model.params
     return matrix / matrix[2, 2]
+
+
+def _band_pass(image: np.ndarray) -> np.ndarray:
+    return gaussian_filter(image, 1.0) - gaussian_filter(image, 4.0)
+
+
+def register_translation(moving, fixed, *, upsample: int = 20, min_correlation: float = 0.3) -> np.ndarray:
+    """Translation that maps ``fixed`` pixel coordinates ``(x, y)`` onto ``moving`` ones, by phase correlation.
+
+    Parameters
+    ----------
+    moving, fixed : array_like
+        2D images of the same scene and size (e.g. a confocal and a wide-field EDF image).
+    upsample : int
+        Sub-pixel precision: 1 / ``upsample`` pixel.
+    min_correlation : float
+        Smallest accepted correlation of the two band-passed images after the shift (simulated wide-field vs
+        confocal EDFs: 0.6-0.98; unrelated noise images: about 0.1 or less).
+
+    Returns
+    -------
+    ndarray
+        ``(3, 3)`` homography (a pure translation), as :func:`register_projective` returns.
+
+    Raises
+    ------
+    InputError
+        If the sizes differ or the shifted images do not correlate (no common structure).
+    """
+    mov = _band_pass(_unit(as_finite_array("moving", moving, ndim=2)))
+    fix = _band_pass(_unit(as_finite_array("fixed", fixed, ndim=2)))
+    if mov.shape != fix.shape:
+        raise InputError(f"registration: translation needs equal image sizes, got {mov.shape} and {fix.shape}")
+    shift, _, _ = phase_cross_correlation(fix, mov, upsample_factor=upsample, normalization=None)
+    matrix = np.eye(3)
+    matrix[0, 2], matrix[1, 2] = -shift[1], -shift[0]  # fixed (x, y) + (-dx, -dy) -> moving
+    aligned = warp_projective(mov, matrix, fix.shape)
+    inner = (slice(int(abs(shift[0])) + 1, fix.shape[0] - int(abs(shift[0])) - 1),
+             slice(int(abs(shift[1])) + 1, fix.shape[1] - int(abs(shift[1])) - 1))
+    a, b = aligned[inner].ravel(), fix[inner].ravel()
+    r = float(np.corrcoef(a, b)[0, 1]) if a.size > 1 and a.std() > 0 and b.std() > 0 else 0.0
+    if not r >= min_correlation:
+        raise InputError(f"registration: the images do not correlate after the best shift (r = {r:.2f})")
+    return matrix
 
 
 def warp_projective(image, matrix, output_shape) -> np.ndarray:
