@@ -2,10 +2,11 @@
 
 import os
 
+import numpy as np
 import pytest
 
 from widefield3d import checks
-from widefield3d.checks import check_memory, check_output, check_planes, estimate_bytes
+from widefield3d.checks import check_memory, check_output, check_planes, estimate_bytes, parse_range
 from widefield3d.errors import InputError
 
 
@@ -74,3 +75,23 @@ def test_pixel_mismatch_warning():
     with pytest.warns(UserWarning, match=r"a\.tif: pixel size 0\.5 µm differs from the 0\.325 µm that m was "
                                          r"trained on by 54%"):
         assert checks.warn_pixel_mismatch(0.5, 0.325, "a.tif", "m")
+
+
+def test_parse_range_is_inclusive():
+    np.testing.assert_allclose(parse_range("-1:1:0.5"), [-1, -0.5, 0, 0.5, 1])
+    np.testing.assert_allclose(parse_range("2.5"), [2.5])
+
+
+@pytest.mark.parametrize("text", ["nan:1:1", "0:inf:1", "nan", "-inf", "1:nan:1", "0:1e308:1e-300"])
+def test_parse_range_refuses_non_finite(text):
+    with pytest.raises(InputError, match="--z"):
+        parse_range(text)
+
+
+def test_parse_range_caps_the_plane_count():
+    with pytest.raises(InputError, match="200001 planes, more than 2000.*--allow-large"):
+        parse_range("-10:10:0.0001")
+    assert len(parse_range("0:1999:1")) == 2000
+    with pytest.raises(InputError):
+        parse_range("0:2000:1")
+    assert len(parse_range("-10:10:0.0001", allow_large=True)) == 200001

@@ -11,18 +11,12 @@ from conftest import one_line_error, run
 
 from widefield3d import io
 from widefield3d.errors import InputError
-from widefield3d.verbs._common import parse_range
 
 
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("WIDEFIELD3D_CACHE", str(tmp_path / "cache"))
 
-
-
-def test_parse_range_is_inclusive():
-    np.testing.assert_allclose(parse_range("-1:1:0.5"), [-1, -0.5, 0, 0.5, 1])
-    np.testing.assert_allclose(parse_range("2.5"), [2.5])
 
 
 def test_simulate_psf_sample_acquire_evaluate(tmp_path, capsys):
@@ -305,21 +299,6 @@ def test_allow_large_skips_the_size_checks(tmp_path, monkeypatch):
     assert run(["simulate", "sample", "--kind", "beads", "-o", out, "--shape", "4,32,32"]) == 2
     assert run(["simulate", "sample", "--kind", "beads", "-o", out, "--shape", "4,32,32", "--allow-large"]) == 0
     assert io.read(out, lazy=True).data.shape == (4, 32, 32)
-
-
-@pytest.mark.parametrize("text", ["nan:1:1", "0:inf:1", "nan", "-inf", "1:nan:1", "0:1e308:1e-300"])
-def test_parse_range_refuses_non_finite(text):
-    with pytest.raises(InputError, match="--z"):
-        parse_range(text)
-
-
-def test_parse_range_caps_the_plane_count():
-    with pytest.raises(InputError, match="200001 planes, more than 2000.*--allow-large"):
-        parse_range("-10:10:0.0001")
-    assert len(parse_range("0:1999:1")) == 2000
-    with pytest.raises(InputError):
-        parse_range("0:2000:1")
-    assert len(parse_range("-10:10:0.0001", allow_large=True)) == 200001
 
 
 @pytest.mark.parametrize("z", ["nan:1:1", "0:inf:1", "-10:10:0.0001"])

@@ -16,6 +16,8 @@ import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from widefield3d.errors import InputError
 from widefield3d.memory import available_memory
 
@@ -28,6 +30,7 @@ __all__ = [
     "check_planes",
     "estimate_bytes",
     "naming_files",
+    "parse_range",
     "warn_pixel_mismatch",
 ]
 
@@ -222,3 +225,28 @@ def check_planes(n_planes: int, what: str, *, allow_large: bool = False) -> None
     if n_planes > MAX_PLANES and not allow_large:
         raise InputError(f"{what}: {n_planes} planes, more than {MAX_PLANES}; check the step, or pass "
                          f"{ALLOW_LARGE} to compute them all")
+
+
+def parse_range(text: str, name: str = "--z", *, allow_large: bool = False) -> np.ndarray:
+    """'start:stop:step' (inclusive of stop) or a single number -> focal depths in µm.
+
+    Refuses NaN and infinite values and, unless ``allow_large``, more than :data:`MAX_PLANES`
+    planes (a mistyped step), before any array is made.
+    """
+    try:
+        parts = [float(p) for p in text.split(":")]
+    except ValueError:
+        raise InputError(f"{name}: expected START:STOP:STEP or a number (µm), got {text!r}") from None
+    if not all(math.isfinite(p) for p in parts):
+        raise InputError(f"{name}: expected finite numbers of µm, got {text!r}")
+    if len(parts) == 1:
+        return np.array(parts)
+    if len(parts) != 3 or parts[2] <= 0 or parts[1] < parts[0]:
+        raise InputError(f"{name}: expected START:STOP:STEP with STOP >= START and STEP > 0, got {text!r}")
+    start, stop, step = parts
+    steps = (stop - start) / step
+    if not math.isfinite(steps) or steps > 1e12:
+        raise InputError(f"{name}: START:STOP:STEP {text!r} makes an impossible number of planes")
+    n_planes = math.floor(steps + 1e-9) + 1
+    check_planes(n_planes, f"{name} {text}", allow_large=allow_large)
+    return start + step * np.arange(n_planes)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, ProgressBar, PushButton, SpinBox
 
+from widefield3d.checks import parse_range
 from widefield3d.napari.layers import image_to_layer, layer_to_image
 from widefield3d.napari.method_widget import MethodWidget, Result, chosen, image_layers, models
 
@@ -80,8 +81,6 @@ class Refocus(MethodWidget):
 
     def distances(self) -> np.ndarray | float:
         """z (µm), or the planes of the virtual stack (from, to inclusive, step; µm)."""
-        from widefield3d.verbs._common import parse_range
-
         if not self.stack.value:
             return float(self.z.value)
         return parse_range(f"{self.z_from.value}:{self.z_to.value}:{self.z_step.value}", "virtual stack")

@@ -86,8 +86,25 @@ def _bin(image: np.ndarray, k: int) -> np.ndarray:
     return image[..., :ny, :nx].reshape(*lead, ny // k, k, nx // k, k).sum(axis=(-3, -1))
 
 
-def _psf_size(max_defocus_um: float, m: Microscope, dxy: float, field_px: int) -> int:
-    """Odd lateral PSF size holding the defocused cone (with margin), at most about the field."""
+def psf_size(max_defocus_um: float, m: Microscope, dxy: float, field_px: int) -> int:
+    """Odd lateral PSF size (pixels) holding the defocused cone (with margin), at most about the field.
+
+    Parameters
+    ----------
+    max_defocus_um : float
+        Largest ``|z_out - z_in|`` the PSF will be evaluated at (µm).
+    m : Microscope
+        NA, sample index and emission wavelength set the cone's angle and the in-focus spot.
+    dxy : float
+        Lateral pixel of the grid the PSF is sampled on (µm).
+    field_px : int
+        Largest lateral side of the field (pixels): the half-size is capped at it.
+
+    Returns
+    -------
+    int
+        ``2 * half + 1``, the side of the square PSF plane.
+    """
     sin_t = min(m.na / m.sample_index, 0.95)
     radius_um = 1.3 * abs(max_defocus_um) * sin_t / np.sqrt(1 - sin_t**2) + 6 * m.emission_wavelength_um / m.na
     half = int(np.ceil(radius_um / dxy))
@@ -267,7 +284,7 @@ def _fluorescence_clean(
     z_in = _sample_z(sample)
     dxy = sample.spacing_um[2]
     max_defocus = float(np.max(np.abs(z_out[:, None] - z_in[None, :])))
-    size = _psf_size(max_defocus, m, dxy, max(sample.density.shape[1:]))
+    size = psf_size(max_defocus, m, dxy, max(sample.density.shape[1:]))
     confocal = m.modality == "confocal"
 
     def planes_at(offsets):
@@ -421,7 +438,7 @@ def brightfield_stack(
     z_in = _sample_z(sample)
     dxy = sample.spacing_um[2]
     absorb = np.asarray(sample.absorbance_rgb, dtype=np.float32)
-    size = _psf_size(float(np.max(np.abs(z[:, None] - z_in[None, :]))), microscope, dxy,
+    size = psf_size(float(np.max(np.abs(z[:, None] - z_in[None, :]))), microscope, dxy,
                      max(sample.density.shape[-2:]))
     transmitted, truth = [], []
     for c, wvl in enumerate(RGB_WAVELENGTHS_UM):

@@ -36,7 +36,7 @@ from widefield3d.errors import InputError
 from widefield3d.optics.microscope import preset
 from widefield3d.optics.psf import psf_planes
 from widefield3d.progress import progress_bar
-from widefield3d.sim.acquisition import convolve_planes
+from widefield3d.sim.acquisition import convolve_planes, psf_size
 from widefield3d.sim.camera import Camera, expose
 from widefield3d.sim.samples.geometry import random_ellipsoids, render_ellipsoids
 from widefield3d.sim.samples.nuclei import worm
@@ -206,12 +206,10 @@ class _Imager:
     """Wide-field images of densities on the sample grid at fixed focal depths (PSF planes computed once)."""
 
     def __init__(self, microscope, spacing_um, shape, z_out):
-        from widefield3d.sim.acquisition import _psf_size  # the size rule of the acquisition model
-
         self.m, self.sp, self.z_out = microscope, spacing_um, np.asarray(z_out, float)
         self.z_in = np.arange(shape[0]) * spacing_um[0]
-        self.size = _psf_size(float(np.max(np.abs(self.z_out[:, None] - self.z_in[None]))), microscope,
-                              spacing_um[2], max(shape[1:]))
+        self.size = psf_size(float(np.max(np.abs(self.z_out[:, None] - self.z_in[None]))), microscope,
+                             spacing_um[2], max(shape[1:]))  # the size rule of the acquisition model
         self.k = int(round(microscope.pixel_um / spacing_um[2]))
         self._psfs: dict[float, np.ndarray] = {}
 
@@ -288,7 +286,10 @@ def simulate_worm_activity(config: WormActivityConfig | None = None, *, seed: in
     crop = (slice(None), slice(config.margin_px, config.margin_px + config.field_px),
             slice(config.margin_px, config.margin_px + config.field_px))
 
-    def moved(images, t):  # bilinear, outside = 0, as prep.projective.warp_projective (a layer above sim)
+    # The body's motion is part of the forward model, so sim warps with skimage itself: the one wrapper,
+    # prep.projective.warp_projective, is a layer above sim, and no module of sim/optics/io warps. Same resampling
+    # (bilinear, 0 outside, matrix maps output (x, y) to input), so a registered frame lands on frame 0's grid.
+    def moved(images, t):
         transform = ProjectiveTransform(matrix=np.asarray(warps[t], np.float64))
         planes = np.stack([warp(p.astype(np.float32), transform, order=1, preserve_range=True) for p in images])
         return np.clip(planes, 0, None)[crop]

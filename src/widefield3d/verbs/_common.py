@@ -1,4 +1,4 @@
-"""What the command-line verbs share: the console, parsing of ranges and triples, companion-file names, reading a
+"""What the command-line verbs share: the console, parsing of triples, companion-file names, reading a
 z-stack, and naming API parameters by their flags in error lines."""
 
 from __future__ import annotations
@@ -9,10 +9,8 @@ import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-import numpy as np
 from rich.console import Console
 
-from widefield3d.checks import check_planes
 from widefield3d.errors import InputError
 
 console = Console(stderr=True)
@@ -30,31 +28,6 @@ def parse_triple(text: str, name: str, cast=float) -> tuple:
     if not all(math.isfinite(v) for v in values):
         raise InputError(f"{name}: expected finite numbers, got {text!r}")
     return values
-
-
-def parse_range(text: str, name: str = "--z", *, allow_large: bool = False) -> np.ndarray:
-    """'start:stop:step' (inclusive of stop) or a single number -> focal depths in µm.
-
-    Refuses NaN and infinite values and, unless ``allow_large``, more than :data:`widefield3d.checks.MAX_PLANES`
-    planes (a mistyped step), before any array is made.
-    """
-    try:
-        parts = [float(p) for p in text.split(":")]
-    except ValueError:
-        raise InputError(f"{name}: expected START:STOP:STEP or a number (µm), got {text!r}") from None
-    if not all(math.isfinite(p) for p in parts):
-        raise InputError(f"{name}: expected finite numbers of µm, got {text!r}")
-    if len(parts) == 1:
-        return np.array(parts)
-    if len(parts) != 3 or parts[2] <= 0 or parts[1] < parts[0]:
-        raise InputError(f"{name}: expected START:STOP:STEP with STOP >= START and STEP > 0, got {text!r}")
-    start, stop, step = parts
-    steps = (stop - start) / step
-    if not math.isfinite(steps) or steps > 1e12:
-        raise InputError(f"{name}: START:STOP:STEP {text!r} makes an impossible number of planes")
-    n_planes = math.floor(steps + 1e-9) + 1
-    check_planes(n_planes, f"{name} {text}", allow_large=allow_large)
-    return start + step * np.arange(n_planes)
 
 
 def image_suffix(path: Path) -> str:

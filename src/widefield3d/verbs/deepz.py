@@ -8,8 +8,9 @@ from typing import Annotated, Optional
 
 import typer
 
+from widefield3d.checks import parse_range
 from widefield3d.errors import InputError
-from widefield3d.verbs._common import console, naming_flags, parse_range, tagged
+from widefield3d.verbs._common import console, naming_flags, tagged
 from widefield3d.verbs._options import AllowLarge
 from widefield3d.verbs._training_options import (
     Device,

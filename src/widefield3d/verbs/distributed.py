@@ -12,7 +12,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from widefield3d.verbs._common import console, naming_flags, parse_range
+from widefield3d.checks import parse_range
+from widefield3d.verbs._common import console, naming_flags
 from widefield3d.verbs._options import AllowLarge
 
 _FLAGS = {"block": "--block", "cluster": "--scheduler", "'z'": "--z", "'tile'": "--tile",

@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from widefield3d.verbs._common import console, parse_range
+from widefield3d.checks import parse_range
+from widefield3d.verbs._common import console
 
 export_app = typer.Typer(help="Export a model to another tool's format.", no_args_is_help=True)
 

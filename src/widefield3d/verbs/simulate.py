@@ -10,9 +10,9 @@ from typing import Annotated, Optional
 import numpy as np
 import typer
 
-from widefield3d.checks import check_memory, check_output, estimate_bytes
+from widefield3d.checks import check_memory, check_output, estimate_bytes, parse_range
 from widefield3d.errors import InputError
-from widefield3d.verbs._common import console, parse_range, parse_triple, tagged
+from widefield3d.verbs._common import console, parse_triple, tagged
 from widefield3d.verbs._options import AllowLarge
 
 
