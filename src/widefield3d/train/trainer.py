@@ -10,6 +10,10 @@ One iteration = ``discriminator_steps`` discriminator updates, then ``generator_
 update draws a fresh batch from ``task.sample_batch(rng)`` with the trainer's own numpy ``Generator``. The first
 ``warmup_iterations`` iterations train the generator on the pixel (+ extra) loss alone; ``time_budget_minutes``
 stops a run cleanly (validated, checkpointed, resumable) when its wall time is spent.
+
+Started by ``torchrun`` on several processes (:mod:`widefield3d.train.ddp`), the same loop trains data-parallel:
+each rank draws its own batches, the networks' gradients are averaged over the ranks, and rank 0 alone validates and
+writes the files.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from torch import Tensor, nn
 from widefield3d.device import resolve_device
 from widefield3d.errors import InputError
 from widefield3d.progress import progress_bar
-from widefield3d.train import losses
+from widefield3d.train import ddp, losses
 from widefield3d.train.checkpoint import load_checkpoint, save_checkpoint
 from widefield3d.train.log import LOSS_PARTS, RunningMeans, TrainingLog
 from widefield3d.train.prefetch import BatchPrefetcher
@@ -183,7 +187,9 @@ class AdversarialTrainer:
         if method_config is not None and "method" not in method_config:
             raise InputError("train: method_config needs a 'method' entry (e.g. 'deepz')")
         checkpoint = load_checkpoint(self.ckpt_path) if resume and self.ckpt_path.exists() else None
-        self.device = resolve_device(config.device, where="TrainerConfig.device")
+        self.device = ddp.setup(resolve_device(config.device, where="TrainerConfig.device"))
+        self.rank, self.world_size = ddp.world()
+        self.is_main = self.rank == 0  # the rank that validates and writes files (the only one in one process)
         self.generator, self.discriminator = task.generator, task.discriminator
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         if len(task.validation) == 0:
@@ -206,8 +212,8 @@ class AdversarialTrainer:
             method = method_config.get("method") if method_config is not None else None
             model_files.load_weights(self.generator, model_files.resolve_model(config.init_from, method))
 
-        torch.manual_seed(config.seed)
-        self.rng = np.random.default_rng(config.seed)
+        torch.manual_seed(config.seed + self.rank)  # several ranks: each draws its own batches
+        self.rng = np.random.default_rng(config.seed + self.rank)
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=config.lr_generator, betas=config.adam_betas)
         self.opt_d = (torch.optim.Adam(self.discriminator.parameters(), lr=config.lr_discriminator,
                                        betas=config.adam_betas) if self.discriminator is not None else None)
@@ -222,6 +228,13 @@ class AdversarialTrainer:
                             with_discriminator=self.discriminator is not None,
                             free_method_keys=resumable_method_keys)
             self._restore(checkpoint)
+        # the networks as the updates call them: in DistributedDataParallel on several ranks (same parameters)
+        self.g_train: nn.Module = self.generator
+        self.d_train: nn.Module | None = self.discriminator
+        if self.world_size > 1:
+            self.g_train = ddp.wrap(self.generator, self.device)
+            if self.discriminator is not None:
+                self.d_train = ddp.wrap(self.discriminator, self.device)
         self._saved_at = self.iteration if self.resumed else -1  # iteration of the last checkpoint written
         self._last_val = math.nan
         self._shown = {"loss_g": math.nan, "loss_d": math.nan}  # running losses on the progress bar
@@ -240,6 +253,12 @@ class AdversarialTrainer:
             scheduler.load_state_dict(saved)
         self.rng.bit_generator.state = json.loads(checkpoint["numpy_rng"])
         torch.set_rng_state(checkpoint["torch_rng"])
+        if self.rank > 0:  # the checkpoint holds rank 0's streams; the other ranks continue on streams made from it
+            bits = self.rng.bit_generator
+            assert isinstance(bits, np.random.PCG64)  # numpy.random.default_rng's
+            self.rng = np.random.Generator(bits.jumped(self.rank))
+            torch.manual_seed(int(np.random.SeedSequence([self.config.seed, self.rank,
+                                                          checkpoint["iteration"]]).generate_state(1)[0]))
         if self.device.type == "cuda" and len(checkpoint["cuda_rng"]) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(checkpoint["cuda_rng"])
         self.iteration, self.best_metric = checkpoint["iteration"], checkpoint["best_metric"]
@@ -270,12 +289,12 @@ class AdversarialTrainer:
 
     def _d_step(self) -> None:
         """One discriminator update on a fresh batch, against the generator's detached output."""
-        assert self.discriminator is not None and self.opt_d is not None
+        assert self.d_train is not None and self.opt_d is not None
         x, y = self._batch()
         with torch.no_grad(), self._autocast():
             fake = self.generator(x)
         with self._autocast():
-            real_score, fake_score = self.discriminator(y), self.discriminator(fake.detach())
+            real_score, fake_score = self.d_train(y), self.d_train(fake.detach())
         loss = self.disc_loss(real_score, fake_score)
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
@@ -289,7 +308,7 @@ class AdversarialTrainer:
         x, y = self._batch()
         parts = {}
         with self._autocast():
-            fake = self.generator(x)
+            fake = self.g_train(x)
             pixel = losses.multiscale_pixel_loss(fake, y, config.pixel_loss, config.pixel_scales)
             loss = config.pixel_weight * pixel
             parts["g_pixel"] = pixel
@@ -364,7 +383,10 @@ class AdversarialTrainer:
         self.running.reset()
 
     def _checkpoint(self) -> None:
-        """Write the full training state to ``checkpoint.pt`` (atomically)."""
+        """Write the full training state to ``checkpoint.pt`` (atomically; rank 0's, by rank 0 alone)."""
+        if not self.is_main:
+            self._saved_at = self.iteration
+            return
         t0 = time.perf_counter()
         save_checkpoint(self.ckpt_path, {
             "format": CHECKPOINT_FORMAT,
@@ -424,18 +446,23 @@ class AdversarialTrainer:
         from rich.console import Console
 
         config = self.config
-        console = Console(stderr=True)
+        console = Console(stderr=True, quiet=not self.is_main)  # several ranks: rank 0 speaks for all
         if self.resumed:
             console.print(f"resuming {self.out_dir} from iteration {self.iteration} of {config.iterations} "
                           f"(best validation {self.best_metric:.4g} at iteration {self.best_iteration})",
                           soft_wrap=True)
-        if self.method_config is not None:
+        if self.world_size > 1:
+            console.print(f"training on {self.world_size} ranks (torch DDP, {ddp.backend()}): each update draws "
+                          f"batch_size={config.batch_size} per rank, {self.world_size * config.batch_size} in all",
+                          soft_wrap=True)
+        if self.method_config is not None and self.is_main:
             self.model_files.write_config(self.out_dir, self.method_config["method"],
                                           {**self.method_config, "trainer": config.model_dump(mode="json")})
-        self.log.open(self.iteration, self.resumed)
+        if self.is_main:
+            self.log.open(self.iteration, self.resumed)
 
-        bar = progress_bar("training", "bar", "count", "remaining", "{task.fields[status]}", enabled=progress,
-                           transient=False, console=console)
+        bar = progress_bar("training", "bar", "count", "remaining", "{task.fields[status]}",
+                           enabled=progress and self.is_main, transient=False, console=console)
         first_iteration, stopped_by_budget = self.iteration, False
         if self.prefetch_depth > 0:
             self.prefetcher = BatchPrefetcher(self.task.sample_batch, self.rng, self.prefetch_depth,
@@ -448,20 +475,27 @@ class AdversarialTrainer:
                     self._iteration(adversarial)
                     it = self.iteration
                     stopped_by_budget = self._elapsed_s() >= self.budget_s and it < config.iterations
-                    if it % config.validate_every == 0 or it == config.iterations or stopped_by_budget:
+                    stop = sigint
+                    if self.world_size > 1:  # all ranks stop together: at rank 0's budget, at any rank's Ctrl-C
+                        stopped_by_budget, interrupted = ddp.any_rank(self.device, stopped_by_budget and self.is_main,
+                                                                      sigint["stop"])
+                        stop = {"stop": interrupted}
+                    if self.is_main and (it % config.validate_every == 0 or it == config.iterations
+                                         or stopped_by_budget):
                         self._last_val = self._validate()
                         self._keep_if_best(self._last_val)
                         self._log(self._last_val)
-                    if (it % config.checkpoint_every == 0 or it == config.iterations or sigint["stop"]
+                    if (it % config.checkpoint_every == 0 or it == config.iterations or stop["stop"]
                             or stopped_by_budget):
                         self._checkpoint()
                     bar.update(bar_task, completed=it, status=self._status(adversarial, first_iteration))
-                    if sigint["stop"]:
+                    if stop["stop"]:
                         raise KeyboardInterrupt
                     if stopped_by_budget:
-                        console.print(f"time budget of {config.time_budget_minutes:g} min spent at iteration {it} "
-                                      f"of {config.iterations}; checkpoint written (continue with --resume)",
-                                      soft_wrap=True)
+                        if self.is_main:  # the budget is rank 0's (ranks take its decision)
+                            console.print(f"time budget of {config.time_budget_minutes:g} min spent at iteration "
+                                          f"{it} of {config.iterations}; checkpoint written (continue with "
+                                          "--resume)", soft_wrap=True)
                         break
         except KeyboardInterrupt:
             if self._saved_at != self.iteration:
@@ -474,6 +508,8 @@ class AdversarialTrainer:
             self.log.close()
         if self._saved_at != self.iteration:
             self._checkpoint()
+        if self.world_size > 1:  # every rank returns rank 0's result, once its files are written
+            self.best_metric, self.best_iteration = ddp.from_rank0((self.best_metric, self.best_iteration))
         return TrainResult(self.best_metric, self.best_iteration, self.iteration, self.seconds, self.log.path,
                            stopped_by_budget, dict(self.timings))
 
