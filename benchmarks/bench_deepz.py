@@ -162,7 +162,8 @@ def deepzplus_accuracy(data: Path, model, fields: int) -> dict:
     out = {"z_um": z_rel.tolist(), "fields": len(rows["deepzplus"])}
     for name, per_field in rows.items():
         out[name] = {k: np.mean([[row[k] for row in f] for f in per_field], axis=0).tolist() for k in ("ssim", "rmse")}
-    out["summary"] = {f"mean_ssim_{k}": float(np.mean(out[k]["ssim"])) for k in rows}
+    out["summary"] = {f"{stat}_ssim_{k}": float(fn(out[k]["ssim"])) for k in rows
+                      for stat, fn in (("mean", np.mean), ("min", np.min))}
     return out
 
 

@@ -127,6 +127,15 @@ def test_deepz_plus_pairs_register_and_centre(tmp_path, registration):
     assert np.median(corr) > 0.97
 
 
+def test_deepz_plus_pairs_keep_the_stacks_own_z_without_axial_registration(tmp_path):
+    root = _simulate(tmp_path, 1, 7, confocal_shift=(2, 0, 0), kind="filaments", px=64)
+    pairs = build_pairs(root, _config(target="confocal", registration="none", axial="none"), progress=False)
+    # no focus-curve centring: a pair's DPM is its plane distance on the shared z grid, whatever the stacks show
+    _, i, t = pairs.pairs.T
+    np.testing.assert_allclose(pairs.dpm_um, (t - i) * 0.5)
+    assert np.any(t == i)
+
+
 def test_bad_data_dirs(tmp_path):
     with pytest.raises(InputError, match="not found"):
         find_stacks(tmp_path / "missing", "widefield")

@@ -28,8 +28,10 @@ pixels outside the overlap are dropped from the mask (``registration="none"`` sk
 one pixel grid, e.g. simulated pairs);
 per region the axial zero of each stack is the peak of its SSIM focus curve against its EDF
 (quadratic fit through the four best points, :func:`widefield3d.prep.focus.focus_zero`), and the DPM is the
-difference of the centred heights. A field whose registration fails is skipped and listed in
-:attr:`PairSet.skipped`.
+difference of the centred heights (``axial="none"`` keeps the stacks' own z for pairs on one z grid: on simulated
+8 µm thick ``deepzplus-63x14`` fields the two focus zeros of a 64 px region differ by a standard deviation of
+2.2 µm, so centring them would corrupt most DPMs of a ±3 µm model). A field whose registration fails is skipped
+and listed in :attr:`PairSet.skipped`.
 
 Inputs: a directory with ``widefield/`` (and ``confocal/`` for Deep-Z+) holding one stack per field with equal
 file names (e.g. a :func:`widefield3d.sim.dataset.simulate_dataset` directory), or a directory whose image files
@@ -80,6 +82,10 @@ class DeepZDataConfig(BaseModel):
         "projective", description="Deep-Z+ lateral co-registration of the EDF images: feature-based projective "
                                   "(paper), intensity-based translation (for images with too few features), auto "
                                   "(projective, else translation), or none when both stacks share one pixel grid")
+    axial: Literal["focus", "none"] = Field(
+        "focus", description="Deep-Z+ axial co-registration per region: the peak of each stack's SSIM focus curve "
+                             "(paper), or none when both stacks share one z grid (simulated pairs: the focus "
+                             "curves of thick samples differ by about 2 µm between the modalities)")
     align: Literal["rigid", "stackreg", "none"] = Field(
         "rigid", description="rigid alignment of the planes: ours (rigid), pystackreg (stackreg, the paper's ImageJ "
                              "StackReg), or none for simulated stacks, which need none (true/false: rigid/none)")
@@ -333,8 +339,10 @@ def _confocal_regions(wf_path: Path, conf_path: Path, config: DeepZDataConfig, r
     for y0, x0 in _cover(foreground_mask(wf_edf) & overlap, config, wf_path):
         window = (slice(y0, y0 + p), slice(x0, x0 + p))
         wf_crop, conf_crop = wf[(slice(None), *window)], conf[(slice(None), *window)]
-        zero_wf = focus_zero(wf_crop, z_wf, reference=wf_edf[window])
-        zero_conf = focus_zero(conf_crop, z_conf, reference=conf_edf[window])
+        zero_wf = zero_conf = 0.0
+        if config.axial == "focus":
+            zero_wf = focus_zero(wf_crop, z_wf, reference=wf_edf[window])
+            zero_conf = focus_zero(conf_crop, z_conf, reference=conf_edf[window])
         yield wf_crop, conf_crop, _choose_pairs(z_wf - zero_wf, z_conf - zero_conf, _input_planes(wf_crop, config),
                                                 config, rng)
 
