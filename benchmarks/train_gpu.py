@@ -102,12 +102,13 @@ GPU_PLANS: dict[str, Plan] = {
         width=0.375, discriminator_width=0.125, patch=256, batch=20, iterations=100000, validate_every=100,
         warmup=100000, weight=2.5, dataset="deepz-20x075", fields=32, min_fields=4, extra={"data": {"align": False}}),
     # Deep-Z+: Deep-Z's recipe (multi-scale L2, FiLM; measured targets: the confocal stack) for a pixel-loss warm-up,
-    # then the paper's adversarial loss; the preset's 256 px fields share one pixel grid (no registration needed).
+    # then the paper's adversarial loss; the preset's 256 px fields share one pixel and z grid (no lateral or axial
+    # registration: the focus-curve centring alone is off by 2.2 µm std on these thick fields, docs/deepz.md).
     "deepzplus-63x14-confocal": Plan(
         "deepz", "Deep-Z+, simulated 63x/1.4 oil wide-field -> confocal, 0.103 um pixels, +-3 um, filaments + nuclei",
         width=0.375, discriminator_width=0.125, patch=256, batch=20, iterations=100000, validate_every=100,
         warmup=1500, weight=0.8, dataset="deepzplus-63x14", fields=24, min_fields=4,
-        extra={"data": {"align": False, "registration": "none", "max_fields": None},
+        extra={"data": {"align": False, "registration": "none", "axial": "none", "max_fields": None},
                "network": {"conditioning": "film"}, "trainer": {"pixel_loss": "l2", "pixel_scales": [1, 2, 4, 8]}}),
     # MFPINet: the paper's width (1.0, 9 MiB); patches of the whole 256 px field (paper 768); batch 4 (code default,
     # the paper gives none); 20 epochs with the lr halved every 2, as shipped.
