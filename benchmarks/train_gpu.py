@@ -179,7 +179,8 @@ def _method_config(name: str, plan: Plan, width: float, device: str):
     description = (f"{plan.description} (benchmarks/train_gpu.py: width {width:g}, {_patch_text(plan.patch)} "
                    f"patches, batch {plan.batch})")
     trainer = {"batch_size": plan.batch, "iterations": plan.iterations, "validate_every": plan.validate_every,
-               "warmup_iterations": plan.warmup, "device": device}
+               "warmup_iterations": plan.warmup, "device": device,
+               "init_from": None}  # a shipped model fine-tuned from another names it; --init decides here
     if plan.method == "deepz":
         from widefield3d.methods.deepz import DeepZConfig
 

@@ -7,7 +7,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "widefield3d"
 LAYERS = [  # top first; "__init__" is the package root (it holds the version)
-    {"cli", "verbs", "demo", "report", "napari"},  # entry points and presentation (napari: the plugin)
+    {"cli", "__main__", "verbs", "demo", "report", "napari"},  # entry points and presentation (napari: the plugin)
     {"export"},  # a model in another tool's format (bioimage.io), through the methods' own predict
     {"methods", "zoo", "distributed"},  # the methods; model files and loading any of them; running one on a cluster
     {"checks"},  # the checks a command runs first
