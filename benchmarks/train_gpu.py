@@ -167,11 +167,11 @@ def _merge(base: dict, update: dict) -> dict:
 
 def _shipped(name: str, config_class) -> dict:
     """The shipped ``config.json`` of ``name`` in the current config shape, without ``provenance`` (filled again
-    by training)."""
+    by training) or the trainer's ``init_from`` (the model it was fine-tuned from; ``--init`` decides here)."""
     from widefield3d import zoo
 
-    return config_class.model_validate(zoo.read_config(zoo.ZOO_DIR / name)).model_dump(mode="json",
-                                                                                       exclude={"provenance"})
+    return config_class.model_validate(zoo.read_config(zoo.ZOO_DIR / name)).model_dump(
+        mode="json", exclude={"provenance": True, "trainer": {"init_from"}})
 
 
 def _method_config(name: str, plan: Plan, width: float, device: str):
@@ -179,8 +179,7 @@ def _method_config(name: str, plan: Plan, width: float, device: str):
     description = (f"{plan.description} (benchmarks/train_gpu.py: width {width:g}, {_patch_text(plan.patch)} "
                    f"patches, batch {plan.batch})")
     trainer = {"batch_size": plan.batch, "iterations": plan.iterations, "validate_every": plan.validate_every,
-               "warmup_iterations": plan.warmup, "device": device,
-               "init_from": None}  # a shipped model fine-tuned from another names it; --init decides here
+               "warmup_iterations": plan.warmup, "device": device}
     if plan.method == "deepz":
         from widefield3d.methods.deepz import DeepZConfig
 
