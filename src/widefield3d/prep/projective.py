@@ -97,7 +97,8 @@ def _band_pass(image: np.ndarray) -> np.ndarray:
 
 
 def register_translation(moving, fixed, *, upsample: int = 20, min_correlation: float = 0.3) -> np.ndarray:
-    """Translation that maps ``fixed`` pixel coordinates ``(x, y)`` onto ``moving`` ones, by phase correlation.
+    """Translation that maps ``fixed`` pixel coordinates ``(x, y)`` onto ``moving`` ones, by sub-pixel
+    cross-correlation of the band-passed images.
 
     Parameters
     ----------
@@ -119,10 +120,11 @@ def register_translation(moving, fixed, *, upsample: int = 20, min_correlation: 
     InputError
         If the sizes differ or the shifted images do not correlate (no common structure).
     """
-    mov = _band_pass(_unit(as_finite_array("moving", moving, ndim=2)))
-    fix = _band_pass(_unit(as_finite_array("fixed", fixed, ndim=2)))
+    mov = as_finite_array("moving", moving, ndim=2)
+    fix = as_finite_array("fixed", fixed, ndim=2)
     if mov.shape != fix.shape:
         raise InputError(f"registration: translation needs equal image sizes, got {mov.shape} and {fix.shape}")
+    mov, fix = _band_pass(_unit(mov)), _band_pass(_unit(fix))
     shift, _, _ = phase_cross_correlation(fix, mov, upsample_factor=upsample, normalization=None)
     matrix = np.eye(3)
     matrix[0, 2], matrix[1, 2] = -shift[1], -shift[0]  # fixed (x, y) + (-dx, -dy) -> moving
