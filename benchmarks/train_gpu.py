@@ -449,7 +449,8 @@ def trainer_hook(slot, record: dict, init: Path | None = None):
     loop starts (the end of the method's data preparation) and gives the run its time then: ``slot()`` seconds as
     ``TrainerConfig.time_budget_minutes`` (the trainer stops cleanly after the iteration that spends it, validated
     and checkpointed), and one checkpoint at the end only; with ``init`` (a ``weights.safetensors`` of the same
-    network) the generator starts from those weights. The method's ``train()`` looks the loop up when it is
+    network) the generator starts from those weights (``TrainerConfig.init_from``: validated as iteration 0, so
+    the kept weights are never worse than the start). The method's ``train()`` looks the loop up when it is
     called, so the wrapper reaches every method."""
     from widefield3d.train import trainer
 
@@ -459,15 +460,13 @@ def trainer_hook(slot, record: dict, init: Path | None = None):
         record["prep_s"] = round(time.monotonic() - record["start"], 1)
         minutes = round(slot() / 60, 4)
         config = trainer.TrainerConfig.model_validate(
-            {**config.model_dump(), "time_budget_minutes": minutes, "checkpoint_every": config.iterations})
+            {**config.model_dump(), "time_budget_minutes": minutes, "checkpoint_every": config.iterations,
+             "init_from": None if init is None else str(init.parent)})
         method_config = kwargs.get("method_config")
         if method_config is not None and "time_budget_minutes" in method_config:  # MFPINet's flat config
             kwargs["method_config"] = {**method_config, "time_budget_minutes": minutes}
         record["slot_s"] = round(minutes * 60, 1)
-        if init is not None:
-            from widefield3d import zoo
-
-            zoo.load_weights(task.generator, init.parent)
+        if init is not None:  # the trainer loads it and validates it first (kept if training only worsens it)
             record["init"] = init.parent.name
         loop_start = time.monotonic()
         try:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 from torch import nn
 
 from widefield3d import zoo
@@ -369,6 +370,15 @@ def test_init_from_starts_the_generator_from_a_model_and_resume_keeps_its_own_we
     a, b = (_generator_weights(tmp_path / d) for d in ("a", "b"))
     for key, value in a.items():
         torch.testing.assert_close(b[key], value, rtol=0, atol=1e-6)
+    # the starting weights are validated first: a run that only makes them worse keeps them
+    ruined = train(_task(), _config(iterations=3, validate_every=1, init_from=str(tmp_path / "source"),
+                                    pixel_weight=1.0, lr_generator=50.0), tmp_path / "ruined", progress=False,
+                   model_files=zoo, method_config={"method": "toy"})
+    assert ruined.best_iteration == 0 and ruined.best_metric == pytest.approx(source.best_metric, rel=1e-5)
+    kept, start = (load_file(tmp_path / d / "weights.safetensors") for d in ("ruined", "source"))
+    assert kept.keys() == start.keys()
+    for key, value in start.items():
+        torch.testing.assert_close(kept[key], value, rtol=0, atol=0)
     # a model of another method or another network is refused with one line
     with pytest.raises(InputError, match="'other'"):
         train(_task(), cfg, tmp_path / "c", progress=False, model_files=zoo, method_config={"method": "other"})

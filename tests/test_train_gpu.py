@@ -89,3 +89,15 @@ def test_smoke_run_trains_every_model(tmp_path):
         assert [f["seed"] for f in manifest["fields"]] == [11 * 100003, 11 * 100003 + 1], name
     assert zoo.read_config(out / "mfpi-cytology-20x075")["network"]["width"] == 0.0625
     assert zoo.read_config(out / "wfcon-60x14-tissue")["data"]["crop_zyx"] == [4, 32, 32]
+
+    # --init continues from those weights, validated first: the kept weights are never worse than the start
+    again = subprocess.run([sys.executable, str(SCRIPT), "--smoke", "--device", "cpu", "--workers", "2", "--out",
+                            str(tmp_path / "out2"), "--data", str(data), "--init", str(out), "--models",
+                            "deepz-20x075,mfpi-cytology-20x075"], capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    for row in json.loads((tmp_path / "out2" / "summary.json").read_text())["models"]:
+        assert row["status"] == "ok" and row["init"] == row["model"], row
+        log = (tmp_path / "out2" / row["model"] / "log.csv").read_text().splitlines()
+        header, first = log[0].split(","), dict(zip(log[0].split(","), log[1].split(","), strict=True))
+        assert "val_metric" in header and first["iteration"] == "0", row["model"]
+        assert row["best_metric"] <= float(first["val_metric"]) + 1e-9, row["model"]

@@ -90,8 +90,9 @@ class TrainerConfig(pydantic.BaseModel):
                                 "None = 2 on CUDA, 0 on CPU (where the thread would take cores from the updates)")
     init_from: str | None = pydantic.Field(
         None, min_length=1, description="fine-tuning: a shipped model's name (or a model folder) whose generator "
-                                        "weights start the run; the discriminator starts afresh; ignored when "
-                                        "resuming from a checkpoint (its weights win)")
+                                        "weights start the run (validated first, as iteration 0: the kept weights "
+                                        "are never worse than them); the discriminator starts afresh; ignored "
+                                        "when resuming from a checkpoint (its weights win)")
 
 
 @dataclass
@@ -460,6 +461,12 @@ class AdversarialTrainer:
                                           {**self.method_config, "trainer": config.model_dump(mode="json")})
         if self.is_main:
             self.log.open(self.iteration, self.resumed)
+        if config.init_from is not None and not self.resumed and self.is_main:
+            # fine-tuning: the starting weights are a candidate (iteration 0), so a run that only makes them worse
+            # (a fresh Adam's first updates are lr-sized for every parameter) keeps them
+            self._last_val = self._validate()
+            self._keep_if_best(self._last_val)
+            self._log(self._last_val)
 
         bar = progress_bar("training", "bar", "count", "remaining", "{task.fields[status]}",
                            enabled=progress and self.is_main, transient=False, console=console)
