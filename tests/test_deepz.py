@@ -148,6 +148,34 @@ def test_stack_batching_equals_single_planes(model):
     np.testing.assert_allclose(refocus(img, dpm=np.full(img.shape, 7.5), **kw), stack[2], rtol=1e-4, atol=1e-3)
 
 
+def test_surface_via_planes_interpolates_flat_planes(model):
+    img = _image()
+    kw = dict(model=model, progress=False, device="cpu")
+    flat = refocus(img, [1.0, 1.25, 1.5, 1.75, 2.0], **kw)
+    # a DPM on the plane grid (k * 0.25 µm) gives those planes exactly; one between two planes their linear mix
+    dpm = np.full(img.shape, 1.5, np.float32)
+    dpm[:, 28:] = 1.6
+    out = refocus(img, dpm=dpm, surface_via="planes", surface_step_um=0.25, **kw)
+    np.testing.assert_allclose(out[:, :28], flat[2][:, :28], rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(out[:, 28:], (0.6 * flat[2] + 0.4 * flat[3])[:, 28:], rtol=1e-4, atol=1e-3)
+    # a tilted plane with a z offset: each pixel between the two flat planes around its depth; a stack of two
+    tilted = refocus(img, [0.0, 1.0], tilt_deg=1.0, surface_via="planes", surface_step_um=0.5, **kw)
+    depth = deepz.surface_dpm(img.shape, 0.325, tilt_deg=1.0) + 1.0
+    grid = np.arange(-0.5, 1.6, 0.5)
+    planes = refocus(img, grid, **kw)
+    below = np.clip(np.floor((depth - grid[0]) / 0.5).astype(int), 0, len(grid) - 2)
+    weight = (depth - grid[below]) / 0.5
+    expected = np.take_along_axis(planes, below[None], 0)[0] * (1 - weight) \
+        + np.take_along_axis(planes, below[None] + 1, 0)[0] * weight
+    np.testing.assert_allclose(tilted[1], expected, rtol=1e-4, atol=1e-3)
+    # no surface: the mode changes nothing; bad settings are refused
+    np.testing.assert_array_equal(refocus(img, 2.0, surface_via="planes", **kw), refocus(img, 2.0, **kw))
+    with pytest.raises(InputError, match="surface_via"):
+        refocus(img, tilt_deg=1.0, surface_via="stack", **kw)
+    with pytest.raises(InputError, match="surface_step_um"):
+        refocus(img, tilt_deg=1.0, surface_via="planes", surface_step_um=0.0, **kw)
+
+
 def test_surface_dpms():
     tilt = deepz.surface_dpm((11, 21), 0.5, tilt_deg=45.0)  # about x: depth grows with y, 0 at the centre row
     np.testing.assert_allclose(tilt[:, 0], (np.arange(11) - 5) * 0.5, atol=1e-5)
@@ -204,6 +232,11 @@ def test_cli_refocus(tmp_path, model_dir):
     io.write(dpm, io.Image(np.full((40, 56), 2.0, np.float32), "YX"))
     main(["refocus", str(src), "-o", str(tmp_path / "s.ome.tif"), "--model", str(model_dir), "--dpm", str(dpm)])
     np.testing.assert_allclose(io.read(tmp_path / "s.ome.tif").data, stack.data[4], rtol=1e-4, atol=1e-2)
+    main(["refocus", str(src), "-o", str(tmp_path / "p.ome.tif"), "--model", str(model_dir), "--tilt", "1",
+          "--surface-via", "planes", "--surface-step", "0.5", "--device", "cpu"])
+    np.testing.assert_allclose(io.read(tmp_path / "p.ome.tif").data, deepz.refocus(
+        io.read(src), model=str(model_dir), tilt_deg=1.0, surface_via="planes", surface_step_um=0.5, device="cpu",
+        progress=False).data, rtol=1e-5, atol=1e-3)
 
 
 @pytest.mark.parametrize("args,message", [
@@ -214,6 +247,7 @@ def test_cli_refocus(tmp_path, model_dir):
     (["--sinusoid", "5"], "PERIOD_UM,AMPLITUDE_UM"),
     (["--dpm", "missing.npy"], "not found"),
     (["--z", "1", "--device", "tpu"], "device"),
+    (["--tilt", "1", "--surface-via", "planes", "--surface-step", "0"], "--surface-step"),
 ])
 def test_cli_refocus_bad_inputs(tmp_path, model_dir, capsys, args, message):
     src = tmp_path / "in.ome.tif"

@@ -95,6 +95,11 @@ class DeepZModel(LoadedModel):
         """Lateral pixel size (µm) of the training data, if recorded."""
         return self.config.provenance.get("pixel_um")
 
+    @property
+    def z_step_um(self) -> float | None:
+        """Plane spacing (µm) of the training stacks (the DPMs it was trained on are its multiples), if recorded."""
+        return self.config.provenance.get("z_step_um")
+
 
 def load(name_or_dir: str | Path) -> DeepZModel:
     """Load a shipped model by name (``widefield3d models``) or a trained model directory."""
@@ -205,6 +210,31 @@ def _plane_batch(generator, n_planes: int):
     return PlaneBatch()
 
 
+def _plane_grid(lo: float, hi: float, step: float, limit: float) -> np.ndarray:
+    """Flat refocus planes (µm) on the grid ``k * step`` that cover ``[lo, hi]``, clipped to ``±limit`` if
+    ``[lo, hi]`` lies within it (the grid's end planes must not leave the trained range)."""
+    first, last = math.floor(lo / step + 1e-9), math.ceil(hi / step - 1e-9)
+    grid = np.arange(first, max(last, first + 1) + 1) * step
+    if -limit <= lo and hi <= limit:
+        grid = np.unique(np.clip(grid, -limit, limit))
+    return grid
+
+
+def _sample_planes(planes: np.ndarray, planes_um: np.ndarray, z_um: np.ndarray, surface: np.ndarray) -> np.ndarray:
+    """``(len(z_um), Y, X)``: each pixel of ``planes`` (``(P, Y, X)`` at increasing depths ``planes_um``)
+    linearly interpolated along z at ``z + surface`` (µm)."""
+    out = np.empty((len(z_um), *surface.shape), np.float32)
+    for i, z in enumerate(z_um):
+        position = np.interp(z + surface, planes_um, np.arange(len(planes_um)))
+        below = np.minimum(np.floor(position).astype(np.intp), max(len(planes_um) - 2, 0))
+        above = np.minimum(below + 1, len(planes_um) - 1)
+        weight = (position - below).astype(np.float32)
+        low = np.take_along_axis(planes, below[None], axis=0)[0]
+        high = np.take_along_axis(planes, above[None], axis=0)[0]
+        out[i] = low + weight * (high - low)
+    return out
+
+
 def _as_frames(image, axes: str | None) -> tuple[np.ndarray, bool, float | None]:
     """``(T, Y, X)`` float32 frames, whether the input had a T axis, and its pixel size if known."""
     pixel = None
@@ -237,7 +267,8 @@ def refocus(image, z=None, *, model, dpm=None, tilt_deg: float | None = None, ti
             sinusoid: tuple[float, float] | None = None, allow_extrapolation: bool = False, device: str = "auto",
             progress: bool = True, axes: str | None = None, pixel_um: float | None = None, normalisation=None,
             denormalise: bool = True, mip: bool = False, tile: int = 512, batch_size: int = 2,
-            planes_per_pass: int = 8) -> io.Image:
+            planes_per_pass: int = 8, surface_via: Literal["dpm", "planes"] = "dpm",
+            surface_step_um: float | None = None) -> io.Image:
     """Refocus a wide-field image onto a plane, a virtual z-stack or a 3D surface with a Deep-Z(+) model.
 
     Parameters
@@ -269,6 +300,14 @@ def refocus(image, z=None, *, model, dpm=None, tilt_deg: float | None = None, ti
         Return the maximum-intensity projection over the refocused planes instead of the planes.
     tile, batch_size, planes_per_pass : int
         Tiling window (pixels), tiles per forward pass and refocus planes per tiling pass (memory vs speed).
+    surface_via : {"dpm", "planes"}
+        How a surface is refocused onto. ``"dpm"`` (the paper): the per-pixel DPM goes into the network.
+        ``"planes"``: the network refocuses onto flat planes every ``surface_step_um`` across the surface's depth
+        range (uniform DPMs, as in training), and each output pixel is interpolated linearly along z between the two
+        planes around its surface depth; it costs one pass per plane but needs no generalisation from flat to
+        curved DPMs (docs/deepz.md, "Surfaces"). Ignored without a surface.
+    surface_step_um : float, optional
+        Plane spacing (µm) of ``surface_via="planes"``; default the model's training z step (0.5 µm if unrecorded).
 
     Returns
     -------
@@ -309,9 +348,19 @@ def refocus(image, z=None, *, model, dpm=None, tilt_deg: float | None = None, ti
     if max(abs(lo), abs(hi)) > limit + 1e-6 and not allow_extrapolation:
         raise InputError(f"refocus: DPM spans {lo:+.2f} to {hi:+.2f} µm, beyond the model's trained range "
                          f"+-{limit:g} µm (Deep-Z fails outside it); pass allow_extrapolation=True to force it")
-    scaled_surface = surface / np.float32(limit)
-    groups = [z_um[i:i + planes_per_pass] for i in range(0, len(z_um), planes_per_pass)]
-    out = np.empty((len(frames), len(z_um), *frames.shape[1:]), np.float32)
+    if surface_via not in ("dpm", "planes"):
+        raise InputError(f"surface_via: expected 'dpm' or 'planes', got {surface_via!r}")
+    via_planes = surface_via == "planes" and bool(np.any(surface != 0))
+    if via_planes:
+        step = surface_step_um if surface_step_um is not None else round(model.z_step_um or 0.5, 6)
+        if not (math.isfinite(step) and step > 0):
+            raise InputError(f"surface_step_um: expected a positive number of µm, got {surface_step_um!r}")
+        planes_um = _plane_grid(lo, hi, step, limit)
+        scaled_surface = np.zeros_like(surface)
+    else:
+        planes_um, scaled_surface = z_um, surface / np.float32(limit)
+    groups = [planes_um[i:i + planes_per_pass] for i in range(0, len(planes_um), planes_per_pass)]
+    out = np.empty((len(frames), len(planes_um), *frames.shape[1:]), np.float32)
     generator = model.generator
     with progress_bar(enabled=progress) as bar:
         task = bar.add_task("refocusing", total=len(frames) * len(groups))
@@ -328,6 +377,8 @@ def refocus(image, z=None, *, model, dpm=None, tilt_deg: float | None = None, ti
                     if denormalise else y
                 first += len(group)
                 bar.advance(task)
+    if via_planes:
+        out = np.stack([_sample_planes(planes, planes_um, z_um, surface) for planes in out])
     if mip:
         out = out.max(axis=1)
     elif not stack_out:

@@ -30,6 +30,11 @@ class Axis(str, Enum):
     y = "y"
 
 
+class SurfaceVia(str, Enum):
+    dpm = "dpm"
+    planes = "planes"
+
+
 class Target(str, Enum):
     widefield = "widefield"
     confocal = "confocal"
@@ -42,7 +47,8 @@ class Align(str, Enum):
 
 
 _REFOCUS_FLAGS = {"tilt_deg": "--tilt", "tilt_axis": "--tilt-axis", "cylinder_radius_um": "--cylinder-radius",
-                  "sinusoid": "--sinusoid", "dpm": "--dpm", "allow_extrapolation=True": "--allow-extrapolation"}
+                  "sinusoid": "--sinusoid", "dpm": "--dpm", "allow_extrapolation=True": "--allow-extrapolation",
+                  "surface_step_um": "--surface-step"}
 """The flags of ``refocus`` that set parameters of :func:`widefield3d.methods.deepz.refocus`, for its error lines."""
 
 
@@ -93,6 +99,11 @@ def refocus_cmd(
     cylinder_radius: Annotated[Optional[float], typer.Option(help="cylinder radius (µm), axis along y; "
                                                                   "negative: apex deepest")] = None,
     sinusoid: Annotated[Optional[str], typer.Option(help="PERIOD_UM,AMPLITUDE_UM sinusoidal surface along x")] = None,
+    surface_via: Annotated[SurfaceVia, typer.Option(
+        help="dpm: the surface's per-pixel DPM goes into the network (the paper); planes: refocus onto flat planes "
+             "across the surface's depth range and interpolate each pixel at its depth")] = SurfaceVia.dpm,
+    surface_step: Annotated[Optional[float], typer.Option(
+        help="plane spacing (µm) of --surface-via planes [default: the model's training z step]")] = None,
     mip: Annotated[bool, typer.Option("--mip", help="also write the max-intensity projection over z (OUT_mip)")
                    ] = False,
     allow_extrapolation: Annotated[bool, typer.Option("--allow-extrapolation",
@@ -121,6 +132,10 @@ def refocus_cmd(
         check_output(path, inputs=[image, dpm])
     header = io.read(image, lazy=True)
     n_planes = len(z_um) if z_um is not None and np.ndim(z_um) > 0 else 1
+    loaded = load(model)
+    step = surface_step if surface_step is not None else loaded.z_step_um or 0.5
+    if surface_via is SurfaceVia.planes and step > 0 and given != ["--z"]:  # the flat planes across a surface
+        n_planes += int(2 * loaded.range_um / step) + 2
     check_memory(estimate_bytes(header.data.shape, copies=2 * n_planes + 1), f"{image} with --z {z}" if z else
                  str(image), allow_large=allow_large)
     source = io.read(image)
@@ -129,11 +144,10 @@ def refocus_cmd(
     _warn_odd_intensities(source.data, image)
     if dpm is not None:
         surface["dpm"] = _read_dpm(dpm, tuple(source.data.shape[-2:]))
-    loaded = load(model)
     warn_pixel_mismatch(source.spacing_um["X"], loaded.pixel_um, image, Path(str(loaded.path)).name)
     with naming_files({"reference": image, "image": image}), naming_flags(_REFOCUS_FLAGS):
         result = refocus(source, z_um, model=loaded, allow_extrapolation=allow_extrapolation, device=device,
-                         **surface).data
+                         surface_via=surface_via.value, surface_step_um=surface_step, **surface).data
     stacked = z_um is not None and np.ndim(z_um) > 0
     axes = ("T" if "T" in source.axes else "") + ("Z" if stacked else "") + "YX"
     dz = float(np.diff(z_um).mean()) if stacked and len(z_um) > 1 else 1.0
