@@ -19,9 +19,10 @@ pytest.importorskip("pytestqt", reason="the napari GUI tests need pytest-qt: pip
 import npe2  # noqa: E402
 
 from widefield3d import io  # noqa: E402
+from widefield3d.methods.deepz import refocus as refocus_api  # noqa: E402
 from widefield3d.napari import sample_data  # noqa: E402
 from widefield3d.napari.files import read_layers  # noqa: E402
-from widefield3d.napari.layers import image_to_layer, layer_image  # noqa: E402
+from widefield3d.napari.layers import image_to_layer, layer_image, layer_to_image  # noqa: E402
 
 PLUGIN = "widefield3d"
 DOCS_PNG = Path(__file__).parents[1] / "docs" / "napari_refocus.png"
@@ -99,6 +100,13 @@ def test_refocus_widget_dpm_layer_equals_plane(viewer, qtbot, worm_layers):
     tilted = viewer.layers[-1]
     assert tilted.name.endswith("(tilted plane)") and tilted.data.shape == data.shape
     assert np.abs(tilted.data - plane.data).mean() > 1e-3 * plane.data.mean()
+    widget.surface_via.value = "flat planes"  # the same tilt through flat planes, interpolated per pixel
+    _run(widget, qtbot)
+    via_planes = viewer.layers[-1].data
+    assert via_planes.shape == data.shape and not np.allclose(via_planes, tilted.data)
+    np.testing.assert_allclose(via_planes, refocus_api(layer_to_image(layer), model=widget.model.value,
+                                                       tilt_deg=10.0, surface_via="planes", progress=False).data,
+                               rtol=1e-4, atol=1e-3 * plane.data.max())
 
 
 def test_refocus_virtual_stack_screenshot(viewer, qtbot):

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 SURFACES = ("plane", "tilted plane", "cylinder", "DPM layer")
 """What the Refocus widget refocuses onto (:func:`widefield3d.methods.deepz.surface_dpm`), offset by z."""
+SURFACE_VIA = {"DPM (paper)": "dpm", "flat planes": "planes"}
+"""How a surface is refocused onto (``surface_via`` of :func:`widefield3d.methods.deepz.refocus`)."""
 
 
 def _plane(layer) -> bool:
@@ -53,8 +55,9 @@ class Refocus(MethodWidget):
         self.tilt_axis = ComboBox(label="tilt axis", choices=["x", "y"], value="x")
         self.radius = FloatSpinBox(label="radius (µm)", value=500.0, min=-1e6, max=1e6, step=10.0)
         self.dpm = image_layers(viewer, "DPM layer (µm)", _plane)
+        self.surface_via = ComboBox(label="surface via", choices=list(SURFACE_VIA), value="DPM (paper)")
         super().__init__(viewer, [self.image, self.model, self.surface, self.tilt, self.tilt_axis, self.radius,
-                                  self.dpm, self.z, self.stack, self.z_from, self.z_to, self.z_step])
+                                  self.dpm, self.surface_via, self.z, self.stack, self.z_from, self.z_to, self.z_step])
         self.stack.changed.connect(self._show_settings)
         self.surface.changed.connect(self._show_settings)
         self._show_settings()
@@ -67,16 +70,17 @@ class Refocus(MethodWidget):
         self.tilt.visible = self.tilt_axis.visible = kind == "tilted plane"
         self.radius.visible = kind == "cylinder"
         self.dpm.visible = kind == "DPM layer"
+        self.surface_via.visible = kind != "plane"
 
     def surface_settings(self) -> dict[str, Any]:
         """The surface as keyword arguments of :func:`widefield3d.methods.deepz.refocus` (as the CLI gives them)."""
-        kind = self.surface.value
+        kind, via = self.surface.value, {"surface_via": SURFACE_VIA[self.surface_via.value]}
         if kind == "tilted plane":
-            return {"tilt_deg": self.tilt.value, "tilt_axis": self.tilt_axis.value}
+            return {"tilt_deg": self.tilt.value, "tilt_axis": self.tilt_axis.value, **via}
         if kind == "cylinder":
-            return {"cylinder_radius_um": self.radius.value}
+            return {"cylinder_radius_um": self.radius.value, **via}
         if kind == "DPM layer":
-            return {"dpm": np.asarray(chosen(self.dpm, "DPM layer").data, np.float32)}
+            return {"dpm": np.asarray(chosen(self.dpm, "DPM layer").data, np.float32), **via}
         return {}
 
     def distances(self) -> np.ndarray | float:
