@@ -132,10 +132,6 @@ def refocus_cmd(
         check_output(path, inputs=[image, dpm])
     header = io.read(image, lazy=True)
     n_planes = len(z_um) if z_um is not None and np.ndim(z_um) > 0 else 1
-    loaded = load(model)
-    step = surface_step if surface_step is not None else loaded.z_step_um or 0.5
-    if surface_via is SurfaceVia.planes and step > 0 and given != ["--z"]:  # the flat planes across a surface
-        n_planes += int(2 * loaded.range_um / step) + 2
     check_memory(estimate_bytes(header.data.shape, copies=2 * n_planes + 1), f"{image} with --z {z}" if z else
                  str(image), allow_large=allow_large)
     source = io.read(image)
@@ -144,6 +140,12 @@ def refocus_cmd(
     _warn_odd_intensities(source.data, image)
     if dpm is not None:
         surface["dpm"] = _read_dpm(dpm, tuple(source.data.shape[-2:]))
+    loaded = load(model)
+    if surface_via is SurfaceVia.planes and given != ["--z"]:  # the flat planes across a surface, at most
+        step = surface_step if surface_step is not None else loaded.z_step_um or 0.5
+        flat = int(2 * loaded.range_um / step) + 2 if step > 0 else 0
+        check_memory(estimate_bytes(source.data.shape, copies=2 * (n_planes + flat) + 1),
+                     f"{image} with --surface-via planes", allow_large=allow_large)
     warn_pixel_mismatch(source.spacing_um["X"], loaded.pixel_um, image, Path(str(loaded.path)).name)
     with naming_files({"reference": image, "image": image}), naming_flags(_REFOCUS_FLAGS):
         result = refocus(source, z_um, model=loaded, allow_extrapolation=allow_extrapolation, device=device,
