@@ -167,15 +167,6 @@ def deepzplus_accuracy(data: Path, model, fields: int) -> dict:
     return out
 
 
-def _interpolated_surface(stack: np.ndarray, z_rel: np.ndarray, surface: np.ndarray) -> np.ndarray:
-    """The stack sampled at depth ``surface[y, x]`` (µm) at each pixel, linear in z."""
-    pos = np.interp(surface, z_rel, np.arange(len(z_rel)))
-    lo = np.clip(np.floor(pos).astype(int), 0, len(z_rel) - 2)
-    w = (pos - lo).astype(np.float32)
-    yy, xx = np.indices(surface.shape)
-    return (1 - w) * stack[lo, yy, xx] + w * stack[lo + 1, yy, xx]
-
-
 def sinusoid_limit(data: Path, model, periods_um, fields: int) -> dict:
     """SSIM, Pearson and artefact ratio per sinusoid period (see the module docstring)."""
     results = {p: {"ssim": [], "pearson": [], "artefact_ratio": []} for p in periods_um}
@@ -191,7 +182,7 @@ def sinusoid_limit(data: Path, model, periods_um, fields: int) -> dict:
             surface = -5.0 + deepz.surface_dpm(stack.shape[1:], dy, sinusoid=(period, 4.0))
             out = deepz.refocus(raw[middle], -5.0, sinusoid=(period, 4.0), model=model, normalisation=norm,
                                 denormalise=False, progress=False).data
-            truth = _interpolated_surface(stack, z_rel, surface)
+            truth = deepz.sample_at_depth(stack, z_rel, surface)
             power = (np.abs(np.fft.rfft(out - truth, axis=1)) ** 2).mean(axis=0)
             bins = {int(np.argmin(np.abs(freqs - h / period))) for h in (1, 2) if h / period < freqs[-1]} - {0}
             ratios = []

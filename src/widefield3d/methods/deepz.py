@@ -13,6 +13,7 @@ The method contract (:mod:`widefield3d.methods._base`):
 - :func:`load`, :func:`refocus`: inference through :func:`widefield3d.tiling.predict_tiled`, any image size; the
   result is an :class:`widefield3d.io.Image` with axes and spacing.
 - :func:`surface_dpm`: the DPM of a plane, tilted plane, cylinder or sinusoidal surface.
+- :func:`sample_at_depth`: a z-stack sampled along a surface (linear in z), e.g. the ground truth of a surface.
 
 Intensities: the input is normalised as the paper does at test time (triangle threshold of the input image itself:
 background subtracted, 1% of the foreground above 1), the network runs on normalised values, and the output is
@@ -99,6 +100,11 @@ class DeepZModel(LoadedModel):
     def z_step_um(self) -> float | None:
         """Plane spacing (µm) of the training stacks (the DPMs it was trained on are its multiples), if recorded."""
         return self.config.provenance.get("z_step_um")
+
+    @property
+    def surface_step_um(self) -> float:
+        """Default plane spacing (µm) of ``refocus(surface_via="planes")``: the training z step, else 0.5 µm."""
+        return round(self.z_step_um or 0.5, 6)
 
 
 def load(name_or_dir: str | Path) -> DeepZModel:
@@ -220,19 +226,16 @@ def _plane_grid(lo: float, hi: float, step: float, limit: float) -> np.ndarray:
     return grid
 
 
-def _sample_planes(planes: np.ndarray, planes_um: np.ndarray, z_um: np.ndarray, surface: np.ndarray) -> np.ndarray:
-    """``(len(z_um), Y, X)``: each pixel of ``planes`` (``(P, Y, X)`` at increasing depths ``planes_um``)
-    linearly interpolated along z at ``z + surface`` (µm)."""
-    out = np.empty((len(z_um), *surface.shape), np.float32)
-    for i, z in enumerate(z_um):
-        position = np.interp(z + surface, planes_um, np.arange(len(planes_um)))
-        below = np.minimum(np.floor(position).astype(np.intp), max(len(planes_um) - 2, 0))
-        above = np.minimum(below + 1, len(planes_um) - 1)
-        weight = (position - below).astype(np.float32)
-        low = np.take_along_axis(planes, below[None], axis=0)[0]
-        high = np.take_along_axis(planes, above[None], axis=0)[0]
-        out[i] = low + weight * (high - low)
-    return out
+def sample_at_depth(stack: np.ndarray, stack_z_um: np.ndarray, depth_um: np.ndarray) -> np.ndarray:
+    """``(Y, X)`` float32: each pixel of ``stack`` (``(Z, Y, X)`` at increasing depths ``stack_z_um``) at depth
+    ``depth_um[y, x]`` (µm), linear in z and clamped to the stack's ends (a surface through a z-stack)."""
+    position = np.interp(depth_um, stack_z_um, np.arange(len(stack_z_um)))
+    below = np.minimum(np.floor(position).astype(np.intp), max(len(stack_z_um) - 2, 0))
+    above = np.minimum(below + 1, len(stack_z_um) - 1)
+    weight = (position - below).astype(np.float32)
+    low = np.take_along_axis(stack, below[None], axis=0)[0]
+    high = np.take_along_axis(stack, above[None], axis=0)[0]
+    return (low + weight * (high - low)).astype(np.float32)
 
 
 def _as_frames(image, axes: str | None) -> tuple[np.ndarray, bool, float | None]:
@@ -352,7 +355,7 @@ def refocus(image, z=None, *, model, dpm=None, tilt_deg: float | None = None, ti
         raise InputError(f"surface_via: expected 'dpm' or 'planes', got {surface_via!r}")
     via_planes = surface_via == "planes" and bool(np.any(surface != 0))
     if via_planes:
-        step = surface_step_um if surface_step_um is not None else round(model.z_step_um or 0.5, 6)
+        step = surface_step_um if surface_step_um is not None else model.surface_step_um
         if not (math.isfinite(step) and step > 0):
             raise InputError(f"surface_step_um: expected a positive number of µm, got {surface_step_um!r}")
         planes_um = _plane_grid(lo, hi, step, limit)
@@ -378,7 +381,7 @@ def refocus(image, z=None, *, model, dpm=None, tilt_deg: float | None = None, ti
                 first += len(group)
                 bar.advance(task)
     if via_planes:
-        out = np.stack([_sample_planes(planes, planes_um, z_um, surface) for planes in out])
+        out = np.stack([[sample_at_depth(planes, planes_um, z + surface) for z in z_um] for planes in out])
     if mip:
         out = out.max(axis=1)
     elif not stack_out:

@@ -374,6 +374,12 @@ class AdversarialTrainer:
             self.model_files.save_weights(self.out_dir, self.generator)
             self.timings["checkpoint"] += time.perf_counter() - t0
 
+    def _validate_keep_log(self) -> None:
+        """Validate the generator now, keep its weights if they are the best so far, and log the row."""
+        self._last_val = self._validate()
+        self._keep_if_best(self._last_val)
+        self._log(self._last_val)
+
     def _log(self, value: float) -> None:
         """Log one row: running means since the last one, learning rates, validation ``value``, best so far."""
         row = {"iteration": self.iteration, "seconds": round(self.seconds, 3),
@@ -464,9 +470,7 @@ class AdversarialTrainer:
         if config.init_from is not None and not self.resumed and self.is_main:
             # fine-tuning: the starting weights are a candidate (iteration 0), so a run that only makes them worse
             # (a fresh Adam's first updates are lr-sized for every parameter) keeps them
-            self._last_val = self._validate()
-            self._keep_if_best(self._last_val)
-            self._log(self._last_val)
+            self._validate_keep_log()
 
         bar = progress_bar("training", "bar", "count", "remaining", "{task.fields[status]}",
                            enabled=progress and self.is_main, transient=False, console=console)
@@ -489,9 +493,7 @@ class AdversarialTrainer:
                         stop = {"stop": interrupted}
                     if self.is_main and (it % config.validate_every == 0 or it == config.iterations
                                          or stopped_by_budget):
-                        self._last_val = self._validate()
-                        self._keep_if_best(self._last_val)
-                        self._log(self._last_val)
+                        self._validate_keep_log()
                     if (it % config.checkpoint_every == 0 or it == config.iterations or stop["stop"]
                             or stopped_by_budget):
                         self._checkpoint()

@@ -142,7 +142,7 @@ def refocus_cmd(
         surface["dpm"] = _read_dpm(dpm, tuple(source.data.shape[-2:]))
     loaded = load(model)
     if surface_via is SurfaceVia.planes and given != ["--z"]:  # the flat planes across a surface, at most
-        step = surface_step if surface_step is not None else loaded.z_step_um or 0.5
+        step = surface_step if surface_step is not None else loaded.surface_step_um
         flat = int(2 * loaded.range_um / step) + 2 if step > 0 else 0
         check_memory(estimate_bytes(source.data.shape, copies=2 * (n_planes + flat) + 1),
                      f"{image} with --surface-via planes", allow_large=allow_large)
