@@ -352,9 +352,10 @@ class Simulation(threading.Thread):
 
     def shutdown(self) -> None:
         """Stop the pool now: pending fields are cancelled, running ones killed."""
+        workers = list((self.pool._processes or {}).values())  # this pool's own, taken before shutdown drops them
         self.pool.shutdown(wait=False, cancel_futures=True)
-        for child in multiprocessing.active_children():
-            child.kill()
+        for worker in workers:
+            worker.kill()
 
     def _reuse(self, d: Dataset) -> None:
         """Count the fields already complete in ``d.root`` (``--data`` given again) as done."""
