@@ -19,8 +19,11 @@ Sub-commands (run from the repository root with the project's Python):
     Per focal plane PSNR / SSIM / MSE / MAE on the 8-bit scale for MFPINet, Deep-Z and bicubic (Table II), the
     middle plane for SR-only vs MFPINet (Table I), and a figure of outputs and error maps for a few planes.
 
-:func:`evaluate_dataset` (import it with ``benchmarks/`` on ``sys.path``) gives the MFPINet and bicubic rows alone,
-averaged over the fields of a test folder: the scores in the shipped model's README and in ``tests/test_mfpi.py``.
+``heldout TEST --model M``
+    :func:`evaluate_dataset` (importable with ``benchmarks/`` on ``sys.path``): the MFPINet and bicubic rows alone,
+    averaged over the fields of a test folder, against the noisy scanned planes and, for simulated data, against
+    the noise-free ones too (with the noise ceiling): the scores in the shipped model's README and in
+    ``tests/test_mfpi.py``. Writes ``results/mfpi_heldout.json``.
 
 ``efficiency``
     GFLOPs (multiply-adds x 2 and multiply-adds), parameters and milliseconds to produce a 768 x 768 x 11 x 3
@@ -45,7 +48,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from widefield3d import zoo
+from widefield3d import io, zoo
 from widefield3d.methods import mfpi
 from widefield3d.prep.augment import random_dihedral
 from widefield3d.nets.deepz import DeepZDiscriminator, DeepZGenerator
@@ -178,23 +181,67 @@ def evaluate_dataset(model, data_dir, *, device: str = "cpu", progress: bool = F
     """Per-plane metrics of ``model`` (and of the bicubic baseline) over every field of ``data_dir``, averaged.
 
     Returns ``{"mfpi": [rows], "bicubic": [rows]}``, each row ``{"plane", "z_um", "psnr", "ssim", "mse", "mae"}``
-    averaged over the fields (PSNR averaged per field in dB, as in the paper's tables).
+    averaged over the fields (PSNR averaged per field in dB, as in the paper's tables), scored against the noisy
+    scanned planes (the paper's ground truth). For a simulated dataset (``brightfield_clean/`` beside the noisy
+    stacks) also ``"mfpi_clean"`` and ``"bicubic_clean"`` against the noise-free planes, and ``"noise_ceiling"``:
+    the noise-free planes scored against the noisy ones, the best any prediction can reach on the noisy truth.
+    The noise-free photons are put on the camera's 8-bit scale by the least-squares gain and offset that map
+    them onto the field's noisy stack (the camera's mean response).
     """
     m = model if isinstance(model, mfpi.MFPIModel) else mfpi.load(model)
     cfg = m.config
+    white = cfg.data.white_level
     data = mfpi.read_stacks(data_dir, cfg.network.planes, cfg.network.channels)
-    ours, base = [], []
-    for stack in data.stacks:
-        gt = stack[..., : stack.shape[-2] // 16 * 16, : stack.shape[-1] // 16 * 16].astype(np.float32)
+    clean_dir = Path(data_dir) / "brightfield_clean"
+    rows: dict[str, list] = {"mfpi": [], "bicubic": []}
+    if clean_dir.is_dir():
+        rows.update({"mfpi_clean": [], "bicubic_clean": [], "noise_ceiling": []})
+    for stack, name in zip(data.stacks, data.names):
+        crop = (..., slice(0, stack.shape[-2] // 16 * 16), slice(0, stack.shape[-1] // 16 * 16))
+        gt = stack[crop].astype(np.float32)
         low = np.clip(np.rint(mfpi.degrade(gt[:, cfg.network.planes // 2], blur_size=cfg.data.blur_size,
-                                           blur_sigma=cfg.data.blur_sigma)), 0, cfg.data.white_level)
+                                           blur_sigma=cfg.data.blur_sigma)), 0, white)
         pred = mfpi.multifocal(low.astype(stack.dtype) if stack.dtype.kind in "ui" else low, model=m, device=device,
                                progress=progress).data.reshape(gt.shape)
-        ours.append(mfpi.plane_metrics(pred, gt, white_level=cfg.data.white_level))
-        up = mfpi.bicubic_upsample(low, gt.shape[-2:])
-        base.append(mfpi.plane_metrics(np.repeat(up[:, None], cfg.network.planes, axis=1), gt,
-                                       white_level=cfg.data.white_level))
-    return {"mfpi": average_rows(ours, m.z_offsets_um), "bicubic": average_rows(base, m.z_offsets_um)}
+        up = np.repeat(mfpi.bicubic_upsample(low, gt.shape[-2:])[:, None], cfg.network.planes, axis=1)
+        rows["mfpi"].append(mfpi.plane_metrics(pred, gt, white_level=white))
+        rows["bicubic"].append(mfpi.plane_metrics(up, gt, white_level=white))
+        if clean_dir.is_dir():
+            photons = io.read(clean_dir / name).as_axes("CZYX").data[crop].astype(np.float64)
+            design = np.stack([photons.ravel(), np.ones(photons.size)], axis=1)
+            gain, offset = np.linalg.lstsq(design, gt.ravel().astype(np.float64), rcond=None)[0]
+            clean = (gain * photons + offset).astype(np.float32)
+            rows["mfpi_clean"].append(mfpi.plane_metrics(pred, clean, white_level=white))
+            rows["bicubic_clean"].append(mfpi.plane_metrics(up, clean, white_level=white))
+            rows["noise_ceiling"].append(mfpi.plane_metrics(clean, gt, white_level=white))
+    return {k: average_rows(v, m.z_offsets_um) for k, v in rows.items()}
+
+
+def heldout(args) -> None:
+    """``heldout TEST --model M``: :func:`evaluate_dataset` to ``results/mfpi_heldout.json`` and a printed table."""
+    scores = evaluate_dataset(args.model, args.test, progress=True)
+    psnr = {k: np.array([r["psnr"] for r in v]) for k, v in scores.items()}
+    gain = psnr["mfpi"] - psnr["bicubic"]
+    middle = len(gain) // 2
+    summary = {"mean_psnr": float(psnr["mfpi"].mean()), "mean_psnr_bicubic": float(psnr["bicubic"].mean()),
+               "mean_gain_db": float(gain.mean()), "in_focus_gain_db": float(gain[middle]),
+               "worst_gain_db": float(gain.min())}
+    if "noise_ceiling" in psnr:
+        summary.update({"in_focus_noise_ceiling_db": float(psnr["noise_ceiling"][middle]),
+                        "mean_gain_clean_db": float((psnr["mfpi_clean"] - psnr["bicubic_clean"]).mean()),
+                        "in_focus_gain_clean_db": float(psnr["mfpi_clean"][middle] - psnr["bicubic_clean"][middle])})
+    for i, row in enumerate(scores["mfpi"]):
+        extra = "".join(f"  {k} {psnr[k][i]:.2f}" for k in ("mfpi_clean", "bicubic_clean", "noise_ceiling") if k in psnr)
+        print(f"z {row['z_um']:+6.1f} um  MFPINet {psnr['mfpi'][i]:.2f}  bicubic {psnr['bicubic'][i]:.2f}  "
+              f"gain {gain[i]:+.2f} dB{extra}")
+    print(json.dumps(summary, indent=1))
+    RESULTS.mkdir(exist_ok=True)
+    out = Path(args.out) if args.out else RESULTS / "mfpi_heldout.json"
+    out.write_text(json.dumps({
+        "benchmark": "MFPINet vs bicubic per focal plane, held-out fields (8-bit scale; *_clean: noise-free truth)",
+        "date": str(date.today()), "machine": _machine(), "command": args.command_line,
+        "model": model_label(args.model), "test_fields": len(mfpi.stack_files(args.test)),
+        "summary": summary, **scores}, indent=1))
 
 
 def average_rows(per_field: list[list[dict]], z_um) -> list[dict]:
@@ -378,6 +425,10 @@ def main() -> None:
     p.add_argument("--mfpi", required=True)
     p.add_argument("--deepz")
     p.add_argument("--sr")
+    p = sub.add_parser("heldout")
+    p.add_argument("test", help="held-out fields (e.g. simulate dataset --preset mfpi-cytology-20x075 --seed 1)")
+    p.add_argument("--model", default="mfpi-cytology-20x075")
+    p.add_argument("--out", help="JSON path (default results/mfpi_heldout.json)")
     p = sub.add_parser("efficiency")
     p.add_argument("--width", type=float, default=1.0)
     p.add_argument("--size", type=int, default=768, help="output side (the input is half)")
@@ -385,7 +436,8 @@ def main() -> None:
     p.add_argument("--memory-format", choices=("channels_last", "contiguous"), default="channels_last")
     args = parser.parse_args()
     args.command_line = "python benchmarks/bench_mfpi.py " + " ".join(sys.argv[1:])
-    {"train-deepz": train_deepz, "train-sr": train_sr, "evaluate": evaluate, "efficiency": efficiency}[args.cmd](args)
+    {"train-deepz": train_deepz, "train-sr": train_sr, "evaluate": evaluate, "heldout": heldout,
+     "efficiency": efficiency}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
     python benchmarks/bench_volume.py --quick    # CPU: all 13 volumes at 50 x 50 x 11, few steps (QUICK below), ~3 CPU h
     python benchmarks/bench_volume.py --quick --volumes heptane,engine --tag a   # a share of it (one process per core)
     python benchmarks/bench_volume.py --quick --tables results/volume_quick_a.json results/volume_quick_b.json
+    python benchmarks/bench_volume.py --quick --methods DIP --noise 0.01,0.02 --steps 1000 \
+        --es-grid 20:40,50:200,100:300,100:1000 --tag es      # early-stopping rules compared on the same runs
     python benchmarks/bench_volume.py --full     # GPU: the paper's setting (13 volumes, 128x128x11 and 50x50x11,
                                                  # 25x25 pupil grid, 30000 steps, paper learning rates, ES window 100 /
                                                  # patience 1000), many hours on one GPU
@@ -30,7 +32,7 @@ import numpy as np
 import torch
 
 from widefield3d.analysis.metrics import ssim
-from widefield3d.methods.volume import VolumeConfig, solve
+from widefield3d.methods.volume import VolumeConfig, WindowedVariance, solve
 from widefield3d.nets.dip import DipNetConfig, DipUNet
 from widefield3d.optics.brightfield import BrightfieldRenderer, brightfield_stack
 from widefield3d.sim.samples.transmittance import BENCHMARK_VOLUMES, benchmark_volume
@@ -140,10 +142,33 @@ def _wait_for_denoiser() -> None:
             time.sleep(60)
 
 
+class StoppingRules:
+    """Several ES-WMV (window, patience) rules fed the iterates of one run: where each stops and what it selects."""
+
+    def __init__(self, grid: list[tuple[int, int]]):
+        self.rules = {f"{w}:{p}": WindowedVariance(w, p) for w, p in grid}
+        self.stops: dict[str, tuple[int, int]] = {}
+
+    def __call__(self, step: int, iterate: torch.Tensor) -> None:
+        for key, rule in self.rules.items():
+            if key not in self.stops and rule.update(iterate):
+                self.stops[key] = (step, rule.best_iteration)
+
+    def summary(self, psnr: list[float]) -> dict[str, dict]:
+        """Per rule: the stop step (None: never), the selected iterate (at the stop, else at the end), its PSNR."""
+        out = {}
+        for key, rule in self.rules.items():
+            stop, chosen = self.stops.get(key, (None, rule.best_iteration if rule.best_iteration >= 0 else None))
+            out[key] = {"stop": stop, "iteration": chosen, "psnr": psnr[chosen] if chosen is not None else None}
+        return out
+
+
 def run(setting: dict, device: str, progress: bool, save=lambda rows: None) -> list[dict]:
     """All runs of ``setting``; ``save(rows)`` is called after each one (a killed run keeps what it finished)."""
+    methods = setting.get("methods") or list(METHODS)
     jobs = [(shape, name, sigma, label) for shape in setting["sizes"] for name in setting["volumes"]
-            for sigma in setting["noise"] for label in (METHODS if sigma == 0 else setting["noisy_methods"])]
+            for sigma in setting["noise"] for label in (METHODS if sigma == 0 else setting["noisy_methods"])
+            if label in methods]
     jobs.sort(key=lambda job: job[3] == "DIP + Pretr II")  # Pretr II last (stable sort keeps the rest in order)
     rows = []
     for shape, name, sigma, label in jobs:
@@ -157,19 +182,44 @@ def run(setting: dict, device: str, progress: bool, save=lambda rows: None) -> l
                               aperture_samples=setting["aperture_samples"], es_window=setting["es_window"],
                               es_patience=setting["es_patience"], dip_lr=setting["dip_lr"],
                               constant_steps=setting["constant_steps"], fit_steps=setting["fit_steps"])
-        r = solve(stack, config, truth=truth, device=device, progress=progress)
+        rules = StoppingRules(setting.get("es_grid", []))
+        r = solve(stack, config, truth=truth, device=device, progress=progress,
+                  on_iterate=rules if rules.rules else None)
         psnr = r.history["psnr"]
         row = {"size": "x".join(map(str, shape[::-1])), "volume": name, "noise": sigma, "method": label,
                "psnr": psnr[-1], "ssim": ssim(r.transmittance, truth, data_range=1.0), "best_psnr": max(psnr),
                "best_step": int(np.argmax(psnr)), "steps": r.iterations, "seconds": r.seconds, "es_stop": r.es_stop,
                "es_iteration": r.es_iteration, "es_psnr": psnr[r.es_iteration] if r.es_iteration is not None else None,
-               "es_seconds": r.es_seconds}
+               "es_seconds": r.es_seconds, "psnr_curve": [round(v, 3) for v in psnr]}
+        if rules.rules:
+            row["es_grid"] = rules.summary(psnr)
         rows.append(row)
         save(rows)
         print(f"{row['size']} {name:10s} sigma {sigma:<5g} {label:15s} PSNR {row['psnr']:6.2f} "
               f"(best {row['best_psnr']:6.2f} @ {row['best_step']}) SSIM {row['ssim']:.4f} "
               f"ES stop {row['es_stop']} -> {row['es_psnr'] or float('nan'):.2f} dB, {r.seconds:.0f} s", flush=True)
     return rows
+
+
+def es_grid_table(rows: list[dict]) -> str:
+    """Per stopping rule and noise level: mean ratio of the selected iterate's PSNR to the run's best (%), the share
+    of runs at >= 98 %, and the median stop step against the median best step."""
+    graded = [r for r in rows if r.get("es_grid")]
+    if not graded:
+        return ""
+    out = ["\nEarly-stopping rules on the same runs (window:patience): mean PSNR ratio to the run's best (%), runs "
+           ">= 98 %, median stop step (never: the end), median best step\n| method | noise | rule | ratio (%) | >= 98 % "
+           "| stop step | best step |\n|---|---|---|---|---|---|---|"]
+    for label in dict.fromkeys(r["method"] for r in graded):
+        for sigma in dict.fromkeys(r["noise"] for r in graded):
+            sel = [r for r in graded if r["method"] == label and r["noise"] == sigma]
+            for key in (sel[0]["es_grid"] if sel else {}):
+                ratios = [100 * r["es_grid"][key]["psnr"] / r["best_psnr"] for r in sel
+                          if r["es_grid"][key]["psnr"] is not None]
+                stops = [r["es_grid"][key]["stop"] if r["es_grid"][key]["stop"] is not None else r["steps"] for r in sel]
+                out.append(f"| {label} | {sigma:g} | {key} | {np.mean(ratios):.2f} | {sum(x >= 98 for x in ratios)} of "
+                           f"{len(sel)} | {np.median(stops):.0f} | {np.median([r['best_step'] for r in sel]):.0f} |")
+    return "\n".join(out)
 
 
 def tables(rows: list[dict]) -> str:
@@ -201,7 +251,7 @@ def tables(rows: list[dict]) -> str:
             ratios = [100 * r["es_psnr"] / r["best_psnr"] for r in es if r["es_psnr"] is not None]
             out.append(f"| **average** | {np.mean([r['es_psnr'] for r in es if r['es_psnr'] is not None]):.2f} | | "
                        f"{np.mean(ratios):.2f} | | | |")
-    return "\n".join(out)
+    return "\n".join(out) + es_grid_table(rows)
 
 
 def main(argv=None) -> None:
@@ -216,6 +266,10 @@ def main(argv=None) -> None:
     parser.add_argument("--volumes", help="comma-separated subset of the 13 volumes (to split the run over processes)")
     parser.add_argument("--tag", default="", help="suffix of the result file, e.g. one per process")
     parser.add_argument("--tables", nargs="+", metavar="JSON", help="print the tables of these result files, merged")
+    parser.add_argument("--methods", help="comma-separated subset of: " + ", ".join(METHODS))
+    parser.add_argument("--noise", help="comma-separated noise levels (default: the setting's)")
+    parser.add_argument("--steps", type=int, help="steps per run (default: the setting's)")
+    parser.add_argument("--es-grid", help="further ES-WMV rules evaluated on the same runs, window:patience,...")
     args = parser.parse_args(argv)
     name = "quick" if args.quick else "full"
     setting = dict(QUICK if args.quick else FULL)
@@ -227,6 +281,22 @@ def main(argv=None) -> None:
         if unknown:
             parser.error(f"unknown volumes {sorted(unknown)}; choose from {list(BENCHMARK_VOLUMES)}")
         setting["volumes"] = args.volumes.split(",")
+    if args.methods:
+        unknown = set(args.methods.split(",")) - set(METHODS)
+        if unknown:
+            parser.error(f"unknown methods {sorted(unknown)}; choose from {list(METHODS)}")
+        setting["methods"] = args.methods.split(",")
+    if args.noise:
+        setting["noise"] = [float(v) for v in args.noise.split(",")]
+    if args.steps:
+        setting["steps"] = args.steps
+    if args.es_grid:
+        try:
+            setting["es_grid"] = [tuple(int(v) for v in pair.split(":")) for pair in args.es_grid.split(",")]
+            for window, patience in setting["es_grid"]:
+                WindowedVariance(window, patience)
+        except ValueError as err:  # InputError is a ValueError
+            parser.error(f"--es-grid {args.es_grid!r}: {err}; expected window:patience pairs such as 20:40,100:1000")
     from widefield3d.device import resolve_device
 
     device = resolve_device(args.device, "--device")

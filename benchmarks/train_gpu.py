@@ -112,8 +112,9 @@ GPU_PLANS: dict[str, Plan] = {
         width=0.25, discriminator_width=0.125, patch=256, batch=20, iterations=100000, validate_every=100,
         warmup=0, weight=1.5, dataset="deepzplus-63x14", fields=24, min_fields=4,
         extra={"data": {"align": False, "registration": "none", "axial": "none", "max_fields": None}}),
-    # MFPINet: the paper's width (1.0, 9 MiB); patches of the whole 256 px field (paper 768); batch 4 (code default,
-    # the paper gives none); 20 epochs with the lr halved every 2, as shipped.
+    # MFPINet: the paper's width (1.0, 9 MiB) with the shipped model's network (its global skip, docs/mfpi.md) and
+    # learning rate; patches of the whole 256 px field (paper 768); batch 4 (code default, the paper gives none);
+    # the lr halved as shipped.
     "mfpi-cytology-20x075": Plan(
         "mfpi", "MFPINet, simulated 20x/0.75 H&E cytology", width=1.0, discriminator_width=None, patch=256, batch=4,
         iterations=20000, validate_every=100, warmup=1000, weight=0.8, dataset="mfpi-cytology-20x075", fields=24,

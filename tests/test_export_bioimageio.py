@@ -58,15 +58,19 @@ def tiny_film_deepz(folder: Path) -> Path:
     return _save(folder, deepz.build_networks(config)[0], config)
 
 
-def tiny_mfpi(folder: Path) -> Path:
+def tiny_mfpi(folder: Path, global_skip: bool = False) -> Path:
     import torch
 
     from widefield3d.methods import mfpi
 
-    config = mfpi.Config(description="tiny MFPINet (tests)", network={"planes": 3, "channels": 3, "width": 0.0625},
+    config = mfpi.Config(description="tiny MFPINet (tests)", network={"planes": 3, "channels": 3, "width": 0.0625,
+                                                                      "global_skip": global_skip},
                          data={"pixel_um": 0.25, "z_step_um": 2.0})
     torch.manual_seed(0)
-    return _save(folder, mfpi.build_networks(config)[0], config)
+    generator = mfpi.build_networks(config)[0]
+    if global_skip:  # a residual that is not zero, so both branches are compared
+        torch.nn.init.normal_(generator.srr[-1].weight, std=0.05)
+    return _save(folder, generator, config)
 
 
 def tiny_wfcon(folder: Path, kind: str = "3d") -> Path:
@@ -153,9 +157,9 @@ def _packaged(kind: str, tmp_path: Path):
         expected = deepz.refocus(image, [-1.0, 1.5], model=model, normalisation=Normalisation(0.0, 1.0),
                                  denormalise=False, device="cpu", progress=False).data[None, None]
         x = image[None, None]
-    elif kind == "mfpi":
-        model = mfpi.load(tiny_mfpi(tmp_path / kind))
-        net = MFPIPackaged(planes=3, channels=3, width=0.0625, context=146)
+    elif kind in ("mfpi", "mfpi-skip"):
+        model = mfpi.load(tiny_mfpi(tmp_path / kind, global_skip=kind == "mfpi-skip"))
+        net = MFPIPackaged(planes=3, channels=3, width=0.0625, context=146, global_skip=kind == "mfpi-skip")
         image = rng.uniform(0, 255, (3, 20, 28)).astype(np.float32)
         expected = mfpi.multifocal(image, model=model, device="cpu", progress=False).data[None] / 127.5 - 1
         x = (image / 127.5 - 1)[None]
@@ -169,7 +173,7 @@ def _packaged(kind: str, tmp_path: Path):
     return net.eval(), x, expected
 
 
-@pytest.mark.parametrize("kind", ["deepz-film", "mfpi", "wfcon-2d"])
+@pytest.mark.parametrize("kind", ["deepz-film", "mfpi", "mfpi-skip", "wfcon-2d"])
 def test_packaged_network_and_its_torchscript_equal_predict(tmp_path, kind):
     import torch
 

@@ -54,6 +54,24 @@ def test_generator_shape_and_tanh_range():
         MFPIGenerator(planes=0)
 
 
+def test_global_skip_starts_at_bicubic_and_learns_a_residual():
+    torch.manual_seed(2)
+    g = MFPIGenerator(planes=3, channels=2, width=0.125, global_skip=True)
+    assert not any(isinstance(m, nn.Tanh) for m in g.modules())
+    x = torch.rand(2, 2, 16, 24) * 2 - 1
+    up = nn.functional.interpolate(x, scale_factor=2, mode="bicubic", align_corners=False)
+    with torch.no_grad():
+        y = g.eval()(x).reshape(2, 2, 3, 32, 48)
+    torch.testing.assert_close(y, up.clamp(-1, 1)[:, :, None].expand_as(y), rtol=0, atol=0)  # every plane
+    g.train()
+    loss = (g(x) - 0.5).abs().mean()  # a target away from bicubic: the residual branch must receive gradients
+    loss.backward()
+    assert g.srr[-1].weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        assert g.eval()(100 * x).abs().max() <= 1.0  # evaluation output stays in [-1, 1]
+    assert MFPIGenerator(width=1 / 16, global_skip=True).receptive_radius == 146  # bicubic reaches 2 input pixels
+
+
 def test_receptive_radius_is_exact():
     torch.manual_seed(1)
     g = MFPIGenerator(planes=1, channels=1, width=1 / 16).double()

@@ -108,6 +108,28 @@ def test_early_stopping_returns_the_selected_iterate(tiny):
     assert result.psnr == result.history["psnr"][result.iteration]
 
 
+def test_benchmark_stopping_rules_agree_with_the_run(tiny):
+    """bench_volume's extra ES rules, fed through ``on_iterate``, stop where the run's own rule stops."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    try:
+        from bench_volume import StoppingRules
+    finally:
+        sys.path.pop(0)
+    truth, stack = tiny
+    config = VolumeConfig(solver="iterative", steps=120, early_stop=False, es_window=10, es_patience=20, **OPTICS)
+    rules = StoppingRules([(10, 20), (10, 1000)])
+    result = solve(stack, config, truth=truth, progress=False, device="cpu", on_iterate=rules)
+    summary = rules.summary(result.history["psnr"])
+    assert result.es_stop is not None and result.iterations == 120
+    assert summary["10:20"] == {"stop": result.es_stop, "iteration": result.es_iteration,
+                                "psnr": result.history["psnr"][result.es_iteration]}
+    never = summary["10:1000"]  # never stops: the minimum-variance iterate at the end
+    assert never["stop"] is None and 9 <= never["iteration"] <= 119
+
+
 @pytest.mark.slow
 def test_dip_starts(tmp_path):
     shape = (3, 8, 8)

@@ -279,7 +279,8 @@ def mfpi_parts(model, image: io.Image | None, z_um=None) -> Parts:
     lowres = np.ascontiguousarray(lowres, np.float32)
     stack = multifocal(lowres, model=model, device="cpu", progress=False)
     out = stack.as_axes("CZYX").data.astype(np.float32)
-    kwargs = {"planes": net.planes, "channels": net.channels, "width": net.width, "context": context}
+    kwargs = {"planes": net.planes, "channels": net.channels, "width": net.width, "context": context,
+              "global_skip": net.global_skip}
     packaged = MFPIPackaged(**kwargs)
     packaged.load_state_dict(gen.state_dict())
     names = list(COLOURS) if net.channels == 3 else [f"channel{c}" for c in range(net.channels)]

@@ -211,7 +211,7 @@ class MFPIPackaged(MFPIGenerator):
 
     Parameters
     ----------
-    planes, channels, width
+    planes, channels, width, global_skip
         As :class:`widefield3d.nets.mfpi.MFPIGenerator`.
     context : int
         Reflected context per side, input pixels (widefield3d uses the receptive radius).
@@ -219,8 +219,9 @@ class MFPIPackaged(MFPIGenerator):
     Values: the network's [-1, 1] scale (the package's pre- and postprocessing map intensities to it and back).
     """
 
-    def __init__(self, planes: int = 11, channels: int = 3, width: float = 1.0, context: int = 146):
-        super().__init__(planes=planes, channels=channels, width=width)
+    def __init__(self, planes: int = 11, channels: int = 3, width: float = 1.0, context: int = 146,
+                 global_skip: bool = False):
+        super().__init__(planes=planes, channels=channels, width=width, global_skip=global_skip)
         self.context = _per_axis("context", context, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -71,6 +71,8 @@ class MFPINetworkConfig(BaseModel):
     channels: int = Field(3, ge=1, description="colour channels C (3: RGB, 1: gray)")
     width: float = Field(1.0, gt=0, description="channel multiplier of generator and discriminator (1.0 = paper)")
     gan: bool = Field(True, description="False: no discriminator, the generator learns the L1 term alone (ablation)")
+    global_skip: bool = Field(False, description="True: predict a residual on the bicubic up-sampled input, zero "
+                              "at the start (not in the paper; docs/mfpi.md); False: the paper's Tanh output")
 
 
 class MFPIDataConfig(BaseModel):
@@ -316,7 +318,7 @@ def build_networks(config: MFPIConfig) -> tuple[MFPIGenerator, torch.nn.Module |
     from widefield3d.nets.mfpi import MFPIDiscriminator, MFPIGenerator
 
     net = config.network
-    generator = MFPIGenerator(net.planes, net.channels, net.width)
+    generator = MFPIGenerator(net.planes, net.channels, net.width, net.global_skip)
     return generator, MFPIDiscriminator(net.planes * net.channels, net.width) if net.gan else None
 
 

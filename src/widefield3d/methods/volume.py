@@ -290,7 +290,8 @@ class DipSolver(_Solver):
 
 
 def solve(stack, config: VolumeConfig | None = None, *, truth=None, progress: bool = True,
-          device: str = "auto", callback: Callable[[int, float], bool] | None = None) -> VolumeResult:
+          device: str = "auto", callback: Callable[[int, float], bool] | None = None,
+          on_iterate: Callable[[int, torch.Tensor], None] | None = None) -> VolumeResult:
     """Reconstruct a transmittance volume from a bright-field focal stack, with the run's history.
 
     Parameters
@@ -309,6 +310,9 @@ def solve(stack, config: VolumeConfig | None = None, *, truth=None, progress: bo
     callback : callable, optional
         Called after every step as ``callback(step, l1_loss)`` (e.g. by a GUI's progress bar); a true return value
         stops the run there, and the result is chosen as after an early stop.
+    on_iterate : callable, optional
+        Called after every step as ``on_iterate(step, iterate)`` with the transmittance iterate (a detached tensor
+        on the run's device, not to be modified): benchmarks evaluate further stopping rules on the same run.
 
     Returns
     -------
@@ -348,6 +352,8 @@ def solve(stack, config: VolumeConfig | None = None, *, truth=None, progress: bo
             history["loss"].append(float(data_term.detach()))
             if gt_t is not None:
                 history["psnr"].append(_psnr(last, gt_t))
+            if on_iterate is not None:
+                on_iterate(step, last)
             stop = stopper.update(last)
             if stopper.variances:
                 history["es_variance"].append(stopper.variances[-1])

@@ -8,6 +8,15 @@ Generator (paper Fig. 1a, equations 1-6), with ``w = width`` (64 in the paper)::
     g  = RDM(RDM(RDM(f4, f3), f2), f1)                RDM(d, s) = RB(RB(CAT(NI(d), s)))
     y  = Tanh(Conv_{C*N}(PS(Conv_4w(g))))             SRR: pixel shuffle x2 (post-sampling)
 
+With ``global_skip`` (not in the paper; a config choice, measured in ``docs/mfpi.md``) the last convolution
+predicts a residual on the bicubic up-sampling of the input, copied to every plane, and Tanh becomes a clamp::
+
+    y  = clamp(Bicubic2(x) + Conv_{C*N}(PS(Conv_4w(g))), -1, 1)      the residual convolution starts at zero
+
+(the clamp only in evaluation mode: in training it would stop the gradients of saturated pixels)
+
+so the untrained network is the bicubic baseline (the "global residual" of VDSR/EDSR the paper cites).
+
 ``RB`` is a residual block of four 3x3 convolutions (PReLU between them) plus an identity skip (a 1x1
 projection where the channel count changes, i.e. in the first block of each RDM after the concatenation);
 ``P`` is PReLU, ``NI`` nearest-neighbour up-sampling by 2, ``CAT`` channel concatenation. No batch
@@ -87,6 +96,9 @@ class MFPIGenerator(nn.Module):
         Colour channels C of input and of each output plane (paper: 3, sRGB).
     width : float
         Channel multiplier; 1.0 is the paper's network (64 feature channels, SCL 128-128-64, SRR 256).
+    global_skip : bool
+        Predict a residual on the bicubic up-sampled input (zero at initialisation) instead of the planes
+        themselves through Tanh. False is the paper's network.
 
     Notes
     -----
@@ -98,7 +110,7 @@ class MFPIGenerator(nn.Module):
     scale = 2
     downsampling_factor = 8
 
-    def __init__(self, planes: int = 11, channels: int = 3, width: float = 1.0):
+    def __init__(self, planes: int = 11, channels: int = 3, width: float = 1.0, global_skip: bool = False):
         super().__init__()
         for name, value in (("planes", planes), ("channels", channels)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -106,6 +118,7 @@ class MFPIGenerator(nn.Module):
         if not width > 0:
             raise InputError(f"MFPIGenerator: width={width!r} must be positive")
         self.planes, self.channels, self.width = planes, channels, float(width)
+        self.global_skip = bool(global_skip)
         self.in_channels = channels
         self.out_channels = channels * planes
         w, w2, w4 = _channels(64, width), _channels(128, width), _channels(256, width)
@@ -113,7 +126,12 @@ class MFPIGenerator(nn.Module):
         self.encoders = nn.ModuleList(EncodingModule(w) for _ in range(3))
         self.scl = nn.Sequential(_conv(w, w2), nn.PReLU(), _conv(w2, w2), nn.PReLU(), _conv(w2, w), nn.PReLU())
         self.decoders = nn.ModuleList(DecodingModule(w, w, w) for _ in range(3))
-        self.srr = nn.Sequential(_conv(w, w4), nn.PixelShuffle(2), _conv(w4 // 4, self.out_channels), nn.Tanh())
+        output = _conv(w4 // 4, self.out_channels)
+        if self.global_skip:
+            for parameter in output.parameters():  # weight and bias
+                nn.init.zeros_(parameter)
+        self.srr = nn.Sequential(_conv(w, w4), nn.PixelShuffle(2), output,
+                                 *(() if self.global_skip else (nn.Tanh(),)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = [self.head(x)]  # f1
@@ -122,7 +140,11 @@ class MFPIGenerator(nn.Module):
         deep = self.scl(self.encoders[2](features[-1]))  # f4
         for decoder, skip in zip(self.decoders, reversed(features)):
             deep = decoder(deep, skip)
-        return self.srr(deep)
+        if not self.global_skip:
+            return self.srr(deep)
+        up = nn.functional.interpolate(x, scale_factor=2, mode="bicubic", align_corners=False)
+        y = up.repeat_interleave(self.planes, dim=1) + self.srr(deep)
+        return y if self.training else y.clamp(-1.0, 1.0)  # a clamp in training would stop gradients
 
     @property
     def receptive_radius(self) -> int:
