@@ -80,7 +80,8 @@ def test_smoke_run_trains_every_model(tmp_path):
         if method == "volume-dip":
             continue
         row = rows[name]
-        assert row["iterations_done"] == 3 and row["best_iteration"] == 3, name
+        # validated at iterations 1 and 3; MFPINet's global skip starts at bicubic, which 3 updates may not beat
+        assert row["iterations_done"] == 3 and row["best_iteration"] in (1, 3), name
         assert 0 < row["best_metric"] < 2 and row["fields"] == 2, name
         trainer = zoo.read_config(folder)["trainer"]
         assert trainer["warmup_iterations"] == 1 and trainer["time_budget_minutes"] == pytest.approx(
