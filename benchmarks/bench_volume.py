@@ -226,12 +226,12 @@ def tables(rows: list[dict]) -> str:
     out = []
     for size in dict.fromkeys(r["size"] for r in rows):
         sub = [r for r in rows if r["size"] == size]
-        labels = list(dict.fromkeys(r["method"] for r in sub if r["noise"] == 0))
+        labels = list(dict.fromkeys(r["method"] for r in sub))
         out.append(f"\nTable 1 ({size}, noise 0): PSNR (dB) / SSIM\n| volume | " + " | ".join(labels) + " |")
         out.append("|---" * (len(labels) + 1) + "|")
-        for name in dict.fromkeys(r["volume"] for r in sub):
-            cells = [next(f"{r['psnr']:.2f} / {r['ssim']:.4f}" for r in sub
-                          if r["volume"] == name and r["method"] == m and r["noise"] == 0) for m in labels]
+        for name in dict.fromkeys(r["volume"] for r in sub if r["noise"] == 0):
+            cells = [next((f"{r['psnr']:.2f} / {r['ssim']:.4f}" for r in sub
+                           if r["volume"] == name and r["method"] == m and r["noise"] == 0), "-") for m in labels]
             out.append(f"| {name} | " + " | ".join(cells) + " |")
         for sigma in dict.fromkeys(r["noise"] for r in sub):
             avg = []
