@@ -49,6 +49,7 @@ import torch
 from torch import nn
 
 from widefield3d import io, zoo
+from widefield3d.analysis.refocus_measures import gain_offset
 from widefield3d.methods import mfpi
 from widefield3d.prep.augment import random_dihedral
 from widefield3d.nets.deepz import DeepZDiscriminator, DeepZGenerator
@@ -208,8 +209,7 @@ def evaluate_dataset(model, data_dir, *, device: str = "cpu", progress: bool = F
         rows["bicubic"].append(mfpi.plane_metrics(up, gt, white_level=white))
         if clean_dir.is_dir():
             photons = io.read(clean_dir / name).as_axes("CZYX").data[crop].astype(np.float64)
-            design = np.stack([photons.ravel(), np.ones(photons.size)], axis=1)
-            gain, offset = np.linalg.lstsq(design, gt.ravel().astype(np.float64), rcond=None)[0]
+            gain, offset = gain_offset(photons, gt)
             clean = (gain * photons + offset).astype(np.float32)
             rows["mfpi_clean"].append(mfpi.plane_metrics(pred, clean, white_level=white))
             rows["bicubic_clean"].append(mfpi.plane_metrics(up, clean, white_level=white))
@@ -435,7 +435,8 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--memory-format", choices=("channels_last", "contiguous"), default="channels_last")
     args = parser.parse_args()
-    args.command_line = "python benchmarks/bench_mfpi.py " + " ".join(sys.argv[1:])
+    argv = ["TEST" if getattr(args, "test", None) == a else a for a in sys.argv[1:]]  # no machine path in results
+    args.command_line = "python benchmarks/bench_mfpi.py " + " ".join(argv)
     {"train-deepz": train_deepz, "train-sr": train_sr, "evaluate": evaluate, "heldout": heldout,
      "efficiency": efficiency}[args.cmd](args)
 
