@@ -41,7 +41,9 @@ def demo_section(report: Report, figures_dir, *, seed: int = 0, progress: bool =
     report.text(f"A simulated H&E cytology field (20x/0.75 bright-field, {cfg.network.planes} planes "
                 f"{cfg.data.z_step_um:g} µm "
                 f"apart). Input: the middle plane bicubic-down-sampled x2 and blurred (5x5 Gaussian, sigma 3), "
-                f"{lowres.shape[-1]} x {lowres.shape[-2]} px. Model: {model} (width {cfg.network.width:g}).")
+                f"{lowres.shape[-1]} x {lowres.shape[-2]} px. Model: {model} (width {cfg.network.width:g}"
+                + (", global skip: a residual on the bicubic up-sampled input, not in the paper"
+                   if cfg.network.global_skip else "") + ").")
     rgb = lambda a: np.clip(np.moveaxis(a, 0, -1) / 255.0, 0, 1)  # noqa: E731
     fig, ax = plt.subplots(figsize=(3.2, 3.2))
     ax.imshow(rgb(low_img.data.astype(np.float32)))

@@ -54,6 +54,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from widefield3d import io
+from widefield3d.analysis.refocus_measures import gain_offset
 from widefield3d.errors import InputError
 from widefield3d.prep.augment import random_dihedral
 from widefield3d.progress import progress_bar
@@ -219,8 +220,7 @@ def clean_path(path: Path) -> Path:
 def _on_measured_scale(clean: np.ndarray, measured: np.ndarray) -> np.ndarray:
     """The clean stack mapped onto the measured stack's scale by one least-squares gain and offset (camera
     quantum efficiency / gain and offset: exact for expectation values)."""
-    a = np.stack([clean.ravel().astype(np.float64), np.ones(clean.size)], axis=1)
-    (gain, offset), *_ = np.linalg.lstsq(a, measured.ravel().astype(np.float64), rcond=None)
+    gain, offset = gain_offset(clean, measured)
     return (clean * np.float32(gain) + np.float32(offset)).astype(np.float32)
 
 
