@@ -70,8 +70,11 @@ class _ResidualDown(nn.Module):
         self.extra = c_out - c_in
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.relu(self.conv2(F.relu(self.conv1(x))))
-        return y + F.pad(x, (0, 0, 0, 0, 0, self.extra))
+        y = F.relu(self.conv2(F.relu(self.conv1(x), inplace=True)))
+        if torch.is_grad_enabled():  # autograd needs the ReLU's output unchanged
+            return y + F.pad(x, (0, 0, 0, 0, 0, self.extra))
+        y[:, : x.shape[1]] += x  # inference: the same sum without a zero-padded copy of x
+        return y
 
 
 class _Up(nn.Module):
@@ -82,7 +85,7 @@ class _Up(nn.Module):
         self.conv3, self.conv4 = _conv3(c_cat, c_mid), _conv3(c_mid, c_out)
 
     def forward(self, skip: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.conv4(F.relu(self.conv3(torch.cat([skip, up], dim=1)))))
+        return F.relu(self.conv4(F.relu(self.conv3(torch.cat([skip, up], dim=1)), inplace=True)), inplace=True)
 
 
 class _DPMModulation(nn.Module):
@@ -97,8 +100,17 @@ class _DPMModulation(nn.Module):
         self.out = nn.Conv2d(self.HIDDEN, 2 * channels, 1)
 
     def forward(self, features: torch.Tensor, dpm: torch.Tensor) -> torch.Tensor:
-        gamma, beta = self.out(F.relu(self.hidden(dpm))).chunk(2, dim=1)
-        return features * (1 + gamma) + beta
+        if _uniform(dpm):  # a flat plane: the same gamma and beta at every pixel, computed once per image
+            dpm = dpm[..., :1, :1]
+        gamma, beta = self.out(F.relu(self.hidden(dpm), inplace=True)).chunk(2, dim=1)
+        out = features * (1 + gamma)
+        return out.add_(beta)
+
+
+def _uniform(dpm: torch.Tensor) -> bool:
+    """Whether every image of a ``(B, 1, Y, X)`` DPM batch has one value at all its pixels."""
+    flat = dpm.flatten(1)
+    return bool((flat == flat[:, :1]).all())
 
 
 class DeepZGenerator(nn.Module):
