@@ -3,6 +3,7 @@
     python benchmarks/bench_volume.py --quick    # CPU: all 13 volumes at 50 x 50 x 11, few steps (QUICK below), ~3 CPU h
     python benchmarks/bench_volume.py --quick --volumes heptane,engine --tag a   # a share of it (one process per core)
     python benchmarks/bench_volume.py --quick --tables results/volume_quick_a.json results/volume_quick_b.json
+    python benchmarks/bench_volume.py --quick --tables results/volume_quick_es.json --figure es.png  # curves, stops
     python benchmarks/bench_volume.py --quick --methods DIP --noise 0.01,0.02 --steps 1000 \
         --es-grid 20:40,50:200,100:300,100:1000 --tag es      # early-stopping rules compared on the same runs
     python benchmarks/bench_volume.py --full     # GPU: the paper's setting (13 volumes, 128x128x11 and 50x50x11,
@@ -222,6 +223,43 @@ def es_grid_table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def es_figure(rows: list[dict], path: Path) -> None:
+    """One panel per run with stopping rules: the PSNR curve and, per rule, the iterate it selects (a dot) and the
+    step at which it stops (a dashed line; none if it never stopped)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    graded = [r for r in rows if r.get("es_grid") and r.get("psnr_curve")]
+    if not graded:
+        raise SystemExit("--figure: no run in these files has stopping rules (--es-grid) and a PSNR curve")
+    cols = min(5, len(graded))
+    n_rows = -(-len(graded) // cols)
+    fig, axes = plt.subplots(n_rows, cols, figsize=(3.0 * cols, 2.3 * n_rows), squeeze=False, sharex=True)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, r in zip(axes.flat, graded):
+        ax.plot(r["psnr_curve"], color="0.3", lw=1)
+        for colour, (key, rule) in zip(colours, r["es_grid"].items()):
+            if rule["iteration"] is not None:
+                ax.plot(rule["iteration"], rule["psnr"], "o", color=colour, ms=4, label=key)
+            if rule["stop"] is not None:
+                ax.axvline(rule["stop"], color=colour, ls="--", lw=0.8)
+        ax.set_title(f"{r['volume']}, noise {r['noise']:g} (best @ {r['best_step']})", fontsize=8)
+        ax.tick_params(labelsize=7)
+        chosen = [rule["psnr"] for rule in r["es_grid"].values() if rule["psnr"] is not None]
+        ax.set_ylim(min([r["best_psnr"] - 12, *chosen]) - 1, r["best_psnr"] + 1)
+    for ax in axes.flat[len(graded):]:
+        ax.axis("off")
+    axes[0, 0].legend(fontsize=6, title="window:patience", title_fontsize=6)
+    fig.supxlabel("step")
+    fig.supylabel("PSNR (dB)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    print(f"wrote {path}")
+
+
 def tables(rows: list[dict]) -> str:
     out = []
     for size in dict.fromkeys(r["size"] for r in rows):
@@ -270,12 +308,19 @@ def main(argv=None) -> None:
     parser.add_argument("--noise", help="comma-separated noise levels (default: the setting's)")
     parser.add_argument("--steps", type=int, help="steps per run (default: the setting's)")
     parser.add_argument("--es-grid", help="further ES-WMV rules evaluated on the same runs, window:patience,...")
+    parser.add_argument("--figure", type=Path, help="with --tables: plot the runs' PSNR curves and the rules' stops "
+                        "to this PNG")
     args = parser.parse_args(argv)
     name = "quick" if args.quick else "full"
     setting = dict(QUICK if args.quick else FULL)
     if args.tables:
-        print(tables([row for f in args.tables for row in json.loads(Path(f).read_text())["rows"]]))
+        rows = [row for f in args.tables for row in json.loads(Path(f).read_text())["rows"]]
+        print(tables(rows))
+        if args.figure:
+            es_figure(rows, args.figure)
         return
+    if args.figure:
+        parser.error("--figure needs --tables")
     if args.volumes:
         unknown = set(args.volumes.split(",")) - set(BENCHMARK_VOLUMES)
         if unknown:

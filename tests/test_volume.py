@@ -108,14 +108,15 @@ def test_early_stopping_returns_the_selected_iterate(tiny):
     assert result.psnr == result.history["psnr"][result.iteration]
 
 
-def test_benchmark_stopping_rules_agree_with_the_run(tiny):
-    """bench_volume's extra ES rules, fed through ``on_iterate``, stop where the run's own rule stops."""
+def test_benchmark_stopping_rules_agree_with_the_run(tiny, tmp_path):
+    """bench_volume's extra ES rules, fed through ``on_iterate``, stop where the run's own rule stops; the figure of
+    the curves and stops is written."""
     import sys
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     try:
-        from bench_volume import StoppingRules
+        from bench_volume import StoppingRules, es_figure
     finally:
         sys.path.pop(0)
     truth, stack = tiny
@@ -128,6 +129,11 @@ def test_benchmark_stopping_rules_agree_with_the_run(tiny):
                                 "psnr": result.history["psnr"][result.es_iteration]}
     never = summary["10:1000"]  # never stops: the minimum-variance iterate at the end
     assert never["stop"] is None and 9 <= never["iteration"] <= 119
+    psnr = result.history["psnr"]
+    row = {"volume": "tiny", "noise": 0.0, "best_step": int(np.argmax(psnr)), "best_psnr": max(psnr),
+           "psnr_curve": psnr, "es_grid": summary}
+    es_figure([row, row], tmp_path / "es.png")
+    assert (tmp_path / "es.png").stat().st_size > 10_000
 
 
 @pytest.mark.slow
