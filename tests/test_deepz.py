@@ -246,6 +246,13 @@ def test_cli_refocus(tmp_path, model_dir):
     out = tmp_path / "out.ome.tif"
     main(["refocus", str(src), "-o", str(out), "--model", str(model_dir), "--z", "-2:2:1", "--mip", "--device", "cpu"])
     stack = io.read(out)
+    wide = tmp_path / "wide.ome.tif"  # 448 px wide: --tile 288 cuts it into several windows, seamlessly
+    io.write(wide, io.Image(np.tile(_image(), (1, 8)).astype(np.uint16), "YX", (1.0, 0.325, 0.325)))
+    for tile in ("288", "1024"):
+        main(["refocus", str(wide), "-o", str(tmp_path / f"t{tile}.ome.tif"), "--model", str(model_dir), "--z", "2",
+              "--tile", tile, "--device", "cpu"])
+    np.testing.assert_allclose(io.read(tmp_path / "t288.ome.tif").data, io.read(tmp_path / "t1024.ome.tif").data,
+                               rtol=1e-5, atol=1e-3)
     assert stack.axes == "ZYX" and stack.data.shape == (5, 40, 56) and stack.spacing_um["Z"] == pytest.approx(1.0)
     assert io.read(tmp_path / "out_mip.ome.tif").data.shape == (40, 56)
     dpm = tmp_path / "dpm.npy"
@@ -268,6 +275,7 @@ def test_cli_refocus(tmp_path, model_dir):
     (["--dpm", "missing.npy"], "not found"),
     (["--z", "1", "--device", "tpu"], "device"),
     (["--tilt", "1", "--surface-via", "planes", "--surface-step", "0"], "--surface-step"),
+    (["--z", "1", "--tile", "8"], "--tile=8"),
 ])
 def test_cli_refocus_bad_inputs(tmp_path, model_dir, capsys, args, message):
     src = tmp_path / "in.ome.tif"

@@ -48,7 +48,7 @@ class Align(str, Enum):
 
 _REFOCUS_FLAGS = {"tilt_deg": "--tilt", "tilt_axis": "--tilt-axis", "cylinder_radius_um": "--cylinder-radius",
                   "sinusoid": "--sinusoid", "dpm": "--dpm", "allow_extrapolation=True": "--allow-extrapolation",
-                  "surface_step_um": "--surface-step"}
+                  "surface_step_um": "--surface-step", "tile": "--tile"}
 """The flags of ``refocus`` that set parameters of :func:`widefield3d.methods.deepz.refocus`, for its error lines."""
 
 
@@ -109,6 +109,8 @@ def refocus_cmd(
     allow_extrapolation: Annotated[bool, typer.Option("--allow-extrapolation",
                                                       help="allow DPMs beyond the trained axial range")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
+    tile: Annotated[int, typer.Option(help="tiling window side, input pixels: larger is faster (less halo "
+                                           "recomputed) and needs more memory")] = 512,
     allow_large: AllowLarge = False,
 ) -> None:
     """Refocus one wide-field image (or each frame of a time series) onto a plane, a virtual stack or a surface."""
@@ -149,7 +151,7 @@ def refocus_cmd(
     warn_pixel_mismatch(source.spacing_um["X"], loaded.pixel_um, image, Path(str(loaded.path)).name)
     with naming_files({"reference": image, "image": image}), naming_flags(_REFOCUS_FLAGS):
         result = refocus(source, z_um, model=loaded, allow_extrapolation=allow_extrapolation, device=device,
-                         surface_via=surface_via.value, surface_step_um=surface_step, **surface).data
+                         surface_via=surface_via.value, surface_step_um=surface_step, tile=tile, **surface).data
     stacked = z_um is not None and np.ndim(z_um) > 0
     axes = ("T" if "T" in source.axes else "") + ("Z" if stacked else "") + "YX"
     dz = float(np.diff(z_um).mean()) if stacked and len(z_um) > 1 else 1.0
