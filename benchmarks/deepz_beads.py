@@ -112,12 +112,20 @@ def _surface_sample(kind: str, args, microscope):
                        **options)
 
 
-def fig4(model, args, camera, microscope) -> dict:
+VIAS = {"dpm": ("deepz", "Deep-Z onto the surface"), "planes": ("deepz_planes", "Deep-Z, flat planes interpolated"),
+        "calibrated": ("deepz_calibrated", "Deep-Z onto the surface, depth-calibrated")}
+"""Ways onto a surface: the paper's (the DPM map into the network), flat planes interpolated, and the DPM map through
+the model's depth calibration (only for a model that has one)."""
+
+
+def fig4(model, args, camera, microscope, *, kinds=("tilted-beads", "curved-beads"), vias=tuple(VIAS)) -> dict:
     """Raw image at the middle focal plane vs Deep-Z refocused onto the true surface."""
     from widefield3d.methods.deepz import refocus
 
+    if model is None or model.depth_calibration is None:
+        vias = tuple(v for v in vias if v != "calibrated")
     out = {}
-    for kind in ("tilted-beads", "curved-beads"):
+    for kind in kinds:
         tables = {}
         sample = _surface_sample(kind, args, microscope)
         surface = _camera_surface(sample.surface_um)
@@ -129,12 +137,13 @@ def fig4(model, args, camera, microscope) -> dict:
         entry = {"raw": summarise(raw_rows), "dpm_range_um": [float(dpm.min()), float(dpm.max())],
                  "field_px": args.surface_px, "deepz": None}
         tables["raw"] = raw_rows
-        if model is not None:  # the paper's way (the DPM map into the network), then flat planes interpolated
-            for via, key, label in (("dpm", "deepz", "Deep-Z onto the surface"),
-                                    ("planes", "deepz_planes", "Deep-Z, flat planes interpolated")):
+        if model is not None:
+            for via in vias:
+                key, label = VIAS[via]
                 start = time.perf_counter()
                 refocused = refocus(image, model=model, dpm=dpm, pixel_um=raw.spacing_um[2], device=args.device,
-                                    progress=False, surface_via=via).data
+                                    progress=False, surface_via="planes" if via == "planes" else "dpm",
+                                    calibrated=via == "calibrated").data
                 entry[f"{key}_seconds"] = time.perf_counter() - start
                 rows = measure_beads(refocused, raw.spacing_um[1:])
                 entry[key] = summarise(rows)
@@ -282,6 +291,7 @@ def main(argv: list[str] | None = None) -> None:
         print(_row(f"Fig.4 {kind} raw", entry["raw"], axial=False))
         print(_row(f"Fig.4 {kind} Deep-Z", entry["deepz"], axial=False))
         print(_row(f"Fig.4 {kind} Deep-Z planes", entry.get("deepz_planes"), axial=False))
+        print(_row(f"Fig.4 {kind} Deep-Z calibrated", entry.get("deepz_calibrated"), axial=False))
     print(json.dumps(results["prep"], indent=1))
     print(f"wrote {RESULTS / (args.name + '.json')} ({results['seconds']:.0f} s)")
 

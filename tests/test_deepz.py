@@ -240,6 +240,29 @@ def test_output_is_in_input_units(model):
     np.testing.assert_allclose(b, a * 3 + 100, rtol=1e-3, atol=0.05)
 
 
+def test_calibrated_refocus_feeds_the_calibrated_dpm(model_dir, tmp_path):
+    """A calibration that focuses every depth 1 µm further gives the uncalibrated output at z + 1, for planes,
+    a surface through the DPM and a surface through flat planes; a model without one is refused."""
+    import shutil
+
+    from widefield3d.methods.deepz_calibration import DepthCalibration, write_depth_calibration
+
+    calibrated_dir = tmp_path / "calibrated"
+    shutil.copytree(model_dir, calibrated_dir)
+    write_depth_calibration(calibrated_dir, DepthCalibration(depth_um=(-5.0, 5.0), dpm_um=(-4.0, 6.0), n_beads=0))
+    model, calibrated = deepz.load(model_dir), deepz.load(calibrated_dir)
+    image = _image()
+    for z, kw in ((np.array([-2.0, 0.0, 2.5]), {}), (0.5, {"tilt_deg": 2.0}),
+                  (0.5, {"tilt_deg": 2.0, "surface_via": "planes", "surface_step_um": 0.5})):
+        want = refocus(image, z + 1.0, model=model, device="cpu", progress=False, **kw)
+        got = refocus(image, z, model=calibrated, calibrated=True, device="cpu", progress=False, **kw)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-3)
+    with pytest.raises(InputError, match="no depth calibration"):
+        refocus(image, 0.0, model=model, calibrated=True, progress=False)
+    with pytest.raises(InputError, match="beyond the model's trained range"):  # depth 9.5 needs DPM 10.5
+        refocus(image, 9.5, model=calibrated, calibrated=True, progress=False)
+
+
 def test_cli_refocus(tmp_path, model_dir):
     src = tmp_path / "in.ome.tif"
     io.write(src, io.Image(_image().astype(np.uint16), "YX", (1.0, 0.325, 0.325)))

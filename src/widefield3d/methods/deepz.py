@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from widefield3d import io
 from widefield3d.errors import InputError
 from widefield3d.methods._base import LoadedModel, MethodConfig
+from widefield3d.methods.deepz_calibration import DepthCalibration, read_depth_calibration
 from widefield3d.methods.deepz_data import DeepZDataConfig
 from widefield3d.progress import progress_bar
 from widefield3d.train.trainer import TrainerConfig
@@ -82,9 +83,11 @@ Config = DeepZConfig
 
 @dataclass
 class DeepZModel(LoadedModel):
-    """A loaded Deep-Z generator (:class:`widefield3d.nets.deepz.DeepZGenerator`) with its configuration."""
+    """A loaded Deep-Z generator (:class:`widefield3d.nets.deepz.DeepZGenerator`) with its configuration and, if
+    its directory has one, its depth calibration (:mod:`widefield3d.methods.deepz_calibration`)."""
 
     config: DeepZConfig
+    depth_calibration: DepthCalibration | None = None
 
     @property
     def range_um(self) -> float:
@@ -114,7 +117,7 @@ def load(name_or_dir: str | Path) -> DeepZModel:
     path, config = DeepZConfig.read(name_or_dir)
     generator, _ = build_networks(config)
     zoo.load_weights(generator, path)
-    return DeepZModel(generator.eval(), config, path)
+    return DeepZModel(generator.eval(), config, path, read_depth_calibration(path))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -216,13 +219,13 @@ def _plane_batch(generator, n_planes: int):
     return PlaneBatch()
 
 
-def _plane_grid(lo: float, hi: float, step: float, limit: float) -> np.ndarray:
-    """Flat refocus planes (µm) on the grid ``k * step`` that cover ``[lo, hi]``, clipped to ``±limit`` if
-    ``[lo, hi]`` lies within it (the grid's end planes must not leave the trained range)."""
+def _plane_grid(lo: float, hi: float, step: float, reach: tuple[float, float]) -> np.ndarray:
+    """Flat refocus planes (µm) on the grid ``k * step`` that cover ``[lo, hi]``, clipped to ``reach`` (the
+    depths of the trained DPM range) if ``[lo, hi]`` lies within it (the grid's end planes must not leave it)."""
     first, last = math.floor(lo / step + 1e-9), math.ceil(hi / step - 1e-9)
     grid = np.arange(first, max(last, first + 1) + 1) * step
-    if -limit <= lo and hi <= limit:
-        grid = np.unique(np.clip(grid, -limit, limit))
+    if reach[0] <= lo and hi <= reach[1]:
+        grid = np.unique(np.clip(grid, *reach))
     return grid
 
 
@@ -271,7 +274,7 @@ def refocus(image, z=None, *, model, dpm=None, tilt_deg: float | None = None, ti
             progress: bool = True, axes: str | None = None, pixel_um: float | None = None, normalisation=None,
             denormalise: bool = True, mip: bool = False, tile: int = 512, batch_size: int = 2,
             planes_per_pass: int = 8, surface_via: Literal["dpm", "planes"] = "dpm",
-            surface_step_um: float | None = None) -> io.Image:
+            surface_step_um: float | None = None, calibrated: bool = False) -> io.Image:
     """Refocus a wide-field image onto a plane, a virtual z-stack or a 3D surface with a Deep-Z(+) model.
 
     Parameters
@@ -311,6 +314,10 @@ def refocus(image, z=None, *, model, dpm=None, tilt_deg: float | None = None, ti
         curved DPMs (docs/deepz.md, "Surfaces"). Ignored without a surface.
     surface_step_um : float, optional
         Plane spacing (µm) of ``surface_via="planes"``; default the model's training z step (0.5 µm if unrecorded).
+    calibrated : bool
+        Feed the network the DPM that the model's depth calibration says focuses each requested depth
+        (``calibration.dpm(z + surface)``) instead of the depth itself; needs a model with ``depth_calibration.json``
+        (:mod:`widefield3d.methods.deepz_calibration`; not in the paper).
 
     Returns
     -------
@@ -346,10 +353,16 @@ def refocus(image, z=None, *, model, dpm=None, tilt_deg: float | None = None, ti
     surface = surface_dpm(frames.shape[1:], pixel, tilt_deg=tilt_deg, tilt_axis=tilt_axis,
                           cylinder_radius_um=cylinder_radius_um, cylinder_axis=cylinder_axis, sinusoid=sinusoid,
                           dpm=dpm)
-    lo, hi = float(z_um.min() + surface.min()), float(z_um.max() + surface.max())
+    calibration = model.depth_calibration if calibrated else None
+    if calibrated and calibration is None:
+        raise InputError(f"calibrated: model {Path(str(model.path)).name!r} has no depth calibration "
+                         "(depth_calibration.json; benchmarks/deepz_calibrate.py fits one)")
+    lo, hi = float(z_um.min() + surface.min()), float(z_um.max() + surface.max())  # depths (µm)
+    to_dpm = calibration.dpm if calibration is not None else (lambda depth: np.asarray(depth, np.float64))
     limit = model.range_um
-    if max(abs(lo), abs(hi)) > limit + 1e-6 and not allow_extrapolation:
-        raise InputError(f"refocus: DPM spans {lo:+.2f} to {hi:+.2f} µm, beyond the model's trained range "
+    dpm_lo, dpm_hi = float(to_dpm(lo)), float(to_dpm(hi))
+    if max(abs(dpm_lo), abs(dpm_hi)) > limit + 1e-6 and not allow_extrapolation:
+        raise InputError(f"refocus: DPM spans {dpm_lo:+.2f} to {dpm_hi:+.2f} µm, beyond the model's trained range "
                          f"+-{limit:g} µm (Deep-Z fails outside it); pass allow_extrapolation=True to force it")
     if surface_via not in ("dpm", "planes"):
         raise InputError(f"surface_via: expected 'dpm' or 'planes', got {surface_via!r}")
@@ -358,10 +371,20 @@ def refocus(image, z=None, *, model, dpm=None, tilt_deg: float | None = None, ti
         step = surface_step_um if surface_step_um is not None else model.surface_step_um
         if not (math.isfinite(step) and step > 0):
             raise InputError(f"surface_step_um: expected a positive number of µm, got {surface_step_um!r}")
-        planes_um = _plane_grid(lo, hi, step, limit)
+        reach = (-limit, limit) if calibration is None else (float(calibration.depth(-limit)),
+                                                             float(calibration.depth(limit)))
+        planes_um = _plane_grid(lo, hi, step, reach)
         scaled_surface = np.zeros_like(surface)
     else:
         planes_um, scaled_surface = z_um, surface / np.float32(limit)
+
+    def network_dpm(group: np.ndarray) -> np.ndarray:
+        """``(n, Y, X)``: the DPM channels (DPM / range) of the planes at depths ``group`` (+ the surface)."""
+        if calibration is None:
+            return (group / limit).astype(np.float32)[:, None, None] + scaled_surface[None]
+        depth = group[:, None, None] + (0.0 if via_planes else surface[None])
+        return np.broadcast_to((to_dpm(depth) / limit).astype(np.float32), (len(group), *surface.shape))
+
     groups = [planes_um[i:i + planes_per_pass] for i in range(0, len(planes_um), planes_per_pass)]
     out = np.empty((len(frames), len(planes_um), *frames.shape[1:]), np.float32)
     generator = model.generator
@@ -372,8 +395,7 @@ def refocus(image, z=None, *, model, dpm=None, tilt_deg: float | None = None, ti
             x = norm.apply(frame)
             first = 0
             for group in groups:
-                channels = np.concatenate([x[None], (group / limit).astype(np.float32)[:, None, None]
-                                           + scaled_surface[None]])
+                channels = np.concatenate([x[None], network_dpm(group)])
                 y = predict_tiled(_plane_batch(generator, len(group)), channels, tile=tile, batch_size=batch_size,
                                   device=device, progress=False)
                 out[t, first:first + len(group)] = y * np.float32(norm.scale) + np.float32(norm.background) \

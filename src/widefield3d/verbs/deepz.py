@@ -48,7 +48,7 @@ class Align(str, Enum):
 
 _REFOCUS_FLAGS = {"tilt_deg": "--tilt", "tilt_axis": "--tilt-axis", "cylinder_radius_um": "--cylinder-radius",
                   "sinusoid": "--sinusoid", "dpm": "--dpm", "allow_extrapolation=True": "--allow-extrapolation",
-                  "surface_step_um": "--surface-step", "tile": "--tile"}
+                  "surface_step_um": "--surface-step", "tile": "--tile", "calibrated": "--calibrated"}
 """The flags of ``refocus`` that set parameters of :func:`widefield3d.methods.deepz.refocus`, for its error lines."""
 
 
@@ -109,6 +109,8 @@ def refocus_cmd(
     allow_extrapolation: Annotated[bool, typer.Option("--allow-extrapolation",
                                                       help="allow DPMs beyond the trained axial range")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
+    calibrated: Annotated[bool, typer.Option("--calibrated", help="feed the DPM that the model's depth calibration "
+                                             "says focuses each requested depth (not in the paper)")] = False,
     tile: Annotated[int, typer.Option(help="tiling window side, input pixels: larger is faster (less halo "
                                            "recomputed) and needs more memory")] = 512,
     allow_large: AllowLarge = False,
@@ -151,7 +153,8 @@ def refocus_cmd(
     warn_pixel_mismatch(source.spacing_um["X"], loaded.pixel_um, image, Path(str(loaded.path)).name)
     with naming_files({"reference": image, "image": image}), naming_flags(_REFOCUS_FLAGS):
         result = refocus(source, z_um, model=loaded, allow_extrapolation=allow_extrapolation, device=device,
-                         surface_via=surface_via.value, surface_step_um=surface_step, tile=tile, **surface).data
+                         surface_via=surface_via.value, surface_step_um=surface_step, tile=tile, calibrated=calibrated,
+                         **surface).data
     stacked = z_um is not None and np.ndim(z_um) > 0
     axes = ("T" if "T" in source.axes else "") + ("Z" if stacked else "") + "YX"
     dz = float(np.diff(z_um).mean()) if stacked and len(z_um) > 1 else 1.0
