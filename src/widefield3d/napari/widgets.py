@@ -40,7 +40,8 @@ def _yx_origin(layer) -> tuple[float, float]:
 class Refocus(MethodWidget):
     """Deep-Z: refocus a 2D wide-field layer onto a plane z µm away (+ = deeper), a virtual z-stack from/to/step
     (µm), or a surface: a tilted plane (degrees about x or y), a cylinder (radius µm, axis along y) or a DPM layer
-    (per-pixel distance, µm), each offset by z. Deep-Z+ models give confocal-like sections."""
+    (per-pixel distance, µm), each offset by z. Deep-Z+ models give confocal-like sections. "depth-calibrated"
+    feeds the DPM that the model's depth calibration gives for each depth (models that have one)."""
 
     def __init__(self, viewer: napari.viewer.Viewer):
         self.image = image_layers(viewer, "image", _plane)
@@ -56,8 +57,10 @@ class Refocus(MethodWidget):
         self.radius = FloatSpinBox(label="radius (µm)", value=500.0, min=-1e6, max=1e6, step=10.0)
         self.dpm = image_layers(viewer, "DPM layer (µm)", _plane)
         self.surface_via = ComboBox(label="surface via", choices=list(SURFACE_VIA), value="DPM (paper)")
+        self.calibrated = CheckBox(text="depth-calibrated (not in the paper)", value=False)
         super().__init__(viewer, [self.image, self.model, self.surface, self.tilt, self.tilt_axis, self.radius,
-                                  self.dpm, self.surface_via, self.z, self.stack, self.z_from, self.z_to, self.z_step])
+                                  self.dpm, self.surface_via, self.z, self.stack, self.z_from, self.z_to, self.z_step,
+                                  self.calibrated])
         self.stack.changed.connect(self._show_settings)
         self.surface.changed.connect(self._show_settings)
         self._show_settings()
@@ -94,13 +97,15 @@ class Refocus(MethodWidget):
 
         layer = chosen(self.image, "image")
         image, model, z, surface = layer_to_image(layer), self.model.value, self.distances(), self.surface_settings()
+        calibrated = self.calibrated.value
         planes = np.atleast_1d(z)
         name = f"{layer.name} refocused " + (f"{planes[0]:+g}..{planes[-1]:+g} µm" if np.ndim(z) else f"{z:+g} µm")
         name += f" ({self.surface.value})" if self.surface.value != "plane" else ""
+        name += ", calibrated" if self.calibrated.value else ""
 
         def work() -> Result:
             t0 = time.perf_counter()
-            result = refocus(image, z, model=model, progress=False, **surface)
+            result = refocus(image, z, model=model, progress=False, calibrated=calibrated, **surface)
             origin = (float(planes[0]) if np.ndim(z) else 0.0, *_yx_origin(layer))
             return ([image_to_layer(result, name, origin_um=origin)],
                     f"{len(planes)} plane(s) with {model} in {time.perf_counter() - t0:.1f} s")
