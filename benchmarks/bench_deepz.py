@@ -46,10 +46,12 @@ Usage::
     python benchmarks/bench_deepz.py [--deepz-data DIR] [--deepzplus-data DIR] [--deepz-model deepz-20x075]
         [--deepzplus-model deepzplus-63x14-confocal] [--fields N] [--periods 2,4,8] [--skip-speed] [--out JSON]
         [--measures | --quick] [--heldout DIR] [--bead-planes N]
+    python benchmarks/bench_deepz.py --speed-only [--deepz-model M]   # CPU speed, tiles 512 and 1024
 
 Parts 1, 3 and 4 need ``--deepz-data`` (held-out wide-field stacks), part 2 ``--deepzplus-data`` (held-out
 ``widefield/`` + ``confocal/`` stacks); they print tables and write ``benchmarks/results/deepz.json`` (or
 ``--out``). Part 5 writes ``benchmarks/results/deepz_measures.json`` (``--quick``: ``deepz_measures_quick.json``).
+``--speed-only`` writes ``benchmarks/results/deepz_speed.json``.
 From Python (``benchmarks/`` on ``sys.path``): ``from bench_deepz import quick_measures``.
 """
 
@@ -60,6 +62,7 @@ import datetime
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -204,20 +207,21 @@ def sinusoid_limit(data: Path, model, periods_um, fields: int) -> dict:
     return {"periods_um": list(periods_um), "per_period": table, "shortest_followed_um": followed}
 
 
-def speed(model, size: int = 512, planes: int = 41) -> dict:
-    """Seconds and GFLOP/s of a virtual stack, and the matmul rate measured in the same run."""
+def speed(model, size: int = 512, planes: int = 41, tile: int = 512) -> dict:
+    """Seconds and GFLOP/s of a virtual stack (tiling window ``tile``), and the matmul rate measured in the same
+    run."""
     from torch.utils.flop_counter import FlopCounterMode
 
     rng = np.random.default_rng(0)
     image = rng.poisson(50, (size, size)).astype(np.float32)
     image[size // 4: size // 4 + 20, size // 3: size // 3 + 20] += 2000
     z = np.linspace(-10, 10, planes)
-    deepz.refocus(image, z[:2], model=model, progress=False, device="cpu")  # warm-up
+    deepz.refocus(image, z[:2], model=model, progress=False, device="cpu", tile=tile)  # warm-up
     with FlopCounterMode(display=False) as counter:
-        deepz.refocus(image, z[:8], model=model, progress=False, device="cpu", planes_per_pass=8)
+        deepz.refocus(image, z[:8], model=model, progress=False, device="cpu", planes_per_pass=8, tile=tile)
     flops_per_8 = counter.get_total_flops()
     start = time.perf_counter()
-    deepz.refocus(image, z, model=model, progress=False, device="cpu", planes_per_pass=8)
+    deepz.refocus(image, z, model=model, progress=False, device="cpu", planes_per_pass=8, tile=tile)
     seconds = time.perf_counter() - start
     flops = flops_per_8 * planes / 8
     a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
@@ -227,7 +231,7 @@ def speed(model, size: int = 512, planes: int = 41) -> dict:
         torch.matmul(a, b)
         n += 1
     matmul = 2 * 2048**3 * n / (time.perf_counter() - start) / 1e9
-    return {"image": [size, size], "planes": planes, "seconds": seconds, "network_gflop": flops / 1e9,
+    return {"image": [size, size], "planes": planes, "tile": tile, "seconds": seconds, "network_gflop": flops / 1e9,
             "gflops_per_s": flops / seconds / 1e9, "matmul_gflops_per_s": matmul,
             "fraction_of_matmul": flops / seconds / 1e9 / matmul, "torch_threads": torch.get_num_threads()}
 
@@ -463,6 +467,12 @@ def print_measures(res: dict) -> None:
                   f"{b['fraction_within_1um']:>12.2f} {b['peak_at_zero_fraction']:>10.2f}")
 
 
+def _speed_line(sp: dict) -> str:
+    return (f"speed: {sp['planes']} planes of {sp['image']} (tile {sp['tile']}) in {sp['seconds']:.1f} s, "
+            f"{sp['network_gflop']:.0f} GFLOP, {sp['gflops_per_s']:.1f} GFLOP/s = {100 * sp['fraction_of_matmul']:.0f}% "
+            f"of matmul ({sp['matmul_gflops_per_s']:.1f} GFLOP/s, {sp['torch_threads']} threads)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--deepz-data", type=Path)
@@ -477,10 +487,22 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="part 5 on one 128 px field and one bead plane")
     parser.add_argument("--heldout", type=Path, default=HELDOUT, help="held-out stacks (simulated if missing)")
     parser.add_argument("--bead-planes", type=int, default=4)
+    parser.add_argument("--speed-only", action="store_true",
+                        help="only the CPU speed of --deepz-model (41 planes of 512 x 512, tiles 512 and 1024)")
     args = parser.parse_args()
 
     stamp = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "machine": platform.processor() or
              platform.machine(), "cpus": torch.get_num_threads(), "load_average": list(os.getloadavg())}
+    if args.speed_only:
+        model = deepz.load(args.deepz_model)
+        res = {**stamp, "model": model_label(args.deepz_model), "command": "python benchmarks/bench_deepz.py "
+               + " ".join(sys.argv[1:]), "runs": [speed(model, tile=tile) for tile in (512, 1024)]}
+        for sp in res["runs"]:
+            print(_speed_line(sp))
+        with io.atomic_output(RESULTS.with_name("deepz_speed.json")) as tmp:
+            tmp.write_text(json.dumps(res, indent=1))
+        print(f"wrote {RESULTS.with_name('deepz_speed.json')}")
+        return
     if args.measures or args.quick:
         settings = QUICK if args.quick else {"fields": args.fields, "crop_px": None, "bead_planes": args.bead_planes,
                                               "bead_px": 256}
@@ -525,9 +547,7 @@ def main() -> None:
         print(dp["summary"])
     if args.deepz_data is not None and not args.skip_speed:
         result["speed"] = sp = speed(model)
-        print(f"\nspeed: {sp['planes']} planes of {sp['image']} in {sp['seconds']:.1f} s, {sp['network_gflop']:.0f} "
-              f"GFLOP, {sp['gflops_per_s']:.1f} GFLOP/s = {100 * sp['fraction_of_matmul']:.0f}% of matmul "
-              f"({sp['matmul_gflops_per_s']:.1f} GFLOP/s, {sp['torch_threads']} threads)")
+        print("\n" + _speed_line(sp))
     with io.atomic_output(args.out) as tmp:
         tmp.write_text(json.dumps(result, indent=1))
     print(f"wrote {args.out}")
