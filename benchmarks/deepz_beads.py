@@ -118,6 +118,21 @@ VIAS = {"dpm": ("deepz", "Deep-Z onto the surface"), "planes": ("deepz_planes", 
 the model's depth calibration (only for a model that has one)."""
 
 
+def _width_by_depth(rows, surface_um: np.ndarray, spacing_um) -> dict[str, dict]:
+    """Median lateral FWHM (µm) and bead count per 1 µm bin of the surface's depth (from focus) at each bead."""
+    iy = [min(int(r["y_um"] / spacing_um[0]), surface_um.shape[0] - 1) for r in rows]
+    ix = [min(int(r["x_um"] / spacing_um[1]), surface_um.shape[1] - 1) for r in rows]
+    depth = surface_um[iy, ix] if rows else np.zeros(0)
+    width = np.array([r["fwhm_lateral_um"] for r in rows], dtype=np.float64)
+    out = {}
+    for lo in np.arange(np.floor(depth.min()), np.ceil(depth.max())) if rows else []:
+        sel = (depth >= lo) & (depth < lo + 1) & np.isfinite(width)
+        if sel.any():
+            out[f"{lo:+.0f}..{lo + 1:+.0f}"] = {"n": int(sel.sum()),
+                                                "fwhm_lateral_median_um": float(np.median(width[sel]))}
+    return out
+
+
 def fig4(model, args, camera, microscope, *, kinds=("tilted-beads", "curved-beads"), vias=tuple(VIAS)) -> dict:
     """Raw image at the middle focal plane vs Deep-Z refocused onto the true surface."""
     from widefield3d.methods.deepz import refocus
@@ -135,7 +150,8 @@ def fig4(model, args, camera, microscope, *, kinds=("tilted-beads", "curved-bead
         dpm = (surface - focus).astype(np.float32)
         raw_rows = measure_beads(image, raw.spacing_um[1:])
         entry = {"raw": summarise(raw_rows), "dpm_range_um": [float(dpm.min()), float(dpm.max())],
-                 "field_px": args.surface_px, "deepz": None}
+                 "field_px": args.surface_px, "deepz": None,
+                 "raw_by_depth": _width_by_depth(raw_rows, dpm, raw.spacing_um[1:])}
         tables["raw"] = raw_rows
         if model is not None:
             for via in vias:
@@ -147,6 +163,7 @@ def fig4(model, args, camera, microscope, *, kinds=("tilted-beads", "curved-bead
                 entry[f"{key}_seconds"] = time.perf_counter() - start
                 rows = measure_beads(refocused, raw.spacing_um[1:])
                 entry[key] = summarise(rows)
+                entry[f"{key}_by_depth"] = _width_by_depth(rows, dpm, raw.spacing_um[1:])
                 tables[label] = rows
         out[kind] = entry
         what = f"{TILT_DEG} deg tilt" if kind == "tilted-beads" else "7.2 mm cylinder"

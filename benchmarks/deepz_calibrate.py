@@ -94,6 +94,11 @@ def main(argv: list[str] | None = None) -> None:
     for kind, entry in result["fig4"].items():
         for key in ("raw", "deepz", "deepz_calibrated"):
             print(deepz_beads._row(f"Fig.4 {kind} {key}", entry.get(key), axial=False))
+        for depth in entry["raw_by_depth"]:
+            cells = [entry[f"{key}_by_depth"].get(depth, {}) for key in ("raw", "deepz", "deepz_calibrated")]
+            print(f"  surface depth {depth} µm: lateral FWHM median " + " / ".join(
+                f"{c.get('fwhm_lateral_median_um', float('nan')):.3f}" for c in cells) + f" (raw / Deep-Z / "
+                f"calibrated, {cells[0].get('n', 0)} raw beads)")
     print(f"wrote {out} ({result['seconds']:.0f} s)")
 
 

@@ -21,6 +21,7 @@ def test_fit_recovers_a_systematic_error():
     peak = np.round((true + bias + rng.normal(0, 0.1, true.size)) * 2) / 2  # 0.5 µm planes
     cal = fit_depth_calibration(true, peak, fitted_on="synthetic")
     assert cal.n_beads == 400 and cal.fitted_on == "synthetic"
+    assert cal.dpm(0.0) == 0.0  # anchored: the input plane's objects are in focus at DPM 0
     inner = np.abs(true) <= 7
     assert np.median(np.abs(cal.dpm(true[inner]) - (true[inner] + bias[inner]))) < 0.1
     assert np.median(np.abs(cal.depth(peak) - true)) < np.median(np.abs(peak - true)) / 2

@@ -65,11 +65,13 @@ def _piecewise(x, knots_x, knots_y) -> np.ndarray:
 
 
 def fit_depth_calibration(true_um, peak_um, *, knot_step_um: float = 1.0, min_beads: int = 5,
-                          fitted_on: str = "") -> DepthCalibration:
+                          anchor_focus: bool = True, fitted_on: str = "") -> DepthCalibration:
     """Fit a calibration from beads at known depths ``true_um`` whose refocused peaks lie at DPMs ``peak_um``.
 
     Knots every ``knot_step_um`` over the beads' depth range; at each, the median of ``peak - true`` over the beads
-    within one knot step (knots with fewer than ``min_beads`` beads are dropped).
+    within one knot step (knots with fewer than ``min_beads`` beads are dropped). ``anchor_focus``: the knot at
+    depth 0 is DPM 0 (at DPM 0 the network reproduces its input, whose in-focus objects are in focus; a median
+    over beads within ±1 step would mix the two sides of focus, where the errors often differ in sign).
     """
     true, peak = np.asarray(true_um, np.float64).ravel(), np.asarray(peak_um, np.float64).ravel()
     ok = np.isfinite(true) & np.isfinite(peak)
@@ -79,9 +81,14 @@ def fit_depth_calibration(true_um, peak_um, *, knot_step_um: float = 1.0, min_be
     true, peak = true[ok], peak[ok]
     knots = np.arange(np.ceil(true.min() / knot_step_um), np.floor(true.max() / knot_step_um) + 1) * knot_step_um
     depth, dpm = [], []
+    if anchor_focus:
+        knots = np.union1d(knots, [0.0])
     for k in knots:
         near = np.abs(true - k) <= knot_step_um
-        if near.sum() >= min_beads:
+        if anchor_focus and k == 0:
+            depth.append(0.0)
+            dpm.append(0.0)
+        elif near.sum() >= min_beads:
             depth.append(float(k))
             dpm.append(float(k + np.median(peak[near] - true[near])))
     try:
