@@ -107,6 +107,14 @@ def test_refocus_widget_dpm_layer_equals_plane(viewer, qtbot, worm_layers):
     np.testing.assert_allclose(via_planes, refocus_api(layer_to_image(layer), model=widget.model.value,
                                                        tilt_deg=10.0, surface_via="planes", progress=False).data,
                                rtol=1e-4, atol=1e-3 * plane.data.max())
+    widget.surface_via.value = "DPM (paper)"
+    widget.calibrated.value = True  # through the shipped model's depth calibration
+    _run(widget, qtbot)
+    assert viewer.layers[-1].name.endswith("(tilted plane), calibrated")
+    np.testing.assert_allclose(viewer.layers[-1].data, refocus_api(layer_to_image(layer), model=widget.model.value,
+                                                                   tilt_deg=10.0, calibrated=True,
+                                                                   progress=False).data,
+                               rtol=1e-4, atol=1e-3 * plane.data.max())
 
 
 def test_refocus_virtual_stack_screenshot(viewer, qtbot):
