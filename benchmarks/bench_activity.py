@@ -35,6 +35,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--z-step", type=float, default=0.5, help="refocus step, µm (paper 0.5)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", default="deepz-20x075")
+    parser.add_argument("--calibrated", action="store_true", help="Deep-Z through the model's depth calibration")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "activity.json"))
     args = parser.parse_args(argv)
@@ -45,7 +46,7 @@ def main(argv=None) -> dict:
     simulate_s = time.perf_counter() - t0
     z = tuple(np.arange(-10.0, 10.0 + args.z_step / 2, args.z_step).tolist())
     model = load(args.model)
-    runs = {"deepz": (sim.video, ActivityConfig(z_um=z), False, None),
+    runs = {"deepz": (sim.video, ActivityConfig(z_um=z, calibrated=args.calibrated), False, None),
             "2d_raw": (sim.video, ActivityConfig(refocus=False), True, None),
             "scanned": (sim.stacks, ActivityConfig(), False, sim.z_um)}
     results = {}

@@ -11,6 +11,7 @@ from widefield3d.analysis.activity.clusters import eigengap, laplacian_eigen, si
 from widefield3d.analysis.activity.scores import adjusted_rand_index, match_neurons, pearson_rows
 from widefield3d.analysis.activity.segment import find_centroids, watershed_masks
 from widefield3d.analysis.activity.traces import brightest_mean, delta_f, most_active
+from widefield3d.methods.deepz_calibration import DepthCalibration, write_depth_calibration
 from widefield3d.prep.frame_registration import register_video
 from widefield3d.sim.camera import fourier_shift
 
@@ -155,6 +156,8 @@ def test_cli_refuses_bad_input_with_one_line(tmp_path, tiny_video, capsys):
     zyx = tmp_path / "stack.ome.tif"
     io.write(zyx, io.Image(np.ones((3, 16, 16), np.float32), "ZYX"))
     model = write_tiny_deepz(tmp_path / "tiny")
+    calibrated = write_tiny_deepz(tmp_path / "calibrated")  # focuses every depth 1 µm further
+    write_depth_calibration(calibrated, DepthCalibration(depth_um=(-5.0, 5.0), dpm_um=(-4.0, 6.0), n_beads=0))
     cases = [
         ([tmp_path / "missing.tif"], "missing.tif"),
         ([zyx], "needs a two-channel video"),
@@ -162,6 +165,8 @@ def test_cli_refuses_bad_input_with_one_line(tmp_path, tiny_video, capsys):
         ([tiny_video, "--red", "5"], "has 2 channels"),
         ([tiny_video, "--z-step", "0"], "--z-step"),
         ([tiny_video, "--model", model, "--z-range", "-12", "10"], "beyond the model's trained range"),
+        ([tiny_video, "--model", model, "--calibrated"], "has no depth calibration"),
+        ([tiny_video, "--model", calibrated, "--calibrated", "--z-range", "-1", "9.5"], "beyond the model's trained"),
     ]
     for args, message in cases:
         capsys.readouterr()
@@ -183,3 +188,8 @@ def test_cli_writes_all_outputs(tmp_path, tiny_video):
     assert len(rows) == 1 + int(labels.data.max())
     assert rows[0].startswith("neuron,z_um,y_um,x_um,active,cluster,F0")
     assert (out / "activity.png").stat().st_size > 10_000
+    calibrated = write_tiny_deepz(tmp_path / "calibrated")
+    write_depth_calibration(calibrated, DepthCalibration(depth_um=(-5.0, 5.0), dpm_um=(-4.0, 6.0), n_beads=0))
+    assert run(["activity", tiny_video, "-o", tmp_path / "cal", "--model", calibrated, "--calibrated", "--z-range",
+                "-1", "1", "--z-step", "1", "--no-progress"]) == 0
+    assert io.read(tmp_path / "cal" / "labels.ome.tif").data.shape == (3, 32, 32)

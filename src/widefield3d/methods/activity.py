@@ -35,6 +35,8 @@ class ActivityConfig(BaseModel):
     z_um: tuple[float, ...] = Field(tuple(np.arange(-10.0, 10.25, 0.5).tolist()),
                                     description="refocus distances (paper: -10 .. 10 µm, 0.5 µm steps)")
     refocus: bool = Field(True, description="False: analyse the raw planes (2D analysis, or stacks as given)")
+    calibrated: bool = Field(False, description="refocus through the model's depth calibration (ours, not in the "
+                                                "paper; methods/deepz_calibration.py)")
     min_distance_um: tuple[float, float] = Field((2.0, 1.2), description="(axial, lateral) local-maximum radius")
     max_radius_um: float = Field(2.5, gt=0, description="largest distance of a mask voxel from its centroid")
     smooth_um: tuple[float, float] = Field((0.5, 0.3), description="(axial, lateral) Gaussian sigma before segmenting")
@@ -89,11 +91,12 @@ def paper_sigma(n_frames: int) -> float:
 
 
 def refocus_video(video: np.ndarray, z_um, *, model, device: str = "auto", progress: bool = True,
-                  pixel_um: float | None = None) -> np.ndarray:
+                  pixel_um: float | None = None, calibrated: bool = False) -> np.ndarray:
     """Deep-Z virtual stacks of every frame and channel: ``(T, C, Y, X)`` -> ``(T, C, Z, Y, X)`` float32.
 
     Each channel's frames go through :func:`widefield3d.methods.deepz.refocus` (tiled, all planes of a group in one
-    batch), each frame normalised on its own and mapped back to its units.
+    batch), each frame normalised on its own and mapped back to its units; ``calibrated``: through the model's depth
+    calibration.
     """
     from widefield3d.methods.deepz import refocus
 
@@ -101,7 +104,7 @@ def refocus_video(video: np.ndarray, z_um, *, model, device: str = "auto", progr
     out = np.empty((video.shape[0], video.shape[1], len(z_um), *video.shape[2:]), np.float32)
     for c in range(video.shape[1]):
         out[:, c] = refocus(video[:, c], list(z_um), model=model, device=device, progress=progress, axes="TYX",
-                            pixel_um=pixel_um).data
+                            pixel_um=pixel_um, calibrated=calibrated).data
     return out
 
 
@@ -145,7 +148,8 @@ def analyse_activity(video: np.ndarray, spacing_um, config: ActivityConfig | Non
         if model is None:
             raise InputError("activity: refocusing needs a Deep-Z model (or refocus=False)")
         z = np.asarray(config.z_um, float)
-        stacks = refocus_video(video, z, model=model, device=device, progress=progress, pixel_um=dx)
+        stacks = refocus_video(video, z, model=model, device=device, progress=progress, pixel_um=dx,
+                               calibrated=config.calibrated)
         dz = float(np.diff(z).mean()) if len(z) > 1 else 1.0
     elif video.ndim == 4:
         stacks, z = video[:, :, None].astype(np.float32), np.zeros(1)

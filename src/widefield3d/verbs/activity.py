@@ -39,6 +39,8 @@ def activity_cmd(
     z_step: Annotated[float, typer.Option(help="refocus step (µm)")] = 0.5,
     no_refocus: Annotated[bool, typer.Option("--no-refocus", help="2D analysis of the raw frames (no depth)")
                           ] = False,
+    calibrated: Annotated[bool, typer.Option("--calibrated", help="refocus through the model's depth calibration "
+                                             "(not in the paper)")] = False,
     green: Annotated[int, typer.Option(help="index of the activity (calcium) channel")] = 0,
     red: Annotated[int, typer.Option(help="index of the nuclear channel")] = 1,
     no_register: Annotated[bool, typer.Option("--no-register", help="skip the frame-to-frame registration")
@@ -91,7 +93,7 @@ def activity_cmd(
 
     try:
         config = ActivityConfig(green=green, red=red, register_frames=not no_register, refocus=not no_refocus,
-                                z_um=tuple(z_um.tolist()), n_brightest=n_brightest,
+                                calibrated=calibrated, z_um=tuple(z_um.tolist()), n_brightest=n_brightest,
                                 active_threshold=active_threshold, sigma=sigma, n_clusters=clusters)
     except pydantic.ValidationError as err:
         first = err.errors()[0]
@@ -103,7 +105,13 @@ def activity_cmd(
         from widefield3d.methods.deepz import load
 
         loaded = load(model)
-        reach = float(max(abs(z_um[0]), abs(z_um[-1])))
+        dpm_ends = z_um[[0, -1]]
+        if calibrated:
+            if loaded.depth_calibration is None:
+                raise InputError(f"--calibrated: model {Path(str(loaded.path)).name!r} has no depth calibration "
+                                 "(depth_calibration.json)")
+            dpm_ends = loaded.depth_calibration.dpm(dpm_ends)
+        reach = float(np.max(np.abs(dpm_ends)))
         if reach > loaded.range_um + 1e-6:
             raise InputError(f"--z-range {z_range[0]:g} {z_range[1]:g}: beyond the model's trained range "
                              f"+-{loaded.range_um:g} µm")
