@@ -100,8 +100,6 @@ class _DPMModulation(nn.Module):
         self.out = nn.Conv2d(self.HIDDEN, 2 * channels, 1)
 
     def forward(self, features: torch.Tensor, dpm: torch.Tensor) -> torch.Tensor:
-        if _uniform(dpm):  # a flat plane: the same gamma and beta at every pixel, computed once per image
-            dpm = dpm[..., :1, :1]
         gamma, beta = self.out(F.relu(self.hidden(dpm), inplace=True)).chunk(2, dim=1)
         out = features * (1 + gamma)
         return out.add_(beta)
@@ -191,14 +189,15 @@ class DeepZGenerator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map ``(B, 2, Y, X)`` (image, DPM / range) to ``(B, 1, Y, X)``."""
         film = self.conditioning == "film"
-        dpms = [x[:, -1:]] if film else []
-        skips = []
+        dpm = x[:, -1:]  # a view; only used with FiLM
+        flat = film and _uniform(dpm)  # one DPM value per image: gamma and beta once per image, not per pixel
+        skips, dpms = [], []
         for level, block in enumerate(self.down):
             x = block(x if level == 0 else self.pool(x))
             if film:
-                if level > 0:
-                    dpms.append(F.avg_pool2d(dpms[-1], 2))
-                x = self.film_down[level](x, dpms[level])
+                dpm = dpm[..., :1, :1] if flat else dpm if level == 0 else F.avg_pool2d(dpm, 2)
+                dpms.append(dpm)
+                x = self.film_down[level](x, dpm)
             skips.append(x)
         for k in reversed(range(self.levels - 1)):
             x = self.up[k](skips[k], self.upconv[k](x))
