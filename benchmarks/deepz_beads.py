@@ -252,19 +252,19 @@ def prep_checks(args, camera, microscope) -> dict:
     return out
 
 
-def _row(name: str, s: dict | None, axial: bool = True) -> str:
+def summary_row(name: str, s: dict | None, axial: bool = True) -> str:
     if s is None:
         return f"{name:<30} {'pending (no model)':>40}"
     ax = f"{s['fwhm_axial_median_um']:>8.3f}" if axial and s["n_fwhm_axial"] else f"{'-':>8}"
     return f"{name:<30} {s['n_beads']:>6d} {s['fwhm_lateral_median_um']:>8.3f} {s['fwhm_lateral_std_um']:>8.3f} {ax}"
 
 
-def _json_safe(value):
+def json_safe(value):
     """NaN/inf -> None, recursively (strict JSON)."""
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, float) and not np.isfinite(value):
         return None
     return value
@@ -300,15 +300,15 @@ def main(argv: list[str] | None = None) -> None:
     results["seconds"] = time.perf_counter() - start
     RESULTS.mkdir(exist_ok=True)
     with atomic_output(RESULTS / f"{args.name}.json") as tmp:
-        tmp.write_text(json.dumps(_json_safe(results), indent=2, allow_nan=False))
+        tmp.write_text(json.dumps(json_safe(results), indent=2, allow_nan=False))
     print(f"{'':<30} {'beads':>6} {'lat med':>8} {'lat std':>8} {'ax med':>8}   (FWHM, µm)")
-    print(_row("Fig.1 scanned stack", results["fig1"]["scanned"]))
-    print(_row("Fig.1 Deep-Z virtual stack", results["fig1"]["deepz"]))
+    print(summary_row("Fig.1 scanned stack", results["fig1"]["scanned"]))
+    print(summary_row("Fig.1 Deep-Z virtual stack", results["fig1"]["deepz"]))
     for kind, entry in results["fig4"].items():
-        print(_row(f"Fig.4 {kind} raw", entry["raw"], axial=False))
-        print(_row(f"Fig.4 {kind} Deep-Z", entry["deepz"], axial=False))
-        print(_row(f"Fig.4 {kind} Deep-Z planes", entry.get("deepz_planes"), axial=False))
-        print(_row(f"Fig.4 {kind} Deep-Z calibrated", entry.get("deepz_calibrated"), axial=False))
+        print(summary_row(f"Fig.4 {kind} raw", entry["raw"], axial=False))
+        print(summary_row(f"Fig.4 {kind} Deep-Z", entry["deepz"], axial=False))
+        print(summary_row(f"Fig.4 {kind} Deep-Z planes", entry.get("deepz_planes"), axial=False))
+        print(summary_row(f"Fig.4 {kind} Deep-Z calibrated", entry.get("deepz_calibrated"), axial=False))
     print(json.dumps(results["prep"], indent=1))
     print(f"wrote {RESULTS / (args.name + '.json')} ({results['seconds']:.0f} s)")
 

@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"wrote {write_depth_calibration(args.write, calibration)}")
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "deepz_calibration.json"
-    out.write_text(json.dumps(deepz_beads._json_safe(result), indent=1) + "\n")
+    out.write_text(json.dumps(deepz_beads.json_safe(result), indent=1) + "\n")
     signed = result["test_beads"]["median_signed_error_um"]
     for name in ("raw", "calibrated"):
         t = result["test_beads"][name]
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
               f"{t['fraction_within_1um']:.2f}, median signed {signed[name]:+.2f} µm")
     for kind, entry in result["fig4"].items():
         for key in ("raw", "deepz", "deepz_calibrated"):
-            print(deepz_beads._row(f"Fig.4 {kind} {key}", entry.get(key), axial=False))
+            print(deepz_beads.summary_row(f"Fig.4 {kind} {key}", entry.get(key), axial=False))
         for depth in entry["raw_by_depth"]:
             cells = [entry[f"{key}_by_depth"].get(depth, {}) for key in ("raw", "deepz", "deepz_calibrated")]
             print(f"  surface depth {depth} µm: lateral FWHM median " + " / ".join(
