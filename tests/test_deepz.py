@@ -4,6 +4,7 @@
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from conftest import write_tiny_deepz
 
@@ -11,7 +12,8 @@ from widefield3d import io
 from widefield3d.cli import main
 from widefield3d.errors import InputError
 from widefield3d.methods import deepz
-from widefield3d.nets.deepz import DeepZDiscriminator, DeepZGenerator
+from widefield3d.nets import deepz as deepz_nets
+from widefield3d.nets.deepz import DeepZDiscriminator, DeepZGenerator, _conv3
 from widefield3d.tiling import predict_tiled
 
 
@@ -58,8 +60,9 @@ def test_film_conditioning_starts_as_the_paper_network():
 
 
 def test_inference_shortcuts_equal_the_training_forward():
-    """Without gradients the network adds the residual in place and computes a flat plane's FiLM once per image;
-    the outputs equal the autograd forward's, for flat and per-pixel DPMs, with the input left unchanged."""
+    """Without gradients the network adds the residual in place, computes a flat plane's FiLM once per image and
+    skips the replicate-padded copies; the outputs equal the autograd forward's, for flat and per-pixel DPMs, with
+    the input left unchanged."""
     torch.manual_seed(0)
     g = DeepZGenerator(width=0.0625, conditioning="film")
     for m in (*g.film_down, *g.film_up):  # a trained-like modulation instead of the zero start
@@ -75,6 +78,55 @@ def test_inference_shortcuts_equal_the_training_forward():
             inferred = g(x)
         torch.testing.assert_close(inferred, trained.detach(), rtol=0, atol=1e-5)
         assert torch.equal(x, before)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_replicate_convolution_without_the_padded_copy_is_exact(stride):
+    """In inference the 3x3 convolutions pad with zeros and recompute the border pixels from replicate-padded
+    strips: the output equals replicate padding + convolution, in the input's memory format, for odd, even and
+    tiny sizes."""
+    torch.manual_seed(0)
+    conv = _conv3(5, 4, stride)
+    for shape in [(1, 5, 1, 1), (1, 5, 1, 4), (2, 5, 2, 2), (2, 5, 2, 3), (1, 5, 3, 3), (2, 5, 3, 2), (2, 5, 4, 5),
+                  (2, 5, 17, 33), (2, 5, 18, 32)]:
+        for memory_format in (torch.contiguous_format, torch.channels_last):
+            x = torch.randn(shape).contiguous(memory_format=memory_format)
+            with torch.no_grad():
+                out = conv(x)
+                expected = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), conv.weight, conv.bias, stride)
+            torch.testing.assert_close(out, expected, rtol=0, atol=1e-5)
+            assert out.is_contiguous(memory_format=memory_format) == expected.is_contiguous(memory_format=memory_format)
+            assert out.is_contiguous() == expected.is_contiguous()
+
+
+def test_inference_convolutions_equal_the_training_forward():
+    """Whole networks (stride 1 and 2, odd sizes on the deeper levels): inference equals the autograd forward."""
+    torch.manual_seed(0)
+    g = DeepZGenerator(width=0.25, conditioning="film")
+    for m in (*g.film_down, *g.film_up):
+        torch.nn.init.normal_(m.out.weight, std=0.3)
+    d = DeepZDiscriminator(width=0.0625)
+    image = torch.randn(2, 1, 48, 80)
+    x = torch.cat([image, torch.linspace(-1, 1, 80).expand(2, 1, 48, 80)], dim=1)
+    for net, inp in ((g, x), (g, x.contiguous(memory_format=torch.channels_last)), (d, image)):
+        with torch.enable_grad():
+            trained = net(inp)
+        with torch.no_grad():
+            inferred = net(inp)
+        torch.testing.assert_close(inferred, trained.detach(), rtol=0, atol=1e-5)
+
+
+def test_state_dict_is_the_plain_convolutions_one(monkeypatch):
+    """Shipped checkpoints stay loadable: the same parameter names and shapes as with plain nn.Conv2d."""
+    torch.manual_seed(0)
+    ours = [DeepZGenerator(width=0.25, conditioning="film"), DeepZDiscriminator(width=0.0625)]
+    monkeypatch.setattr(deepz_nets, "_conv3", lambda c_in, c_out, stride=1: torch.nn.Conv2d(
+        c_in, c_out, 3, stride=stride, padding=1, padding_mode="replicate"))
+    plain = [DeepZGenerator(width=0.25, conditioning="film"), DeepZDiscriminator(width=0.0625)]
+    assert type(plain[0].head) is torch.nn.Conv2d and type(ours[0].head) is not torch.nn.Conv2d
+    for a, b in zip(ours, plain):
+        assert [(k, v.shape) for k, v in a.state_dict().items()] == [(k, v.shape) for k, v in b.state_dict().items()]
+        b.load_state_dict(a.state_dict())
 
 
 def test_shapes_and_width():

@@ -46,9 +46,41 @@ def _check_width(name: str, width: float) -> float:
     return float(width)
 
 
+class _ReplicateConv3x3(nn.Conv2d):
+    """3x3 convolution (padding 1, no dilation or groups) with replicate padding that, in inference, skips the
+    padded copy of the input.
+
+    PyTorch's ``padding_mode="replicate"`` copies the whole input into a padded tensor before an unpadded
+    convolution (~13 % of Deep-Z inference on CPU). Without gradients this convolves with zero padding instead (no
+    copy), then recomputes from thin replicate-padded strips only the output rows and columns whose window reaches
+    the padding: the same result. With gradients enabled (training) it is ``nn.Conv2d``'s own path. Parameters and
+    state dict are ``nn.Conv2d``'s.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        if torch.is_grad_enabled() or h < 2 or w < 2:
+            return super().forward(x)
+        sy, sx = self.stride
+        out = F.conv2d(x, self.weight, self.bias, self.stride, 1)
+        # output row i reads input rows sy*i-1 .. sy*i+1: row 0 reads the top padding, the last row the bottom
+        # padding when sy divides h - 1 (always for stride 1, for odd h with stride 2); columns alike
+        out[..., :1, :] = self._strip(x[..., :2, :], (1, 1, 1, 0))
+        if (h - 1) % sy == 0:
+            out[..., -1:, :] = self._strip(x[..., -2:, :], (1, 1, 0, 1))
+        out[..., :, :1] = self._strip(x[..., :, :2], (1, 0, 1, 1))
+        if (w - 1) % sx == 0:
+            out[..., :, -1:] = self._strip(x[..., :, -2:], (0, 1, 1, 1))
+        return out
+
+    def _strip(self, x: torch.Tensor, pad: tuple[int, int, int, int]) -> torch.Tensor:
+        """The exact output of a strip of the input, replicate-padded by ``pad`` (left, right, top, bottom)."""
+        return F.conv2d(F.pad(x, pad, mode="replicate"), self.weight, self.bias, self.stride)
+
+
 def _conv3(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:
     """3x3 convolution with one pixel of replicate padding (the paper's choice for every block)."""
-    return nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, padding_mode="replicate")
+    return _ReplicateConv3x3(c_in, c_out, 3, stride=stride, padding=1, padding_mode="replicate")
 
 
 def _init(module: nn.Module) -> None:
