@@ -332,6 +332,17 @@ def test_warmup_trains_the_generator_alone_then_switches_to_the_gan(tmp_path):
     assert any(not torch.equal(v, d_before[k]) for k, v in resumed.discriminator.state_dict().items())
 
 
+def test_discriminator_in_warmup_learns_while_the_generator_uses_the_pixel_loss_alone(tmp_path):
+    task = _task()
+    d_before = {k: v.clone() for k, v in task.discriminator.state_dict().items()}
+    cfg = _config(iterations=4, warmup_iterations=4, validate_every=2, discriminator_in_warmup=True)
+    result = train(task, cfg, tmp_path, progress=False, model_files=zoo)
+    assert any(not torch.equal(v, d_before[k]) for k, v in task.discriminator.state_dict().items())
+    for r in _rows(result.log_path):
+        assert math.isnan(r["g_adv"]) and math.isfinite(r["loss_d"])  # D learns, G does not see it yet
+        assert r["loss_g"] == pytest.approx(cfg.pixel_weight * r["g_pixel"], rel=1e-5)
+
+
 def test_resume_prints_its_iteration_and_refuses_changed_data(tmp_path, capsys):
     method = {"method": "toy", "data": {"patch_px": 16}, "provenance": {"data_dir": "/somewhere"}}
     train(_task(), _config(iterations=4), tmp_path, progress=False, model_files=zoo, method_config=method)

@@ -8,7 +8,8 @@ resumable ``out_dir/checkpoint.pt``. See ``docs/training.md``.
 
 One iteration = ``discriminator_steps`` discriminator updates, then ``generator_steps`` generator updates; every
 update draws a fresh batch from ``task.sample_batch(rng)`` with the trainer's own numpy ``Generator``. The first
-``warmup_iterations`` iterations train the generator on the pixel (+ extra) loss alone; ``time_budget_minutes``
+``warmup_iterations`` iterations train the generator on the pixel (+ extra) loss alone (the discriminator rests,
+or with ``discriminator_in_warmup`` learns against those outputs); ``time_budget_minutes``
 stops a run cleanly (validated, checkpointed, resumable) when its wall time is spent.
 
 Started by ``torchrun`` on several processes (:mod:`widefield3d.train.ddp`), the same loop trains data-parallel:
@@ -81,6 +82,9 @@ class TrainerConfig(pydantic.BaseModel):
     amp: bool = pydantic.Field(True, description="bfloat16 autocast on CUDA; ignored on CPU")
     warmup_iterations: int = pydantic.Field(
         0, ge=0, description="first iterations with the pixel (+ extra) loss only, no discriminator (0 = the paper)")
+    discriminator_in_warmup: bool = pydantic.Field(
+        False, description="train the discriminator during the warm-up too, so that the adversarial term starts "
+                           "against one that already tells targets from outputs (ours; see docs/training.md)")
     time_budget_minutes: float | None = pydantic.Field(
         None, gt=0, description="stop cleanly after this much wall time of this call (resumable); None = no limit")
     channels_last: bool = pydantic.Field(
@@ -328,10 +332,11 @@ class AdversarialTrainer:
         self.running.add(loss_g=loss.item(), **{k: v.item() for k, v in parts.items()})
 
     def _iteration(self, adversarial: bool) -> None:
-        """D updates (unless warming up), G updates, one step of the learning-rate schedules; counts its time."""
+        """D updates (unless resting in the warm-up), G updates, one step of the learning-rate schedules; counts its
+        time."""
         start = time.perf_counter()
         data_before = self.timings["data"]
-        if adversarial:
+        if adversarial or (self.discriminator is not None and self.config.discriminator_in_warmup):
             assert self.discriminator is not None
             self.discriminator.requires_grad_(True)
             for _ in range(self.config.discriminator_steps):
