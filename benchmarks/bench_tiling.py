@@ -213,7 +213,7 @@ def _write_rgb(path: Path, height: int, width: int) -> None:
         array[:, y0 : y0 + len(y)] = np.stack(band).astype(np.uint8)
 
 
-def _whole_slide_child(kind: str, source: str, target: str) -> None:
+def _whole_slide_child(kind: str, source: str, target: str, batch_size: int = 4) -> None:
     """Run in the subprocess: ``multifocal`` zarr -> zarr; print JSON lines (VmHWM samples, then the result)."""
     from widefield3d.methods import mfpi
 
@@ -236,7 +236,7 @@ def _whole_slide_child(kind: str, source: str, target: str) -> None:
                               "vm_hwm_mb": round(_vm_hwm_mb(), 1)}), flush=True)
 
     threading.Thread(target=sample, daemon=True).start()
-    mfpi.multifocal(source, model=model, device="cpu", out=target, progress=False)
+    mfpi.multifocal(source, model=model, device="cpu", out=target, progress=False, batch_size=batch_size)
     stop.set()
     print(json.dumps({"done": True, "wall_s": round(time.perf_counter() - start, 1), "tiles": tiles[0],
                       "vm_hwm_mb": round(_vm_hwm_mb(), 1), "baseline_mb": round(baseline, 1),
@@ -244,7 +244,7 @@ def _whole_slide_child(kind: str, source: str, target: str) -> None:
                       "receptive_radius": generator.receptive_radius}), flush=True)
 
 
-def _whole_slide_run(kind: str, height: int, width: int, workdir: Path, timeout: float) -> dict:
+def _whole_slide_run(kind: str, height: int, width: int, workdir: Path, timeout: float, batch_size: int = 4) -> dict:
     """One whole-slide run in a child process; its peak RSS (VmHWM) and, when it finished, a check of the output."""
     import shutil
 
@@ -254,7 +254,8 @@ def _whole_slide_run(kind: str, height: int, width: int, workdir: Path, timeout:
     write_s = time.perf_counter() - start
     lines = []
     try:
-        child = subprocess.run([sys.executable, __file__, "--ws-child", kind, str(source), str(target)],
+        child = subprocess.run([sys.executable, __file__, "--ws-child", kind, str(source), str(target),
+                                "--ws-batch", str(batch_size)],
                                capture_output=True, text=True, timeout=timeout, check=True)
         lines = child.stdout.strip().splitlines()
     except subprocess.TimeoutExpired as stopped:
@@ -266,6 +267,7 @@ def _whole_slide_run(kind: str, height: int, width: int, workdir: Path, timeout:
         "network": "MFPIGenerator(11, 3, width=1.0), random weights" if kind == "mfpinet"
         else "identity-like stand-in (nearest 2x per plane), MFPINet's halo and windows",
         "input": f"OME-Zarr uint8 (3, {height}, {width}), written band by band",
+        "batch_size": batch_size,
         "output": f"OME-Zarr uint8 (3, 11, {2 * height}, {2 * width})",
         "input_write_s": round(write_s, 1),
         "finished": bool(last.get("done")),
@@ -304,13 +306,14 @@ def whole_slide(args) -> None:
     with tempfile.TemporaryDirectory(dir=args.workdir) as workdir:
         for kind, height in (("standin", args.ws_standin_height), ("mfpinet", args.ws_height)):
             if height > 0:
-                r = result[kind] = _whole_slide_run(kind, height, args.ws_width, Path(workdir), args.ws_timeout)
+                r = result[kind] = _whole_slide_run(kind, height, args.ws_width, Path(workdir), args.ws_timeout,
+                                                    args.ws_batch)
                 print(f"{kind}: {r['input']} -> {r['output']}: peak RSS {r['peak_rss_mb']} MB, "
                       f"{'finished' if r['finished'] else 'stopped'} after {r['wall_s']} s, {r['tiles_done']} tiles",
                       flush=True)
-    WHOLE_SLIDE_RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    WHOLE_SLIDE_RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {WHOLE_SLIDE_RESULTS}")
+    args.ws_out.parent.mkdir(parents=True, exist_ok=True)
+    args.ws_out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.ws_out}")
 
 
 def main() -> None:
@@ -326,13 +329,15 @@ def main() -> None:
     parser.add_argument("--ws-standin-height", type=int, default=20000, help="height for the stand-in (px; 0: skip)")
     parser.add_argument("--ws-timeout", type=float, default=3600, help="seconds per whole-slide run")
     parser.add_argument("--child", nargs=3, metavar=("SOURCE", "TARGET", "TILE"), help=argparse.SUPPRESS)
+    parser.add_argument("--ws-out", type=Path, default=WHOLE_SLIDE_RESULTS, help="result JSON of --whole-slide")
+    parser.add_argument("--ws-batch", type=int, default=4, help="tiles per network call (multifocal batch_size)")
     parser.add_argument("--ws-child", nargs=3, metavar=("KIND", "SOURCE", "TARGET"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         _memory_child(args.child[0], args.child[1], int(args.child[2]))
         return
     if args.ws_child:
-        _whole_slide_child(*args.ws_child)
+        _whole_slide_child(*args.ws_child, batch_size=args.ws_batch)
         return
     if args.whole_slide:
         whole_slide(args)

@@ -264,6 +264,11 @@ def test_cli_multifocal_and_bad_inputs(model_dir, tmp_path, capsys):
     stack = io.read(out)
     assert stack.axes == "CZYX" and stack.data.shape == (3, 11, 64, 80)
     assert stack.spacing_zyx == pytest.approx((2.7, 0.243, 0.243))
+    one = tmp_path / "one.ome.tif"  # one tile per network call (less memory): the same stack
+    main(["multifocal", str(rgb), "-o", str(one), "--model", str(model_dir), "--device", "cpu",
+          "--batch", "1"])
+    np.testing.assert_array_equal(io.read(one).data, stack.data)
+    one.unlink()
 
     gray = tmp_path / "gray.ome.tif"
     io.write(gray, io.Image(rng.integers(0, 256, (32, 40)).astype(np.uint8), "YX"))
@@ -275,6 +280,8 @@ def test_cli_multifocal_and_bad_inputs(model_dir, tmp_path, capsys):
         (["multifocal", str(rgb), "-o", str(tmp_path / "a.ome.tif"), "--model", "no-such-model"], "no-such-model"),
         (["multifocal", str(rgb), "-o", str(tmp_path / "a.ome.tif"), "--model", str(model_dir), "--device", "gpu7"],
          "device"),
+        (["multifocal", str(rgb), "-o", str(tmp_path / "a.ome.tif"), "--model", str(model_dir), "--batch", "0"],
+         "--batch"),
         (["train", "mfpi", "--data", str(tmp_path / "nothing"), "-o", str(tmp_path / "m")], "not a directory"),
         (["train", "mfpi", "--data", str(tmp_path), "-o", str(tmp_path / "m"), "--config", str(rgb)], "config"),
     ]

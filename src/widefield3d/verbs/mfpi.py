@@ -28,6 +28,7 @@ def multifocal_cmd(
     model: Annotated[str, typer.Option(help="shipped model name or model directory")] = "mfpi-cytology-20x075",
     device: Annotated[str, typer.Option(help="auto | cpu | cuda[:N]")] = "auto",
     tile: Annotated[int, typer.Option(help="largest tile side in input pixels")] = 512,
+    batch: Annotated[int, typer.Option(help="tiles per network call (fewer: less memory)")] = 4,
 ) -> None:
     """All focal planes at 2x lateral resolution from one low-resolution image, in one pass (MFPINet)."""
     from widefield3d import io
@@ -40,10 +41,12 @@ def multifocal_cmd(
     check_output(output, inputs=[image])
     if tile < 8:
         raise InputError(f"--tile {tile}: must be at least 8")
+    if batch < 1:
+        raise InputError(f"--batch {batch}: must be at least 1")
     source = io.read(image, lazy=True)
     m = load(model)
     with naming_files({"multifocal": image, "image": image}):
-        stack = multifocal(source, model=m, device=device, tile=tile, out=output, progress=True)
+        stack = multifocal(source, model=m, device=device, tile=tile, out=output, progress=True, batch_size=batch)
     dz, dy, _ = stack.spacing_zyx
     console.print(f"wrote {output}: {stack.axes} {tuple(stack.data.shape)} {stack.data.dtype}, "
                   f"z step {dz:g} µm, pixel {dy:.4g} µm")
