@@ -444,7 +444,7 @@ def _as_input(image) -> io.Image:
 
 
 def multifocal(image, *, model, device: str = "auto", tile: int | tuple[int, int] = 512, halo: int | None = None,
-               out=None, progress: bool = True, batch_size: int = 4) -> io.Image:
+               out=None, progress: bool = True, batch_size: int | None = None) -> io.Image:
     """All focal planes at 2x lateral resolution from one low-resolution image (MFPINet).
 
     Parameters
@@ -466,9 +466,10 @@ def multifocal(image, *, model, device: str = "auto", tile: int | tuple[int, int
         :func:`widefield3d.io.write` takes; written atomically (nothing is left on error).
     progress : bool
         Rich progress bar over tiles.
-    batch_size : int
-        Tiles per network call: fewer hold less memory (at ``tile=512``, paper width, about 0.6 GB of activations
-        per tile on the CPU), more may run faster on a GPU.
+    batch_size : int, optional
+        Tiles per network call: fewer hold less memory (at ``tile=512`` and the paper's width about 0.8 GB of
+        activations per tile). Default: 1 on the CPU (a 20,000 px wide slide then peaks at ~2 GB instead of
+        ~4.9 GB with 4; docs/tiling.md), 4 on a GPU.
 
     Returns
     -------
@@ -486,8 +487,11 @@ def multifocal(image, *, model, device: str = "auto", tile: int | tuple[int, int
     >>> planes.axes, planes.data.shape, planes.data.dtype
     ('CZYX', (3, 11, 32, 32), dtype('uint8'))
     """
+    from widefield3d.device import resolve_device
     from widefield3d.tiling import predict_tiled
 
+    if batch_size is None:
+        batch_size = 1 if resolve_device(device, "multifocal").type == "cpu" else 4
     m = model if isinstance(model, MFPIModel) else load(model)
     net, data = m.config.network, m.config.data
     array_input = not isinstance(image, (str, Path, io.Image))

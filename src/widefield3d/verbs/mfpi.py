@@ -28,7 +28,8 @@ def multifocal_cmd(
     model: Annotated[str, typer.Option(help="shipped model name or model directory")] = "mfpi-cytology-20x075",
     device: Annotated[str, typer.Option(help="auto | cpu | cuda[:N]")] = "auto",
     tile: Annotated[int, typer.Option(help="largest tile side in input pixels")] = 512,
-    batch: Annotated[int, typer.Option(help="tiles per network call (fewer: less memory)")] = 4,
+    batch: Annotated[int | None, typer.Option(help="tiles per network call (fewer: less memory); default 1 on "
+                                                     "the CPU, 4 on a GPU")] = None,
 ) -> None:
     """All focal planes at 2x lateral resolution from one low-resolution image, in one pass (MFPINet)."""
     from widefield3d import io
@@ -41,7 +42,7 @@ def multifocal_cmd(
     check_output(output, inputs=[image])
     if tile < 8:
         raise InputError(f"--tile {tile}: must be at least 8")
-    if batch < 1:
+    if batch is not None and batch < 1:
         raise InputError(f"--batch {batch}: must be at least 1")
     source = io.read(image, lazy=True)
     m = load(model)
