@@ -268,6 +268,17 @@ def _as_frames(image, axes: str | None) -> tuple[np.ndarray, bool, float | None]
     return frames, "T" in axes, pixel
 
 
+def dpm_of_depths(model: DeepZModel, depths_um, calibrated: bool = False) -> np.ndarray:
+    """The DPMs (µm) that bring ``depths_um`` into focus: the depths themselves, or with ``calibrated`` the model's
+    depth calibration of them (refused for a model without one)."""
+    if not calibrated:
+        return np.asarray(depths_um, np.float64)
+    if model.depth_calibration is None:
+        raise InputError(f"calibrated: model {Path(str(model.path)).name!r} has no depth calibration "
+                         "(depth_calibration.json; benchmarks/deepz_calibrate.py fits one)")
+    return np.asarray(model.depth_calibration.dpm(depths_um), np.float64)
+
+
 def refocus(image, z=None, *, model, dpm=None, tilt_deg: float | None = None, tilt_axis: Literal["x", "y"] = "x",
             cylinder_radius_um: float | None = None, cylinder_axis: Literal["x", "y"] = "y",
             sinusoid: tuple[float, float] | None = None, allow_extrapolation: bool = False, device: str = "auto",
@@ -353,14 +364,10 @@ def refocus(image, z=None, *, model, dpm=None, tilt_deg: float | None = None, ti
     surface = surface_dpm(frames.shape[1:], pixel, tilt_deg=tilt_deg, tilt_axis=tilt_axis,
                           cylinder_radius_um=cylinder_radius_um, cylinder_axis=cylinder_axis, sinusoid=sinusoid,
                           dpm=dpm)
-    calibration = model.depth_calibration if calibrated else None
-    if calibrated and calibration is None:
-        raise InputError(f"calibrated: model {Path(str(model.path)).name!r} has no depth calibration "
-                         "(depth_calibration.json; benchmarks/deepz_calibrate.py fits one)")
     lo, hi = float(z_um.min() + surface.min()), float(z_um.max() + surface.max())  # depths (µm)
-    to_dpm = calibration.dpm if calibration is not None else (lambda depth: np.asarray(depth, np.float64))
+    dpm_lo, dpm_hi = (float(d) for d in dpm_of_depths(model, [lo, hi], calibrated))
+    calibration = model.depth_calibration if calibrated else None
     limit = model.range_um
-    dpm_lo, dpm_hi = float(to_dpm(lo)), float(to_dpm(hi))
     if max(abs(dpm_lo), abs(dpm_hi)) > limit + 1e-6 and not allow_extrapolation:
         raise InputError(f"refocus: DPM spans {dpm_lo:+.2f} to {dpm_hi:+.2f} µm, beyond the model's trained range "
                          f"+-{limit:g} µm (Deep-Z fails outside it); pass allow_extrapolation=True to force it")
@@ -383,7 +390,8 @@ def refocus(image, z=None, *, model, dpm=None, tilt_deg: float | None = None, ti
         if calibration is None:
             return (group / limit).astype(np.float32)[:, None, None] + scaled_surface[None]
         depth = group[:, None, None] + (0.0 if via_planes else surface[None])
-        return np.broadcast_to((to_dpm(depth) / limit).astype(np.float32), (len(group), *surface.shape))
+        return np.broadcast_to((dpm_of_depths(model, depth, calibrated) / limit).astype(np.float32),
+                               (len(group), *surface.shape))
 
     groups = [planes_um[i:i + planes_per_pass] for i in range(0, len(planes_um), planes_per_pass)]
     out = np.empty((len(frames), len(planes_um), *frames.shape[1:]), np.float32)

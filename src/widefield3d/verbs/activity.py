@@ -102,16 +102,10 @@ def activity_cmd(
     refocusing = config.refocus and "Z" not in axes
     if refocusing:
         from widefield3d.checks import warn_pixel_mismatch
-        from widefield3d.methods.deepz import load
+        from widefield3d.methods.deepz import dpm_of_depths, load
 
         loaded = load(model)
-        dpm_ends = z_um[[0, -1]]
-        if calibrated:
-            if loaded.depth_calibration is None:
-                raise InputError(f"--calibrated: model {Path(str(loaded.path)).name!r} has no depth calibration "
-                                 "(depth_calibration.json)")
-            dpm_ends = loaded.depth_calibration.dpm(dpm_ends)
-        reach = float(np.max(np.abs(dpm_ends)))
+        reach = float(np.max(np.abs(dpm_of_depths(loaded, z_um[[0, -1]], calibrated))))
         if reach > loaded.range_um + 1e-6:
             raise InputError(f"--z-range {z_range[0]:g} {z_range[1]:g}: beyond the model's trained range "
                              f"+-{loaded.range_um:g} µm")
