@@ -42,6 +42,18 @@ def test_discriminator_has_the_paper_layout():
     fc = [m for m in d.fc if isinstance(m, torch.nn.Linear)]
     assert [(f.in_features, f.out_features) for f in fc] == [(3072, 3072), (3072, 1)]
     assert [m.negative_slope for m in d.modules() if isinstance(m, torch.nn.LeakyReLU)] == [0.01] * 13
+    layers = [m for m in d.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert all(torch.all(m.bias == 0.1) for m in layers)
+
+
+def test_discriminator_bias_init_is_a_config_field():
+    """``network.discriminator_bias_init`` reaches every layer of the discriminator; the generator keeps 0.1."""
+    config = deepz.DeepZConfig.model_validate(
+        {"network": {"width": 0.125, "discriminator_width": 0.0625, "discriminator_bias_init": 0.0}})
+    g, d = deepz.build_networks(config)
+    layers = [m for m in d.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert len(layers) == 14 and all(torch.all(m.bias == 0) for m in layers)
+    assert all(torch.all(c.bias == 0.1) for c in _convs(g))
 
 
 def test_film_conditioning_starts_as_the_paper_network():

@@ -55,6 +55,9 @@ class DeepZNetworkConfig(BaseModel):
     discriminator_width: float = Field(1.0, gt=0, le=4, description="discriminator channel multiplier (paper 1.0)")
     conditioning: Literal["input", "film"] = Field(
         "input", description="input: the DPM is an input channel (paper); film: it also modulates every block")
+    discriminator_bias_init: float = Field(
+        0.1, ge=0, le=1, description="initial value of the discriminator's biases (paper 0.1; 0 lets it learn on dim "
+                                     "targets such as EDF-normalised confocal planes)")
 
 
 class DeepZConfig(MethodConfig):
@@ -430,7 +433,8 @@ def build_networks(config: DeepZConfig):
     from widefield3d.nets.deepz import DeepZDiscriminator, DeepZGenerator
 
     return (DeepZGenerator(width=config.network.width, conditioning=config.network.conditioning),
-            DeepZDiscriminator(width=config.network.discriminator_width))
+            DeepZDiscriminator(width=config.network.discriminator_width,
+                               bias_init=config.network.discriminator_bias_init))
 
 
 def make_task(pairs_train, pairs_val, config: DeepZConfig):
