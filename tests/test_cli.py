@@ -9,7 +9,7 @@ import tifffile
 
 from conftest import one_line_error, run
 
-from widefield3d import io
+from widefield3d import io, zoo
 from widefield3d.errors import InputError
 
 
@@ -62,6 +62,21 @@ def test_cli_errors_are_one_line_and_exit_2(tmp_path, monkeypatch, capsys, argv,
     assert run(argv) == 2
     one_line_error(capsys, words)
     assert not any(p.name.startswith("p.") for p in tmp_path.iterdir())
+
+
+def test_init_ignores_the_discriminator_settings(tmp_path):
+    """A fine-tune starts its discriminator afresh, so ``--init`` accepts a run whose discriminator differs."""
+    from widefield3d.methods import deepz
+    from widefield3d.verbs._training_options import check_init
+
+    shipped = deepz.DeepZConfig.validated(zoo.read_config(zoo.resolve_model("deepzplus-63x14-confocal", "deepz")), "")
+    network = shipped.network.model_copy(update={"discriminator_bias_init": 0.0, "discriminator_width": 0.25})
+    check_init(shipped.model_copy(update={"network": network, "trainer": shipped.trainer.model_copy(
+        update={"init_from": "deepzplus-63x14-confocal"})}))
+    wider = shipped.network.model_copy(update={"width": 0.5})
+    with pytest.raises(InputError, match="differs"):
+        check_init(shipped.model_copy(update={"network": wider, "trainer": shipped.trainer.model_copy(
+            update={"init_from": "deepzplus-63x14-confocal"})}))
 
 
 def test_evaluate_refuses_shape_mismatch(tmp_path, capsys):

@@ -56,17 +56,23 @@ def training_config(config_class: type[C], config: Path | None, output: Path, re
 
 
 def check_init(config: MethodConfig) -> None:
-    """InputError unless ``config.trainer.init_from`` names a model of the same method and network (checked before
-    any data are read, so a wrong ``--init`` fails at once)."""
+    """InputError unless ``config.trainer.init_from`` names a model of the same method and generator (checked before
+    any data are read, so a wrong ``--init`` fails at once). Fields named ``discriminator*`` may differ: a fine-tune
+    starts its discriminator afresh."""
     from widefield3d.zoo import read_config, resolve_model
 
     name = config.trainer.init_from  # type: ignore[attr-defined]  # every trained method's trainer has it
     source = resolve_model(name, config.method)
-    theirs = type(config).validated(read_config(source), str(source / "config.json")).network
-    if theirs != config.network:
-        raise InputError(f"--init {name}: its network ({theirs.model_dump(mode='json')}) differs from this run's "
-                         f"({config.network.model_dump(mode='json')}); train with its config "
-                         f"(--config {source / 'config.json'})")
+    theirs = _generator_fields(type(config).validated(read_config(source), str(source / "config.json")).network)
+    ours = _generator_fields(config.network)
+    if theirs != ours:
+        raise InputError(f"--init {name}: its network ({theirs}) differs from this run's ({ours}); train with its "
+                         f"config (--config {source / 'config.json'})")
+
+
+def _generator_fields(network) -> dict:
+    """The network settings that shape the generator (all but the ``discriminator*`` fields)."""
+    return {k: v for k, v in network.model_dump(mode="json").items() if not k.startswith("discriminator")}
 
 
 def report(result, output) -> str:
