@@ -259,14 +259,17 @@ class _RenderLogTorch(torch.autograd.Function):
 
 @dataclass(frozen=True)
 class _TapTable:
-    """The taps as flat arrays for :mod:`widefield3d.optics.ray_kernels`: ray ``j`` owns entries
-    ``starts[j]:starts[j+1]`` (depth order); ``row``/``col`` are offsets into the laterally padded volume."""
+    """The taps as flat arrays for :mod:`widefield3d.optics.ray_kernels`, two rays at a time: pair ``j`` (rays ``2 j``
+    and ``2 j + 1``) owns entries ``starts[j]:starts[j+1]``, one per voxel that either ray crosses, sorted by depth,
+    with both path lengths ``length[m]`` (0 for a ray that misses it); ``row``/``col`` are offsets into the laterally
+    padded volume."""
 
     starts: np.ndarray
     delta: np.ndarray
     row: np.ndarray
     col: np.ndarray
     length: np.ndarray
+    n_rays: int
     pad: int
     first: int
     step: int
@@ -274,18 +277,28 @@ class _TapTable:
 
     @classmethod
     def build(cls, taps: RayTaps, pad: int, first: int, step: int, n_focus: int) -> _TapTable:
-        starts = np.searchsorted(taps.ray, np.arange(taps.n_rays + 1)).astype(np.int64)  # taps are grouped by ray
-        return cls(starts, taps.delta.astype(np.int64), (taps.dy + pad).astype(np.int64),
-                   (taps.dx + pad).astype(np.int64), taps.length.astype(np.float64), pad, first, step, n_focus)
+        keys, tap = np.unique(np.stack([taps.ray // 2, taps.delta, taps.dy, taps.dx], axis=1), axis=0,
+                              return_inverse=True)
+        length = np.zeros((len(keys), 2))
+        length[tap.ravel(), taps.ray % 2] = taps.length  # a straight ray crosses each voxel at most once
+        starts = np.searchsorted(keys[:, 0], np.arange((taps.n_rays + 1) // 2 + 1)).astype(np.int64)
+        return cls(starts, keys[:, 1].astype(np.int64), (keys[:, 2] + pad).astype(np.int64),
+                   (keys[:, 3] + pad).astype(np.int64), length, taps.n_rays, pad, first, step, n_focus)
+
+    def pad_volume(self, log_t: np.ndarray) -> np.ndarray:
+        """The kernels' zero-padded layout of ``(L, H, W)``: ``pad`` zeros before every row (the row stride
+        ``W + pad`` makes them the right margin of the row above too), ``pad`` zero rows above, ``pad + 1`` below."""
+        return np.pad(log_t, ((0, 0), (self.pad, self.pad + 1), (self.pad, 0)))
 
     def arrays(self, padded_shape: tuple[int, int, int], dtype) -> tuple:
-        """``(ranges, offset, length)`` for :mod:`widefield3d.optics.ray_kernels` and a padded volume's shape."""
+        """``(ranges, offset, length, n_rays)`` for :mod:`widefield3d.optics.ray_kernels` and a padded volume's
+        shape."""
         from widefield3d.optics import ray_kernels
 
         n_layers, hp, wp = padded_shape
         ranges, offset = ray_kernels.tap_offsets(self.starts, self.delta, self.row, self.col, self.first, self.step,
                                                  self.n_focus, n_layers, hp, wp)
-        return ranges, offset, self.length.astype(dtype, copy=False)
+        return ranges, offset, self.length.astype(dtype, copy=False), self.n_rays
 
 
 class _RenderLogKernel(torch.autograd.Function):
@@ -295,7 +308,7 @@ class _RenderLogKernel(torch.autograd.Function):
     def forward(ctx, log_t: torch.Tensor, table: _TapTable) -> torch.Tensor:
         from widefield3d.optics import ray_kernels
 
-        padded = np.pad(log_t.detach().numpy(), ((0, 0), (table.pad,) * 2, (table.pad,) * 2))
+        padded = table.pad_volume(log_t.detach().numpy())
         arrays = table.arrays(padded.shape, padded.dtype)
         ctx.table, ctx.padded, ctx.arrays, ctx.shape = table, padded, arrays, log_t.shape
         out = np.empty((table.n_focus, *log_t.shape[1:]), padded.dtype)
