@@ -213,7 +213,7 @@ def _write_rgb(path: Path, height: int, width: int) -> None:
         array[:, y0 : y0 + len(y)] = np.stack(band).astype(np.uint8)
 
 
-def _whole_slide_child(kind: str, source: str, target: str, batch_size: int = 4) -> None:
+def _whole_slide_child(kind: str, source: str, target: str, batch_size: int | None = None) -> None:
     """Run in the subprocess: ``multifocal`` zarr -> zarr; print JSON lines (VmHWM samples, then the result)."""
     from widefield3d.methods import mfpi
 
@@ -244,7 +244,8 @@ def _whole_slide_child(kind: str, source: str, target: str, batch_size: int = 4)
                       "receptive_radius": generator.receptive_radius}), flush=True)
 
 
-def _whole_slide_run(kind: str, height: int, width: int, workdir: Path, timeout: float, batch_size: int = 4) -> dict:
+def _whole_slide_run(kind: str, height: int, width: int, workdir: Path, timeout: float,
+                     batch_size: int | None = None) -> dict:
     """One whole-slide run in a child process; its peak RSS (VmHWM) and, when it finished, a check of the output."""
     import shutil
 
@@ -254,8 +255,8 @@ def _whole_slide_run(kind: str, height: int, width: int, workdir: Path, timeout:
     write_s = time.perf_counter() - start
     lines = []
     try:
-        child = subprocess.run([sys.executable, __file__, "--ws-child", kind, str(source), str(target),
-                                "--ws-batch", str(batch_size)],
+        batch = ["--ws-batch", str(batch_size)] if batch_size is not None else []
+        child = subprocess.run([sys.executable, __file__, "--ws-child", kind, str(source), str(target), *batch],
                                capture_output=True, text=True, timeout=timeout, check=True)
         lines = child.stdout.strip().splitlines()
     except subprocess.TimeoutExpired as stopped:
@@ -267,7 +268,7 @@ def _whole_slide_run(kind: str, height: int, width: int, workdir: Path, timeout:
         "network": "MFPIGenerator(11, 3, width=1.0), random weights" if kind == "mfpinet"
         else "identity-like stand-in (nearest 2x per plane), MFPINet's halo and windows",
         "input": f"OME-Zarr uint8 (3, {height}, {width}), written band by band",
-        "batch_size": batch_size,
+        "batch_size": batch_size if batch_size is not None else "multifocal's default (1 on the CPU)",
         "output": f"OME-Zarr uint8 (3, 11, {2 * height}, {2 * width})",
         "input_write_s": round(write_s, 1),
         "finished": bool(last.get("done")),
@@ -330,7 +331,8 @@ def main() -> None:
     parser.add_argument("--ws-timeout", type=float, default=3600, help="seconds per whole-slide run")
     parser.add_argument("--child", nargs=3, metavar=("SOURCE", "TARGET", "TILE"), help=argparse.SUPPRESS)
     parser.add_argument("--ws-out", type=Path, default=WHOLE_SLIDE_RESULTS, help="result JSON of --whole-slide")
-    parser.add_argument("--ws-batch", type=int, default=4, help="tiles per network call (multifocal batch_size)")
+    parser.add_argument("--ws-batch", type=int, default=None,
+                        help="tiles per network call (multifocal batch_size; default: multifocal's own)")
     parser.add_argument("--ws-child", nargs=3, metavar=("KIND", "SOURCE", "TARGET"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

@@ -490,8 +490,9 @@ def multifocal(image, *, model, device: str = "auto", tile: int | tuple[int, int
     from widefield3d.device import resolve_device
     from widefield3d.tiling import predict_tiled
 
+    torch_device = resolve_device(device, "multifocal")
     if batch_size is None:
-        batch_size = 1 if resolve_device(device, "multifocal").type == "cpu" else 4
+        batch_size = 1 if torch_device.type == "cpu" else 4
     m = model if isinstance(model, MFPIModel) else load(model)
     net, data = m.config.network, m.config.data
     array_input = not isinstance(image, (str, Path, io.Image))
@@ -513,7 +514,7 @@ def multifocal(image, *, model, device: str = "auto", tile: int | tuple[int, int
 
     def run(target) -> None:
         writer = _StackWriter(target, net.channels, net.planes, data.white_level)
-        predict_tiled(network, src.data, tile=tile, halo=halo, scale=SCALE, out=writer, device=device,
+        predict_tiled(network, src.data, tile=tile, halo=halo, scale=SCALE, out=writer, device=torch_device,
                       progress=progress, batch_size=batch_size)
 
     if out is not None and str(out).lower().endswith((".zarr", ".ome.zarr")):
