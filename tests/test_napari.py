@@ -27,6 +27,11 @@ from widefield3d.napari.layers import image_to_layer, layer_image, layer_to_imag
 PLUGIN = "widefield3d"
 DOCS_PNG = Path(__file__).parents[1] / "docs" / "napari_refocus.png"
 WORM_PIXEL_UM = 0.325  # the deepz-20x075 microscope preset's camera pixel
+NO_DISPLAY = sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+needs_display = pytest.mark.skipif(
+    NO_DISPLAY, reason="no display for Qt: run the GUI tests under `xvfb-run -a` (Debian package xvfb)")
+"""Marks a GUI test: skipped at collection, before any fixture starts Qt (which aborts the process without a
+display; a skip inside a fixture comes too late, as pytest-qt may have created its QApplication first)."""
 TIMEOUT_MS = 240_000  # generous: CI machines may be slow and busy
 
 
@@ -36,12 +41,9 @@ def worm_layers():
 
 
 @pytest.fixture
-def viewer(request):
-    """A napari viewer (pytest-qt's ``make_napari_viewer``); skipped without a display, before Qt starts (it
-    aborts the process without one)."""
-    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        pytest.skip("no display for Qt: run the GUI tests under `xvfb-run -a` (Debian package xvfb)")
-    return request.getfixturevalue("make_napari_viewer")()
+def viewer(make_napari_viewer):
+    """A napari viewer (pytest-qt's ``make_napari_viewer``); tests using it are marked :data:`needs_display`."""
+    return make_napari_viewer()
 
 
 def _dock(viewer, name: str):
@@ -78,6 +80,7 @@ def test_sample_data_have_physical_scale(worm_layers):
     assert low.shape == (32, 32, 3) and low.dtype == np.uint8 and low_kw["rgb"]
 
 
+@needs_display
 def test_refocus_widget_dpm_layer_equals_plane(viewer, qtbot, worm_layers):
     """A constant DPM layer of 2 µm refocuses as the plane z = 2 µm; a tilted plane keeps the image's shape."""
     data, kwargs, _ = worm_layers[1]
@@ -117,6 +120,7 @@ def test_refocus_widget_dpm_layer_equals_plane(viewer, qtbot, worm_layers):
                                rtol=1e-4, atol=1e-3 * plane.data.max())
 
 
+@needs_display
 def test_refocus_virtual_stack_screenshot(viewer, qtbot):
     """Worm sample -> virtual stack -2..+2 µm in 1 µm steps: 5 planes with scale (1, 0.325, 0.325) µm starting
     at z = -2 µm; the viewer (sample data, widget, result) is drawn into docs/napari_refocus.png on request."""
@@ -145,6 +149,7 @@ def test_refocus_virtual_stack_screenshot(viewer, qtbot):
         Image.fromarray(shot).save(DOCS_PNG)
 
 
+@needs_display
 def test_multifocal_widget_rgb_planes(viewer, qtbot):
     data, kwargs, _ = sample_data.cytology()[1]  # 32 x 32 RGB, 0.486 µm pixels
     viewer.add_image(data, **kwargs)
@@ -157,6 +162,7 @@ def test_multifocal_widget_rgb_planes(viewer, qtbot):
     assert planes.translate[0] == pytest.approx(-5 * dz)  # 11 planes centred on the input plane
 
 
+@needs_display
 def test_confocal_widget_keeps_stack_geometry(viewer, qtbot):
     data, kwargs, _ = sample_data.tissue()[1]  # 24 planes 0.5 µm apart, 64 x 64
     viewer.add_image(data, **kwargs)
@@ -167,6 +173,7 @@ def test_confocal_widget_keeps_stack_geometry(viewer, qtbot):
     assert 0.0 <= out.data.min() and out.data.max() <= 1.0 and out.data.std() > 0.01
 
 
+@needs_display
 def test_reconstruct_widget_progress_and_stop(viewer, qtbot):
     """50 iterative steps fill the progress bar and give a volume of the stack's shape and scale; Stop ends a
     100,000-step run after a few steps with the volume reached so far. (DIP runs the same loop; one of its steps
@@ -199,6 +206,7 @@ def test_reconstruct_widget_progress_and_stop(viewer, qtbot):
     assert not widget.stop_button.enabled
 
 
+@needs_display
 def test_widget_reports_bad_setting(viewer):
     widget = _dock(viewer, "Confocal-like - WFCON-Net")
     widget.run()  # no z-stack layer open
@@ -209,6 +217,7 @@ def test_widget_reports_bad_setting(viewer):
 @pytest.mark.parametrize("suffix", [".ome.tif", ".ome.zarr"])
 def test_writer_reader_round_trip_keeps_scale(tmp_path, suffix):
     """npe2's writer and (for OME-TIFF) reader: data, scale (µm), axes and channel names survive."""
+    npe2.PluginManager.instance().discover()  # as napari does at start-up (no viewer here: no display needed)
     stack = io.Image(np.random.default_rng(0).random((2, 5, 16, 12), np.float32), "CZYX", (0.5, 0.2, 0.25),
                      ["dapi", "gfp"])
     tuples = [image_to_layer(stack, "cells")]
