@@ -28,8 +28,9 @@ from widefield3d.sim.activity import activity_preset, simulate_worm_activity
 TARGETS = {"recall_ratio_deepz_over_2d": 1.4, "trace_corr_median": 0.8, "ari": 0.7}
 
 
-def one_seed(args, seed: int, model) -> dict:
-    """The three analyses of one simulated video (``seed``) and their scores."""
+def analyse_seed(args, seed: int, model) -> tuple:
+    """Simulate the video of ``seed`` and run the three analyses: ``(sim, simulate_s, {name: (result, seconds,
+    lateral_only)})``."""
     t0 = time.perf_counter()
     sim = simulate_worm_activity(activity_preset("worm-activity", field_px=args.field, n_frames=args.frames),
                                  seed=seed, scanned=True)
@@ -38,11 +39,19 @@ def one_seed(args, seed: int, model) -> dict:
     runs = {"deepz": (sim.video, ActivityConfig(z_um=z, calibrated=args.calibrated), False, None),
             "2d_raw": (sim.video, ActivityConfig(refocus=False), True, None),
             "scanned": (sim.stacks, ActivityConfig(), False, sim.z_um)}
-    results = {}
+    analyses = {}
     for name, (data, config, lateral, stack_z) in runs.items():
         t0 = time.perf_counter()
         res = analyse_activity(data, sim.spacing_um, config, model=model, device=args.device, stack_z_um=stack_z)
-        seconds = time.perf_counter() - t0
+        analyses[name] = (res, time.perf_counter() - t0, lateral)
+    return sim, simulate_s, analyses
+
+
+def one_seed(args, seed: int, model) -> dict:
+    """The three analyses of one simulated video (``seed``) and their scores."""
+    sim, simulate_s, analyses = analyse_seed(args, seed, model)
+    results = {}
+    for name, (res, seconds, lateral) in analyses.items():
         scores = score_activity(res.centroids_um, res.f, res.clusters, sim.centres_um, sim.traces, sim.clusters,
                                 lateral_only=lateral)
         results[name] = {**scores, "active_found": int(res.active.sum()), "clusters_found": res.n_clusters,
@@ -51,9 +60,10 @@ def one_seed(args, seed: int, model) -> dict:
                          "registration_translation_frames": len(res.failed_frames)}
         print(f"seed {seed}", name, json.dumps({k: v for k, v in results[name].items() if k != "seconds_per_step"}),
               flush=True)
-    size = {"field_px": args.field, "frames": args.frames, "z_step_um": args.z_step, "planes": len(z),
-            "pixel_um": sim.spacing_um[1], "neurons_truth": len(sim.centres_um),
-            "active_truth": int((sim.clusters > 0).sum()), "clusters_truth": int(sim.clusters.max())}
+    size = {"field_px": args.field, "frames": args.frames, "z_step_um": args.z_step,
+            "planes": len(analyses["deepz"][0].z_um), "pixel_um": sim.spacing_um[1],
+            "neurons_truth": len(sim.centres_um), "active_truth": int((sim.clusters > 0).sum()),
+            "clusters_truth": int(sim.clusters.max())}
     return {"seed": seed, "size": size, "simulate_s": round(simulate_s, 1), "results": results}
 
 
@@ -64,8 +74,8 @@ def _vs_targets(results: dict) -> dict:
             "ari_deepz": dz["ari"]}
 
 
-def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def video_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that define the simulated videos and the analyses (shared with ``activity_variants.py``)."""
     parser.add_argument("--field", type=int, default=64, help="field size, camera pixels")
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--z-step", type=float, default=0.5, help="refocus step, µm (paper 0.5)")
@@ -74,6 +84,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--model", default="deepz-20x075")
     parser.add_argument("--calibrated", action="store_true", help="Deep-Z through the model's depth calibration")
     parser.add_argument("--device", default="auto")
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    video_arguments(parser)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "activity.json"))
     args = parser.parse_args(argv)
 
