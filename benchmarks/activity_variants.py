@@ -66,7 +66,8 @@ def clusters_of(df, f0, *, threshold=0.1, noise_factor=None, sigma_factor=1.0, c
 
 def cached_traces(args, seed: int, model) -> dict:
     """``{analysis: arrays}`` of one video, from the cache or computed (minutes: the refocusing)."""
-    path = Path(args.cache) / f"activity_seed{seed}_f{args.field}_t{args.frames}_z{args.z_step}.npz"
+    model_key = Path(args.model).name + ("_calibrated" if args.calibrated else "")
+    path = Path(args.cache) / f"activity_seed{seed}_f{args.field}_t{args.frames}_z{args.z_step}_{model_key}.npz"
     if not path.exists():
         sim, _, analyses = analyse_seed(args, seed, model)
         arrays = {"truth_centres": sim.centres_um, "truth_traces": sim.traces, "truth_clusters": sim.clusters}
