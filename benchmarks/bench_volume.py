@@ -203,32 +203,32 @@ def run(setting: dict, device: str, progress: bool, save=lambda rows: None) -> l
 
 
 def noise_table(rows: list[dict]) -> str:
-    """Table 2 per volume, every (method, noise) a column: PSNR of the last iterate (the run's best and its step),
-    then averages of the last iterate, the best iterate and the paper's ES-WMV rule (100:1000) where it was
-    evaluated, and the mean SSIM of the last iterate."""
-    cols = sorted(dict.fromkeys((r["method"], r["noise"]) for r in rows), key=lambda c: (c[1], c[0] != "Iter"))
-    cell = {(r["method"], r["noise"], r["volume"]): r for r in rows}
-    names = list(dict.fromkeys(r["volume"] for r in rows))
-    out = ["\nTable 2 per volume: PSNR (dB) of the last iterate (best @ step)\n| volume | "
-           + " | ".join(f"{m}, {n:g}" for m, n in cols) + " |", "|---" * (len(cols) + 1) + "|"]
-    for name in names:
-        out.append(f"| {name} | " + " | ".join(
-            f"{r['psnr']:.2f} ({r['best_psnr']:.2f} @ {r['best_step']})" if (r := cell.get((m, n, name))) else "-"
-            for m, n in cols) + " |")
-
-    def average(label: str, value) -> None:
-        cells = []
-        for m, n in cols:
-            sel = [cell[(m, n, v)] for v in names if (m, n, v) in cell]
-            vals = [value(r) for r in sel]
-            cells.append(f"{np.mean(vals):.{4 if 'SSIM' in label else 2}f} ({len(sel)})"
-                         if vals and None not in vals else "-")
-        out.append(f"| **{label}** | " + " | ".join(cells) + " |")
-
-    average("average, last iterate", lambda r: r["psnr"])
-    average("average, best iterate", lambda r: r["best_psnr"])
-    average("average, ES-WMV 100:1000", lambda r: r.get("es_grid", {}).get("100:1000", {}).get("psnr"))
-    average("average SSIM, last iterate", lambda r: r["ssim"])
+    """Table 2 per volume, one per grid size, every (method, noise, steps) a column: PSNR of the last iterate (the
+    run's best and its step), then averages of the last iterate, the best iterate and the paper's ES-WMV rule
+    (100:1000) where it was evaluated, and the mean SSIM of the last iterate."""
+    out = []
+    for size in dict.fromkeys(r["size"] for r in rows):
+        sub = [r for r in rows if r["size"] == size]
+        cols = sorted(dict.fromkeys((r["method"], r["noise"], r["steps"]) for r in sub),
+                      key=lambda c: (c[1], c[0] != "Iter", c[2]))
+        cell = {(r["method"], r["noise"], r["steps"], r["volume"]): r for r in sub}
+        names = list(dict.fromkeys(r["volume"] for r in sub))
+        out += [f"\nTable 2 per volume ({size}): PSNR (dB) of the last iterate (best @ step)\n| volume | "
+                + " | ".join(f"{m}, {n:g}, {k} steps" for m, n, k in cols) + " |", "|---" * (len(cols) + 1) + "|"]
+        for name in names:
+            out.append(f"| {name} | " + " | ".join(
+                f"{r['psnr']:.2f} ({r['best_psnr']:.2f} @ {r['best_step']})" if (r := cell.get((*c, name))) else "-"
+                for c in cols) + " |")
+        for label, digits, value in (
+                ("average, last iterate", 2, lambda r: r["psnr"]),
+                ("average, best iterate", 2, lambda r: r["best_psnr"]),
+                ("average, ES-WMV 100:1000", 2, lambda r: r.get("es_grid", {}).get("100:1000", {}).get("psnr")),
+                ("average SSIM, last iterate", 4, lambda r: r["ssim"])):
+            cells = []
+            for c in cols:
+                vals = [value(cell[(*c, v)]) for v in names if (*c, v) in cell]
+                cells.append(f"{np.mean(vals):.{digits}f} ({len(vals)})" if vals and None not in vals else "-")
+            out.append(f"| **{label}** | " + " | ".join(cells) + " |")
     return "\n".join(out)
 
 
