@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 from bench_activity import analyse_seed, video_arguments
 
-from widefield3d.analysis.activity.clusters import similarity, spectral_clusters
+from widefield3d.analysis.activity.clusters import similarity
 from widefield3d.analysis.activity.scores import score_activity
 from widefield3d.analysis.activity.traces import most_active
-from widefield3d.methods.activity import ActivityConfig, paper_sigma
+from widefield3d.methods.activity import ActivityConfig, cluster_active, paper_sigma
 from widefield3d.methods.deepz import load
 
 
@@ -56,12 +56,9 @@ def clusters_of(df, f0, *, threshold=0.1, noise_factor=None, sigma_factor=1.0, c
     active = most_active(df, f0, threshold) if threshold > 0 else np.ones(len(df), bool)
     if noise_factor is not None:
         active &= ratio.std(axis=1) > noise_factor * frame_noise(ratio)
-    labels = np.zeros(len(df), int)
-    if active.sum() >= 2:  # as in analyse_activity
-        s = (correlation_similarity(ratio[active]) if correlation
-             else similarity(df[active], f0[active], paper_sigma(df.shape[1]) * sigma_factor))
-        labels[active] = spectral_clusters(s, None, max_clusters=ActivityConfig().max_clusters)[0]
-    return labels
+    return cluster_active(active, lambda: (correlation_similarity(ratio[active]) if correlation else
+                                          similarity(df[active], f0[active], paper_sigma(df.shape[1]) * sigma_factor)),
+                          None, ActivityConfig().max_clusters)[0]
 
 
 def cached_traces(args, seed: int, model) -> dict:

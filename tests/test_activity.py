@@ -11,6 +11,7 @@ from widefield3d.analysis.activity.clusters import eigengap, laplacian_eigen, si
 from widefield3d.analysis.activity.scores import adjusted_rand_index, match_neurons, pearson_rows
 from widefield3d.analysis.activity.segment import find_centroids, watershed_masks
 from widefield3d.analysis.activity.traces import brightest_mean, delta_f, most_active
+from widefield3d.methods.activity import cluster_active
 from widefield3d.methods.deepz_calibration import DepthCalibration, write_depth_calibration
 from widefield3d.prep.frame_registration import register_video
 from widefield3d.sim.camera import fourier_shift
@@ -45,6 +46,23 @@ def test_eigengap_counts_the_blocks_and_spectral_clustering_finds_them():
     assert adjusted_rand_index(labels, truth) == pytest.approx(1.0)
     assert np.bincount(labels)[1:].tolist() == [12, 8, 5]  # numbered by decreasing size
 
+
+
+def test_cluster_active_labels_only_active_neurons():
+    s, truth = _blocks((6, 4))
+    active = np.zeros(13, bool)
+    active[[0, 2, 3, 4, 5, 6, 7, 8, 9, 11]] = True
+    calls = []
+    labels, k, eigenvalues = cluster_active(active, lambda: calls.append(1) or s, None, 10)
+    assert k == 2 and len(eigenvalues) == 10 and calls == [1]
+    assert (labels[~active] == 0).all()
+    assert adjusted_rand_index(labels[active], truth) == pytest.approx(1.0)
+    one = np.zeros(5, bool)
+    one[3] = True
+    labels, k, _ = cluster_active(one, lambda: calls.append(2) or s, None, 10)  # one active neuron: cluster 1
+    assert labels.tolist() == [0, 0, 0, 1, 0] and k == 1 and calls == [1]
+    labels, k, _ = cluster_active(np.zeros(5, bool), lambda: s, None, 10)
+    assert labels.tolist() == [0] * 5 and k == 0
 
 def test_adjusted_rand_index_known_values():
     assert adjusted_rand_index([0, 0, 1, 1], [1, 1, 0, 0]) == pytest.approx(1.0)

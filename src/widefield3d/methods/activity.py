@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,6 +109,21 @@ def refocus_video(video: np.ndarray, z_um, *, model, device: str = "auto", progr
     return out
 
 
+def cluster_active(active: np.ndarray, similarity_of_active: Callable[[], np.ndarray], n_clusters: int | None,
+                   max_clusters: int) -> tuple[np.ndarray, int, np.ndarray]:
+    """Spectral clusters of the active neurons: labels ``(N,)`` (0 = not active), their number and the eigenvalues.
+
+    ``similarity_of_active()`` returns the similarity matrix of the active neurons; it is called only when at least
+    two are active (one active neuron is cluster 1; none, no cluster)."""
+    clusters = np.zeros(len(active), int)
+    if active.sum() >= 2:
+        clusters[active], n, eigenvalues = spectral_clusters(similarity_of_active(), n_clusters,
+                                                             max_clusters=max_clusters)
+        return clusters, n, eigenvalues
+    clusters[active] = 1
+    return clusters, int(active.sum()), np.zeros(0)
+
+
 def analyse_activity(video: np.ndarray, spacing_um, config: ActivityConfig | None = None, *, model=None,
                      device: str = "auto", progress: bool = True, stack_z_um=None) -> ActivityResult:
     """Neuron positions, masks, activity traces and clusters from a two-channel video.
@@ -172,15 +188,9 @@ def analyse_activity(video: np.ndarray, spacing_um, config: ActivityConfig | Non
     f = brightest_mean(stacks[:, config.green], labels, config.n_brightest) - background
     df, f0 = delta_f(f)
     active = most_active(df, f0, config.active_threshold)
-    clusters = np.zeros(len(f), int)
-    n_clusters, eigenvalues = 0, np.zeros(0)
-    if active.sum() >= 2:
-        sigma = config.sigma or paper_sigma(df.shape[1])
-        s = similarity(df[active], f0[active], sigma)
-        clusters[active], n_clusters, eigenvalues = spectral_clusters(s, config.n_clusters,
-                                                                      max_clusters=config.max_clusters)
-    elif active.sum() == 1:
-        clusters[active], n_clusters = 1, 1
+    sigma = config.sigma or paper_sigma(df.shape[1])
+    clusters, n_clusters, eigenvalues = cluster_active(
+        active, lambda: similarity(df[active], f0[active], sigma), config.n_clusters, config.max_clusters)
     seconds["traces_clusters"] = time.perf_counter() - t0
     centroids_um = np.column_stack([z[peaks[:, 0]], peaks[:, 1] * dy, peaks[:, 2] * dx]) if len(peaks) else \
         np.zeros((0, 3))
