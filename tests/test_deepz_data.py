@@ -234,3 +234,13 @@ def test_companion_files_of_simulate_acquire_are_not_training_stacks(tmp_path):
     for name in ("s.ome.tif", "s_clean.ome.tif", "s_truth.ome.tif", "v_mip.ome.tif", "clean_field.ome.tif", ".x.tif"):
         (tmp_path / name).write_bytes(b"")
     assert [p.name for p in _stack_files(tmp_path)] == ["clean_field.ome.tif", "s.ome.tif"]
+
+
+def test_capped_validation_spreads_over_the_whole_set():
+    from widefield3d.methods.deepz import validation_sample
+
+    chosen = validation_sample(1000, 64)
+    assert len(chosen) == 64 and chosen[0] == 0 and chosen[-1] == 999
+    assert np.diff(chosen).min() >= 15  # evenly spread, not the first 64 (one or two regions)
+    np.testing.assert_array_equal(validation_sample(10, 64), np.arange(10))
+    np.testing.assert_array_equal(validation_sample(10, None), np.arange(10))
