@@ -6,8 +6,10 @@
    training scale: every stack is normalised against its EDF image (as the training data), the model is given
    that normalisation and returns normalised values; PSNR/SSIM use the data range of the whole normalised stack.
 2. Deep-Z+: the plane at z = 0 of each held-out ``deepzplus-63x14`` wide-field stack refocused over the stack's
-   range, SSIM and RMSE against the confocal planes (each normalised against its own EDF), next to the scanned
-   wide-field planes and the identity baseline against the same confocal planes.
+   range, SSIM, RMSE and Pearson against the confocal planes (each normalised against its own EDF; the scanned,
+   noisy ``confocal/`` stacks, or with ``--deepzplus-reference clean`` the simulator's noise-free
+   ``confocal_clean/`` ones), next to the scanned wide-field planes, the identity baseline and a black image
+   (all zeros: what SSIM gives for matching the dark background alone) against the same confocal planes.
 3. Sinusoidal surfaces (paper Fig. S7): DPM = -5 + 4 sin(2 pi x / period) µm (depths -1 .. -9 µm); ground truth =
    the scanned stack linearly interpolated in z at each pixel's depth. For each period: SSIM and Pearson against
    that ground truth, and the artefact ratio = power of the error image (output - truth) at the DPM's frequency and
@@ -44,7 +46,7 @@ floor; DC and the harmonics excluded). A period is "followed
 Usage::
 
     python benchmarks/bench_deepz.py [--deepz-data DIR] [--deepzplus-data DIR] [--deepz-model deepz-20x075]
-        [--deepzplus-model deepzplus-63x14-confocal] [--fields N] [--periods 2,4,8] [--skip-speed] [--out JSON]
+        [--deepzplus-model deepzplus-63x14-confocal] [--deepzplus-reference measured|clean] [--fields N] [--periods 2,4,8] [--skip-speed] [--out JSON]
         [--measures | --quick] [--heldout DIR] [--bead-planes N]
     python benchmarks/bench_deepz.py --speed-only [--deepz-model M]   # CPU speed, tiles 512 and 1024
 
@@ -143,13 +145,14 @@ def refocus_accuracy(data: Path, model, fields: int) -> dict:
     return out
 
 
-def deepzplus_accuracy(data: Path, model, fields: int) -> dict:
-    """Per-depth SSIM/RMSE against the confocal planes: Deep-Z+, scanned wide-field, identity."""
-    rows = {"deepzplus": [], "widefield": [], "identity": []}
+def deepzplus_accuracy(data: Path, model, fields: int, reference: str = "measured") -> dict:
+    """Per-depth SSIM/RMSE/Pearson against the confocal planes (``reference``: ``"measured"`` = ``confocal/``,
+    ``"clean"`` = ``confocal_clean/``): Deep-Z+, scanned wide-field, identity and a black image."""
+    rows = {"deepzplus": [], "widefield": [], "identity": [], "black": []}
     z_rel = None
     for wf_path, conf_path in find_stacks(data, "confocal")[:fields]:
         wf_raw, dz, _ = _stack(wf_path)
-        conf_raw, _, _ = _stack(conf_path)
+        conf_raw, _, _ = _stack(conf_path if reference == "measured" else data / "confocal_clean" / conf_path.name)
         wf_norm, wf = _normalised(wf_raw)
         _, conf = _normalised(conf_raw)
         middle = len(wf) // 2
@@ -161,10 +164,14 @@ def deepzplus_accuracy(data: Path, model, fields: int) -> dict:
         rows["deepzplus"].append([_row(v, c, r) for v, c in zip(virtual, conf[keep])])
         rows["widefield"].append([_row(w, c, r) for w, c in zip(wf[keep], conf[keep])])
         rows["identity"].append([_row(wf[middle], c, r) for c in conf[keep]])
+        rows["black"].append([{"ssim": metrics.ssim(np.zeros_like(c), c, r), "rmse": metrics.rmse(0 * c, c),
+                               "pearson": float("nan")} for c in conf[keep]])
         z_rel = z_rel[keep]
-    out = {"z_um": z_rel.tolist(), "fields": len(rows["deepzplus"])}
+    out = {"z_um": z_rel.tolist(), "fields": len(rows["deepzplus"]), "reference": reference}
     for name, per_field in rows.items():
-        out[name] = {k: np.mean([[row[k] for row in f] for f in per_field], axis=0).tolist() for k in ("ssim", "rmse")}
+        out[name] = {k: np.mean([[row[k] for row in f] for f in per_field], axis=0).tolist()
+                     for k in ("ssim", "rmse", "pearson")}
+        out[name]["ssim_per_field"] = np.mean([[row["ssim"] for row in f] for f in per_field], axis=1).tolist()
     out["summary"] = {f"{stat}_ssim_{k}": float(fn(out[k]["ssim"])) for k in rows
                       for stat, fn in (("mean", np.mean), ("min", np.min))}
     return out
@@ -486,6 +493,8 @@ def main() -> None:
     parser.add_argument("--deepzplus-data", type=Path)
     parser.add_argument("--deepz-model", default="deepz-20x075")
     parser.add_argument("--deepzplus-model", default="deepzplus-63x14-confocal")
+    parser.add_argument("--deepzplus-reference", choices=("measured", "clean"), default="measured",
+                        help="Deep-Z+ scored against the scanned confocal stacks or the noise-free ones")
     parser.add_argument("--fields", type=int, default=4)
     parser.add_argument("--periods", default="2,4,8,16,32,64")
     parser.add_argument("--skip-speed", action="store_true")
@@ -545,12 +554,14 @@ def main() -> None:
         print(f"shortest period followed without artefacts: {sin['shortest_followed_um']} µm")
     if args.deepzplus_data is not None:
         plus = deepz.load(args.deepzplus_model)
-        result["deepzplus"] = dp = deepzplus_accuracy(args.deepzplus_data, plus, args.fields)
-        print(f"\nDeep-Z+ ({args.deepzplus_model}) on {dp['fields']} held-out fields: SSIM / RMSE vs confocal")
+        result["deepzplus"] = dp = deepzplus_accuracy(args.deepzplus_data, plus, args.fields, args.deepzplus_reference)
+        print(f"\nDeep-Z+ ({args.deepzplus_model}) on {dp['fields']} held-out fields: SSIM / RMSE / Pearson vs "
+              f"confocal ({args.deepzplus_reference})")
         for i, z in enumerate(dp["z_um"]):
-            print(f"{z:+5.1f} | Deep-Z+ {dp['deepzplus']['ssim'][i]:.3f} {dp['deepzplus']['rmse'][i]:.4f} | "
-                  f"scanned WF {dp['widefield']['ssim'][i]:.3f} {dp['widefield']['rmse'][i]:.4f} | "
-                  f"identity {dp['identity']['ssim'][i]:.3f} {dp['identity']['rmse'][i]:.4f}")
+            print(f"{z:+5.1f} | " + " | ".join(
+                f"{name} {dp[key]['ssim'][i]:.3f} {dp[key]['rmse'][i]:.4f} {dp[key]['pearson'][i]:.3f}"
+                for name, key in (("Deep-Z+", "deepzplus"), ("scanned WF", "widefield"), ("identity", "identity")))
+                  + f" | black {dp['black']['ssim'][i]:.3f}")
         print(dp["summary"])
     if args.deepz_data is not None and not args.skip_speed:
         result["speed"] = sp = speed(model)
