@@ -56,6 +56,19 @@ def test_discriminator_bias_init_is_a_config_field():
     assert all(torch.all(c.bias == 0.1) for c in _convs(g))
 
 
+
+def test_discriminator_without_sigmoid_returns_the_logits():
+    """``network.discriminator_sigmoid: false`` drops only the last sigmoid: same weights, scores = logits."""
+    torch.manual_seed(0)
+    config = deepz.DeepZConfig.model_validate(
+        {"network": {"width": 0.125, "discriminator_width": 0.0625, "discriminator_sigmoid": False}})
+    _, plain = deepz.build_networks(config)
+    paper = DeepZDiscriminator(width=0.0625)
+    paper.load_state_dict(plain.state_dict())
+    x = torch.randn(3, 1, 64, 64) * 5
+    torch.testing.assert_close(paper(x), torch.sigmoid(plain(x)))
+    assert plain(x).abs().max() > 1 or not torch.all((plain(x) > 0) & (plain(x) < 1))
+
 def test_film_conditioning_starts_as_the_paper_network():
     """With conditioning='film' the modulation starts at zero: the output equals the paper network's with the same
     convolution weights; the DPM still drives every block once the modulation is trained."""

@@ -58,6 +58,9 @@ class DeepZNetworkConfig(BaseModel):
     discriminator_bias_init: float = Field(
         0.1, ge=0, le=1, description="initial value of the discriminator's biases (paper 0.1; 0 lets it learn on dim "
                                      "targets such as EDF-normalised confocal planes)")
+    discriminator_sigmoid: bool = Field(
+        True, description="end the discriminator with a sigmoid (paper); false: unbounded least-squares scores, "
+                          "which cannot saturate")
 
 
 class DeepZConfig(MethodConfig):
@@ -436,7 +439,8 @@ def build_networks(config: DeepZConfig):
 
     return (DeepZGenerator(width=config.network.width, conditioning=config.network.conditioning),
             DeepZDiscriminator(width=config.network.discriminator_width,
-                               bias_init=config.network.discriminator_bias_init))
+                               bias_init=config.network.discriminator_bias_init,
+                               sigmoid=config.network.discriminator_sigmoid))
 
 
 def validation_sample(n_pairs: int, max_pairs: int | None) -> np.ndarray:

@@ -254,13 +254,18 @@ class DeepZDiscriminator(nn.Module):
     bias_init : float
         Initial value of every bias (paper 0.1). On dim targets (EDF-normalised confocal planes average ~0.04) the
         paper's 0.1 swamps the input in the pooled features and the discriminator does not learn; 0 lets it.
+    sigmoid : bool
+        End with a sigmoid (the paper). Without it the score is unbounded, the usual least-squares GAN form: a
+        sigmoid that saturates gives the generator no gradient (seen in a Deep-Z+ fine-tune, docs/deepz.md).
 
     Shapes
     ------
-    input ``(B, in_channels, Y, X)`` with ``Y, X >= 64`` (six stride-2 convolutions); output ``(B,)`` in (0, 1).
+    input ``(B, in_channels, Y, X)`` with ``Y, X >= 64`` (six stride-2 convolutions); output ``(B,)`` in (0, 1)
+    (any real value without the sigmoid).
     """
 
-    def __init__(self, width: float = 1.0, in_channels: int = 1, bias_init: float = PAPER_BIAS_INIT):
+    def __init__(self, width: float = 1.0, in_channels: int = 1, bias_init: float = PAPER_BIAS_INIT,
+                 sigmoid: bool = True):
         super().__init__()
         width = _check_width("DeepZDiscriminator", width)
         layers, c_prev = [], in_channels
@@ -271,10 +276,11 @@ class DeepZDiscriminator(nn.Module):
             c_prev = c2
         self.features = nn.Sequential(*layers)
         self.fc = nn.Sequential(
-            nn.Linear(c_prev, c_prev), nn.LeakyReLU(LEAKY_SLOPE), nn.Linear(c_prev, 1), nn.Sigmoid()
+            nn.Linear(c_prev, c_prev), nn.LeakyReLU(LEAKY_SLOPE), nn.Linear(c_prev, 1),
+            nn.Sigmoid() if sigmoid else nn.Identity()
         )
         _init(self, bias_init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Score ``(B, C, Y, X)`` images: probability (0, 1) that each is a real target."""
+        """Score ``(B, C, Y, X)`` images: how likely each is a real target (a probability with the sigmoid)."""
         return self.fc(self.features(x).mean(dim=(2, 3))).squeeze(1)
