@@ -46,8 +46,8 @@ floor; DC and the harmonics excluded). A period is "followed
 Usage::
 
     python benchmarks/bench_deepz.py [--deepz-data DIR] [--deepzplus-data DIR] [--deepz-model deepz-20x075]
-        [--deepzplus-model deepzplus-63x14-confocal] [--deepzplus-reference measured|clean] [--fields N] [--periods 2,4,8] [--skip-speed] [--out JSON]
-        [--measures | --quick] [--heldout DIR] [--bead-planes N]
+        [--deepzplus-model deepzplus-63x14-confocal] [--deepzplus-reference measured|clean] [--fields N]
+        [--periods 2,4,8] [--skip-speed] [--out JSON] [--measures | --quick] [--heldout DIR] [--bead-planes N]
     python benchmarks/bench_deepz.py --speed-only [--deepz-model M]   # CPU speed, tiles 512 and 1024
 
 Parts 1, 3 and 4 need ``--deepz-data`` (held-out wide-field stacks), part 2 ``--deepzplus-data`` (held-out
@@ -164,8 +164,7 @@ def deepzplus_accuracy(data: Path, model, fields: int, reference: str = "measure
         rows["deepzplus"].append([_row(v, c, r) for v, c in zip(virtual, conf[keep])])
         rows["widefield"].append([_row(w, c, r) for w, c in zip(wf[keep], conf[keep])])
         rows["identity"].append([_row(wf[middle], c, r) for c in conf[keep]])
-        rows["black"].append([{"ssim": metrics.ssim(np.zeros_like(c), c, r), "rmse": metrics.rmse(0 * c, c),
-                               "pearson": float("nan")} for c in conf[keep]])
+        rows["black"].append([_row(np.zeros_like(c), c, r) for c in conf[keep]])  # Pearson: NaN (constant)
         z_rel = z_rel[keep]
     out = {"z_um": z_rel.tolist(), "fields": len(rows["deepzplus"]), "reference": reference}
     for name, per_field in rows.items():
