@@ -212,6 +212,9 @@ def test_refocus_returns_an_image_with_spacing(model):
     assert stack.axes == "ZYX" and stack.spacing_zyx == pytest.approx((2.0, 0.325, 0.325))
     frames = deepz.refocus(np.stack([_image(), _image(seed=1)]), 1.0, mip=True, **kw)
     assert frames.axes == "TYX" and frames.data.shape == (2, 40, 56)
+    descending = deepz.refocus(_image(), [2.0, 0.0, -2.0], **kw)  # planes in the order asked, spacing positive
+    assert descending.spacing_zyx[0] == 2.0 and np.array_equal(descending.data, stack.data[::-1])
+    assert deepz.refocus(_image(), [1.0, 1.0], **kw).spacing_zyx[0] == 1.0
 
 
 def _image(shape=(40, 56), seed=0):

@@ -342,8 +342,8 @@ def refocus(image, z=None, *, model, dpm=None, tilt_deg: float | None = None, ti
     -------
     io.Image
         float32 ``YX`` for one plane, ``ZYX`` for a sequence of ``z`` (``T`` in front for a time series); with
-        ``mip`` the Z axis is projected away. Spacing: the mean step of ``z`` (µm; 1 for a single plane) and the
-        pixel size used for surfaces (µm).
+        ``mip`` the Z axis is projected away. Spacing: the size of the mean step of ``z`` (µm; 1 for a single plane
+        or where it is 0) and the pixel size used for surfaces (µm).
 
     Examples
     --------
@@ -425,8 +425,8 @@ def refocus(image, z=None, *, model, dpm=None, tilt_deg: float | None = None, ti
     elif not stack_out:
         out = out[:, 0]
     axes = ("T" if has_t else "") + ("Z" if stack_out and not mip else "") + "YX"
-    dz = float(np.diff(z_um).mean()) if len(z_um) > 1 else 1.0
-    return io.Image(out if has_t else out[0], axes, {"Z": dz, "Y": pixel, "X": pixel})
+    dz = abs(float(np.diff(z_um).mean())) if len(z_um) > 1 else 0.0  # descending z too
+    return io.Image(out if has_t else out[0], axes, {"Z": dz or 1.0, "Y": pixel, "X": pixel})
 
 
 # ----------------------------------------------------------------------------------------------------------------
