@@ -11,7 +11,7 @@ from widefield3d.analysis.activity.clusters import eigengap, laplacian_eigen, si
 from widefield3d.analysis.activity.scores import adjusted_rand_index, match_neurons, pearson_rows
 from widefield3d.analysis.activity.segment import find_centroids, watershed_masks
 from widefield3d.analysis.activity.traces import brightest_mean, delta_f, most_active
-from widefield3d.methods.activity import cluster_active
+from widefield3d.methods.activity import ActivityConfig, cluster_active
 from widefield3d.methods.deepz_calibration import DepthCalibration, write_depth_calibration
 from widefield3d.prep.frame_registration import register_video
 from widefield3d.sim.camera import fourier_shift
@@ -63,6 +63,13 @@ def test_cluster_active_labels_only_active_neurons():
     assert labels.tolist() == [0, 0, 0, 1, 0] and k == 1 and calls == [1]
     labels, k, _ = cluster_active(np.zeros(5, bool), lambda: s, None, 10)
     assert labels.tolist() == [0] * 5 and k == 0
+
+@pytest.mark.parametrize("z_um", [(1.0, 0.0), (0.0, 1.0, 3.0), (), (0.0, float("nan"))])
+def test_config_refuses_depths_without_one_spacing(z_um):
+    assert ActivityConfig(z_um=(-1.0, -0.5, 0.0)).z_um == (-1.0, -0.5, 0.0)
+    with pytest.raises(ValueError, match="increasing, evenly spaced"):
+        ActivityConfig(z_um=z_um)
+
 
 def test_adjusted_rand_index_known_values():
     assert adjusted_rand_index([0, 0, 1, 1], [1, 1, 0, 0]) == pytest.approx(1.0)

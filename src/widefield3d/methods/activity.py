@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from widefield3d import io
 from widefield3d.analysis.activity.clusters import similarity, spectral_clusters
@@ -49,6 +49,16 @@ class ActivityConfig(BaseModel):
                                                        "frames, scaled by sqrt(T / 126) (||.||^2 grows with T)")
     n_clusters: int | None = Field(None, ge=1, description="None: the eigen-gap heuristic")
     max_clusters: int = Field(8, ge=1)
+
+    @field_validator("z_um")
+    @classmethod
+    def _even_increasing(cls, z: tuple[float, ...]) -> tuple[float, ...]:
+        """The refocus depths form an evenly spaced, increasing grid: the 3D analysis needs one z spacing."""
+        steps = np.diff(np.asarray(z, float))
+        uneven = steps.size > 0 and float(steps.max() - steps.min()) > 1e-6 * max(1.0, float(steps.max()))
+        if not z or not np.all(np.isfinite(z)) or np.any(steps <= 0) or uneven:
+            raise ValueError(f"expected finite, increasing, evenly spaced depths (µm), got {list(z)}")
+        return z
 
 
 @dataclass
