@@ -84,6 +84,28 @@ def test_clean_targets_share_the_inputs_scale_without_their_noise(beads, tmp_pat
         build_pairs(tmp_path, cfg.model_copy(update={"target_source": "clean"}), progress=False)
 
 
+def test_input_normalisation_matches_inference_on_the_whole_plane(beads):
+    """normalise_against='input': each pair's input is its whole field plane normalised against itself (as
+    refocus normalises a single image), and the target shares that normalisation."""
+    from widefield3d.prep.normalise import triangle_normalisation
+
+    cfg = _config(max_fields=2, align=False)
+    edf = build_pairs(beads[0], cfg, progress=False)
+    own = build_pairs(beads[0], cfg.model_copy(update={"normalise_against": "input"}), progress=False)
+    assert edf.pair_norm is None and own.pair_norm.shape == (len(own), 3)
+    np.testing.assert_array_equal(own.pairs, edf.pairs)  # every plane of these fields has a foreground
+    raw = io.read(beads[0] / "widefield" / "field_0.ome.tif").data.astype(np.float64)
+    for k in (0, 9, 30):
+        r, i, t = own.pairs[k]
+        x, y = (a[0, 0].numpy() for a in own.batch([k]))
+        norm = triangle_normalisation(raw[i])  # the camera plane, as at inference
+        np.testing.assert_allclose(x, norm.apply(raw[i]), atol=2e-4)  # one field = one region here
+        np.testing.assert_allclose(y, norm.apply(raw[t]), atol=2e-4)
+    # a defocused plane is dimmer than the EDF on the paper's scale, not on its own: the scales differ by plane
+    assert own.pair_norm[:, 1].min() < 0.9 * own.pair_norm[:, 1].max()
+    np.testing.assert_array_equal(own.subset(np.array([9, 30])).pair_norm, own.pair_norm[[9, 30]])
+
+
 def test_augmentation_keeps_input_and_target_aligned(beads):
     pairs = build_pairs(beads[0], _config(max_fields=1), progress=False)
     x, y = pairs.batch([0, 1, 2, 3])

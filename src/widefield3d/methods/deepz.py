@@ -510,8 +510,11 @@ def train(data_dir: str | Path, out_dir: str | Path, config: DeepZConfig | None 
     provenance = {"pixel_um": dy, "z_step_um": dz, "data_dir": Path(data_dir).resolve().name,  # no machine path
                   "regions": len(pairs.inputs), "pairs_train": len(pairs_train), "pairs_validation": len(pairs_val),
                   "skipped_fields": list(pairs.skipped)}
+    normalisation = {**config.normalisation, "saturate_fraction": config.data.saturate_fraction,
+                     "reference_training": {"edf": "EDF of each stack",
+                                            "input": "each pair's whole input plane"}[config.data.normalise_against]}
     # without schema_version (zoo.write_config adds it), as in the checkpoints of runs from before it existed
-    method_config = config.model_copy(update={"provenance": provenance}).model_dump(mode="json",
-                                                                                   exclude={"schema_version"})
+    method_config = config.model_copy(update={"provenance": provenance, "normalisation": normalisation}).model_dump(
+        mode="json", exclude={"schema_version"})
     return run_training(make_task(pairs_train, pairs_val, config), config.trainer, out_dir, resume=resume,
                         progress=progress, method_config=method_config, model_files=zoo)

@@ -8,6 +8,10 @@ Per field of view (one ``ZYX`` stack):
 2. an extended-depth-of-field (EDF) image (:func:`widefield3d.prep.edf.extended_depth_of_field`);
 3. normalisation of the whole stack against the EDF: triangle threshold, background subtracted, scale such that
    1% of the foreground pixels saturate (:func:`widefield3d.prep.normalise.triangle_normalisation`);
+   ``normalise_against="input"`` (ours) then re-normalises each pair, input and target alike, against the whole
+   field's input plane, which is how a single image is normalised at inference (the paper's steps 1-3 "applied on
+   the input image"): with the EDF a defocused plane is dimmer than in focus, with its own statistics it is not,
+   and a model trained one way and used the other misjudges defocus (docs/deepz.md, "Normalisation");
 4. a foreground mask of the EDF (:func:`widefield3d.prep.mask.foreground_mask`) and a greedy minimal cover of it
    by ``patch x patch`` regions with ~5% overlap (:func:`widefield3d.prep.cover.patch_cover`);
 5. per region: the middle plane = the plane of highest standard deviation; the ``planes_each_side`` planes above
@@ -90,6 +94,9 @@ class DeepZDataConfig(BaseModel):
     align: Literal["rigid", "stackreg", "none"] = Field(
         "rigid", description="rigid alignment of the planes: ours (rigid), pystackreg (stackreg, the paper's ImageJ "
                              "StackReg), or none for simulated stacks, which need none (true/false: rigid/none)")
+    normalise_against: Literal["edf", "input"] = Field(
+        "edf", description="edf: every plane against the stack's EDF (paper); input: each pair against its whole "
+                           "input plane, as a single image is normalised at inference (ours)")
     target_source: Literal["measured", "clean"] = Field(
         "measured", description="clean: the simulator's noise-free stacks (<modality>_clean/) as targets, on the "
                                 "measured stack's scale (simulated data only; CPU-variant choice)")
@@ -120,6 +127,10 @@ class PairSet:
         DPMs are divided by this before entering the network.
     skipped : list of str
         Fields left out, with the reason (alignment or Deep-Z+ registration failed).
+    pair_norm : ndarray of float32, optional
+        ``(N, 3)`` ``(input background, scale, target background)`` per pair, applied in :meth:`batch` as
+        ``(x - input background) / scale`` and ``(y - target background) / scale``
+        (``normalise_against="input"``: the whole input plane's own normalisation, in the stacks' EDF units).
     """
 
     inputs: list[np.ndarray]
@@ -128,13 +139,15 @@ class PairSet:
     dpm_um: np.ndarray
     range_um: float
     skipped: tuple[str, ...] = ()
+    pair_norm: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     def subset(self, index: np.ndarray) -> PairSet:
         """The pairs at ``index`` (sharing the stacks)."""
-        return PairSet(self.inputs, self.targets, self.pairs[index], self.dpm_um[index], self.range_um, self.skipped)
+        return PairSet(self.inputs, self.targets, self.pairs[index], self.dpm_um[index], self.range_um, self.skipped,
+                       None if self.pair_norm is None else self.pair_norm[index])
 
     def split(self, validation_fraction: float, seed: int) -> tuple[PairSet, PairSet]:
         """Random split into (training, validation) pairs."""
@@ -155,6 +168,9 @@ class PairSet:
         for k in np.atleast_1d(index):
             r, i, t = self.pairs[k]
             x, y = self.inputs[r][i], self.targets[r][t]
+            if self.pair_norm is not None:
+                x_background, scale, y_background = self.pair_norm[k]
+                x, y = (x - x_background) / scale, (y - y_background) / scale
             if rng is not None:
                 if crop_px is not None and crop_px < x.shape[-1]:
                     y0, x0 = rng.integers(0, x.shape[-1] - crop_px + 1, size=2)
@@ -244,6 +260,23 @@ def _prepared(stack: np.ndarray, config: DeepZDataConfig, clean: np.ndarray | No
     return norm.apply(aligned), norm.apply(edf), None if clean is None else norm.apply(clean)
 
 
+def _plane_norms(stack: np.ndarray, config: DeepZDataConfig) -> np.ndarray | None:
+    """``(Z, 2)`` ``(background, scale)`` of each whole plane of an EDF-normalised stack against itself (NaN where
+    the triangle threshold finds no foreground), for ``normalise_against="input"``; else None."""
+    from widefield3d.prep.normalise import triangle_normalisation
+
+    if config.normalise_against == "edf":
+        return None
+    out = np.full((len(stack), 2), np.nan, np.float32)
+    for i, plane in enumerate(stack):
+        try:
+            norm = triangle_normalisation(plane, saturate_fraction=config.saturate_fraction)
+        except InputError:
+            continue
+        out[i] = norm.background, norm.scale
+    return out
+
+
 def _read_target_source(path: Path, config: DeepZDataConfig) -> np.ndarray | None:
     if config.target_source == "measured":
         return None
@@ -283,7 +316,8 @@ def _choose_pairs(z_in: np.ndarray, z_target: np.ndarray, inputs: np.ndarray, co
 
 
 def _widefield_regions(path: Path, config: DeepZDataConfig, rng: np.random.Generator):
-    """Yield ``(input crop, target crop, pairs)`` of every region of one wide-field stack (Deep-Z)."""
+    """Yield ``(input crop, target crop, pairs, plane norms)`` of every region of one wide-field stack (Deep-Z);
+    the norms (:func:`_plane_norms`) are the same for every region of the field."""
     from widefield3d.prep.mask import foreground_mask
 
     raw, dz = _read_stack(path)
@@ -291,9 +325,11 @@ def _widefield_regions(path: Path, config: DeepZDataConfig, rng: np.random.Gener
     target = stack if clean is None else clean
     z = np.arange(len(stack)) * dz
     p = config.patch_px
+    norms = _plane_norms(stack, config)
     for y0, x0 in _cover(foreground_mask(edf), config, path):
         crop = stack[:, y0:y0 + p, x0:x0 + p]
-        yield crop, target[:, y0:y0 + p, x0:x0 + p], _choose_pairs(z, z, _input_planes(crop, config), config, rng)
+        yield (crop, target[:, y0:y0 + p, x0:x0 + p], _choose_pairs(z, z, _input_planes(crop, config), config, rng),
+               None if norms is None else np.column_stack([norms, norms[:, 0]]))
 
 
 def _register(moving: np.ndarray, fixed: np.ndarray, how: str) -> np.ndarray:
@@ -311,7 +347,8 @@ def _register(moving: np.ndarray, fixed: np.ndarray, how: str) -> np.ndarray:
 
 
 def _confocal_regions(wf_path: Path, conf_path: Path, config: DeepZDataConfig, rng: np.random.Generator):
-    """Yield ``(wide-field crop, confocal crop, pairs)`` of every region of one field (Deep-Z+)."""
+    """Yield ``(wide-field crop, confocal crop, pairs, plane norms)`` of every region of one field (Deep-Z+); the
+    confocal target keeps its own background (0 after its EDF normalisation) and takes the input plane's scale."""
     from widefield3d.prep.focus import focus_zero
     from widefield3d.prep.mask import foreground_mask
     from widefield3d.prep.projective import warp_projective
@@ -336,6 +373,9 @@ def _confocal_regions(wf_path: Path, conf_path: Path, config: DeepZDataConfig, r
         overlap = np.ones(wf_edf.shape, bool)
     z_wf, z_conf = np.arange(len(wf)) * dz_wf, np.arange(len(conf)) * dz_conf
     p = config.patch_px
+    norms = _plane_norms(wf, config)
+    if norms is not None:
+        norms = np.column_stack([norms, np.zeros(len(norms), np.float32)])
     for y0, x0 in _cover(foreground_mask(wf_edf) & overlap, config, wf_path):
         window = (slice(y0, y0 + p), slice(x0, x0 + p))
         wf_crop, conf_crop = wf[(slice(None), *window)], conf[(slice(None), *window)]
@@ -344,7 +384,7 @@ def _confocal_regions(wf_path: Path, conf_path: Path, config: DeepZDataConfig, r
             zero_wf = focus_zero(wf_crop, z_wf, reference=wf_edf[window])
             zero_conf = focus_zero(conf_crop, z_conf, reference=conf_edf[window])
         yield wf_crop, conf_crop, _choose_pairs(z_wf - zero_wf, z_conf - zero_conf, _input_planes(wf_crop, config),
-                                                config, rng)
+                                                config, rng), norms
 
 
 def build_pairs(data_dir: str | Path, config: DeepZDataConfig | None = None, *, progress: bool = True) -> PairSet:
@@ -372,14 +412,16 @@ def build_pairs(data_dir: str | Path, config: DeepZDataConfig | None = None, *, 
     config = config or DeepZDataConfig()
     files = find_stacks(data_dir, config.target)[: config.max_fields]
     rng = np.random.default_rng(config.seed)
-    inputs, targets, pairs, dpm, skipped = [], [], [], [], []
+    inputs, targets, pairs, dpm, norms, skipped = [], [], [], [], [], []
     with progress_bar(enabled=progress) as bar:
         task = bar.add_task("preparing training pairs", total=len(files))
         for wf_path, conf_path in files:
             regions = (_widefield_regions(wf_path, config, rng) if conf_path is None
                        else _confocal_regions(wf_path, conf_path, config, rng))
             try:
-                for x, y, chosen in regions:
+                for x, y, chosen, plane_norms in regions:
+                    if plane_norms is not None:  # input planes the triangle threshold cannot normalise: no pairs
+                        chosen = [c for c in chosen if np.isfinite(plane_norms[c[0], 1])]
                     if not chosen:
                         continue
                     r = len(inputs)
@@ -387,6 +429,8 @@ def build_pairs(data_dir: str | Path, config: DeepZDataConfig | None = None, *, 
                     targets.append(inputs[-1] if y is x else np.ascontiguousarray(y))
                     pairs += [(r, i, t) for i, t, _ in chosen]
                     dpm += [d for _, _, d in chosen]
+                    if plane_norms is not None:
+                        norms += [plane_norms[i] for i, _, _ in chosen]
             except RegistrationError as err:
                 skipped.append(f"{wf_path.name}: {err}")
             bar.advance(task)
@@ -394,4 +438,4 @@ def build_pairs(data_dir: str | Path, config: DeepZDataConfig | None = None, *, 
         reason = f"; skipped: {skipped[0]}" if skipped else " (no foreground found in any field)"
         raise InputError(f"{data_dir}: no training pairs{reason}")
     return PairSet(inputs, targets, np.array(pairs, np.int64), np.array(dpm, np.float32), config.range_um,
-                   tuple(skipped))
+                   tuple(skipped), np.array(norms, np.float32) if norms else None)
