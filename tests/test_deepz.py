@@ -367,6 +367,18 @@ def test_cli_refocus(tmp_path, model_dir):
     np.testing.assert_allclose(io.read(tmp_path / "p.ome.tif").data, deepz.refocus(
         io.read(src), model=str(model_dir), tilt_deg=1.0, surface_via="planes", surface_step_um=0.5, device="cpu",
         progress=False).data, rtol=1e-5, atol=1e-3)
+    # --reference: normalise against a stack's EDF (or one plane) instead of the input itself
+    ref = tmp_path / "ref.ome.tif"
+    ref_stack = np.stack([_image(seed=s) * f for s, f in ((3, 0.5), (4, 2.0), (5, 1.0))]).astype(np.float32)
+    io.write(ref, io.Image(ref_stack, "ZYX", (1.0, 0.325, 0.325)))
+    main(["refocus", str(src), "-o", str(tmp_path / "r.ome.tif"), "--model", str(model_dir), "--z", "-2:2:1",
+          "--reference", str(ref), "--device", "cpu"])
+    loaded = deepz.load(model_dir)
+    norm = deepz.reference_normalisation(ref_stack, loaded)
+    assert norm.scale != deepz.reference_normalisation(_image(), loaded).scale
+    np.testing.assert_allclose(io.read(tmp_path / "r.ome.tif").data, deepz.refocus(
+        io.read(src), np.arange(-2.0, 2.5), model=loaded, normalisation=norm, device="cpu", progress=False).data,
+        rtol=1e-5, atol=1e-3)
 
 
 @pytest.mark.parametrize("args,message", [
@@ -379,13 +391,17 @@ def test_cli_refocus(tmp_path, model_dir):
     (["--z", "1", "--device", "tpu"], "device"),
     (["--tilt", "1", "--surface-via", "planes", "--surface-step", "0"], "--surface-step"),
     (["--z", "1", "--tile", "8"], "--tile=8"),
+    (["--z", "1", "--reference", "missing.tif"], "not found"),
+    (["--z", "1", "--reference", "const.npy"], "const.npy: the image is constant"),
 ])
 def test_cli_refocus_bad_inputs(tmp_path, model_dir, capsys, args, message):
     src = tmp_path / "in.ome.tif"
     io.write(src, io.Image(_image().astype(np.uint16), "YX"))
+    io.write(tmp_path / "const.npy", io.Image(np.ones((8, 8), np.float32), "YX"))
     out = tmp_path / "out.ome.tif"
     with pytest.raises(SystemExit) as exc:
-        main(["refocus", str(src), "-o", str(out), "--model", str(model_dir), *args])
+        main(["refocus", str(src), "-o", str(out), "--model", str(model_dir), *[
+            str(tmp_path / a) if a.endswith((".tif", ".npy")) else a for a in args]])
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) <= 2

@@ -287,6 +287,27 @@ def dpm_of_depths(model: DeepZModel, depths_um, calibrated: bool = False) -> np.
     return np.asarray(model.depth_calibration.dpm(depths_um), np.float64)
 
 
+def reference_normalisation(reference, model: DeepZModel):
+    """The intensity normalisation of a reference instead of the input image itself.
+
+    ``reference``: a ``YX`` image or a ``ZYX`` stack (then its EDF image, as the paper normalises training stacks),
+    array or :class:`io.Image`, on the input's camera scale (same exposure). A model trained against each stack's EDF
+    (``data.normalise_against="edf"``, the paper) sees a single input normalised against itself at inference, where
+    defocused content is brighter than in training; normalising against an in-focus reference of the same kind of
+    sample removes that mismatch (docs/deepz.md, "Normalisation"). Returns a
+    :class:`widefield3d.prep.normalise.Normalisation` for :func:`refocus`'s ``normalisation``.
+    """
+    from widefield3d.prep.edf import extended_depth_of_field
+    from widefield3d.prep.normalise import triangle_normalisation
+
+    data = np.asarray(reference.data if isinstance(reference, io.Image) else reference)
+    if data.ndim not in (2, 3) or data.size == 0:
+        raise InputError(f"reference: expected one plane (YX) or a stack (ZYX), got shape {data.shape}")
+    if data.ndim == 3:
+        data = extended_depth_of_field(data.astype(np.float32))
+    return triangle_normalisation(data, model.config.data.saturate_fraction)
+
+
 def refocus(image, z=None, *, model, dpm=None, tilt_deg: float | None = None, tilt_axis: Literal["x", "y"] = "x",
             cylinder_radius_um: float | None = None, cylinder_axis: Literal["x", "y"] = "y",
             sinusoid: tuple[float, float] | None = None, allow_extrapolation: bool = False, device: str = "auto",
@@ -318,7 +339,8 @@ def refocus(image, z=None, *, model, dpm=None, tilt_deg: float | None = None, ti
     pixel_um : float, optional
         Lateral pixel size for surfaces; default the ``Image``'s spacing, else the model's training pixel size.
     normalisation : widefield3d.prep.normalise.Normalisation, optional
-        Intensity normalisation to use instead of the triangle normalisation of each input frame.
+        Intensity normalisation to use instead of the triangle normalisation of each input frame (the paper's
+        test-time rule), e.g. :func:`reference_normalisation` of a stack taken with the same exposure.
     denormalise : bool
         Return values in the input's units (``y * scale + background``); False: the normalised scale of training.
     mip : bool

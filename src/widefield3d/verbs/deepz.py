@@ -113,6 +113,9 @@ def refocus_cmd(
                                              "says focuses each requested depth (not in the paper)")] = False,
     tile: Annotated[int, typer.Option(help="tiling window side, input pixels: larger is faster (less halo "
                                            "recomputed) and needs more memory")] = 512,
+    reference: Annotated[Optional[Path], typer.Option(
+        help="normalise intensities against this image (YX) or the EDF of this stack (ZYX), taken with the same "
+             "exposure, instead of against the input itself (docs/deepz.md, Normalisation)")] = None,
     allow_large: AllowLarge = False,
 ) -> None:
     """Refocus one wide-field image (or each frame of a time series) onto a plane, a virtual stack or a surface."""
@@ -120,7 +123,7 @@ def refocus_cmd(
 
     from widefield3d import io
     from widefield3d.checks import check_memory, check_output, estimate_bytes, naming_files, warn_pixel_mismatch
-    from widefield3d.methods.deepz import load, refocus
+    from widefield3d.methods.deepz import load, reference_normalisation, refocus
 
     z_um = None
     if z is not None:
@@ -133,7 +136,7 @@ def refocus_cmd(
     if not given:
         raise InputError("refocus: give --z, --dpm, --tilt, --cylinder-radius or --sinusoid")
     for path in (output, tagged(output, "mip")) if mip else (output,):
-        check_output(path, inputs=[image, dpm])
+        check_output(path, inputs=[image, dpm, reference])
     header = io.read(image, lazy=True)
     n_planes = len(z_um) if z_um is not None and np.ndim(z_um) > 0 else 1
     check_memory(estimate_bytes(header.data.shape, copies=2 * n_planes + 1), f"{image} with --z {z}" if z else
@@ -145,6 +148,13 @@ def refocus_cmd(
     if dpm is not None:
         surface["dpm"] = _read_dpm(dpm, tuple(source.data.shape[-2:]))
     loaded = load(model)
+    normalisation = None
+    if reference is not None:
+        ref = io.read(reference)
+        if ref.axes not in ("YX", "ZYX"):
+            raise InputError(f"{reference}: --reference must be one plane (YX) or a stack (ZYX), got axes {ref.axes}")
+        with naming_files({"reference": reference}):
+            normalisation = reference_normalisation(ref, loaded)
     if surface_via is SurfaceVia.planes and given != ["--z"]:  # the flat planes across a surface, at most
         step = surface_step if surface_step is not None else loaded.surface_step_um
         flat = int(2 * loaded.range_um / step) + 2 if step > 0 else 0
@@ -152,13 +162,13 @@ def refocus_cmd(
                      f"{image} with --surface-via planes", allow_large=allow_large)
     warn_pixel_mismatch(source.spacing_um["X"], loaded.pixel_um, image, Path(str(loaded.path)).name)
     with naming_files({"reference": image, "image": image}), naming_flags(_REFOCUS_FLAGS):
-        result = refocus(source, z_um, model=loaded, allow_extrapolation=allow_extrapolation, device=device,
-                         surface_via=surface_via.value, surface_step_um=surface_step, tile=tile, calibrated=calibrated,
-                         **surface).data
-    stacked = z_um is not None and np.ndim(z_um) > 0
-    axes = ("T" if "T" in source.axes else "") + ("Z" if stacked else "") + "YX"
-    dz = float(np.diff(z_um).mean()) if stacked and len(z_um) > 1 else 1.0
-    spacing = {"Z": dz, "Y": source.spacing_um["Y"], "X": source.spacing_um["X"]}
+        refocused = refocus(source, z_um, model=loaded, allow_extrapolation=allow_extrapolation, device=device,
+                            surface_via=surface_via.value, surface_step_um=surface_step, tile=tile,
+                            calibrated=calibrated, normalisation=normalisation, **surface)
+    result, axes = refocused.data, refocused.axes
+    stacked = "Z" in axes
+    spacing = {"Z": refocused.spacing_um["Z"] if stacked else 1.0, "Y": source.spacing_um["Y"],
+               "X": source.spacing_um["X"]}
     outputs = [(output, io.Image(result, axes, spacing))]
     if mip:
         projection = result.max(axis=axes.index("Z")) if stacked else result
