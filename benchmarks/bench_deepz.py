@@ -23,8 +23,9 @@ floor; DC and the harmonics excluded). A period is "followed
    ``widefield3d.analysis.refocus_measures`` on held-out ``deepz-20x075`` fields (seed 9001, simulated once into
    ``--heldout``, by default under the system's temporary folder):
 
-   * PSNR gain: the plane at z = 0 refocused to every plane (EDF normalisation of the stack, as the training
-     data); per |dz| >= 2 µm, PSNR of the virtual plane minus PSNR of the model's own dz = 0 output, both against
+   * PSNR gain: the plane at z = 0 refocused to every plane (``--measures-normalisation``: ``edf``, the EDF
+     normalisation of the stack, as the paper's training data; ``input``, the plane's own normalisation, as
+     ``refocus`` normalises a single image; ``auto`` (default): the one the model was trained with); per |dz| >= 2 µm, PSNR of the virtual plane minus PSNR of the model's own dz = 0 output, both against
      the CLEAN scanned plane, after one least-squares gain/offset for the whole virtual stack (target: mean
      >= +3 dB, > 0 at every distance). A denoiser that ignores the DPM scores 0.
    * z-variation ratio: per-pixel std along z of the virtual stack over that of the clean stack (both in the
@@ -48,6 +49,7 @@ Usage::
     python benchmarks/bench_deepz.py [--deepz-data DIR] [--deepzplus-data DIR] [--deepz-model deepz-20x075]
         [--deepzplus-model deepzplus-63x14-confocal] [--deepzplus-reference measured|clean] [--fields N]
         [--periods 2,4,8] [--skip-speed] [--out JSON] [--measures | --quick] [--heldout DIR] [--bead-planes N]
+        [--measures-normalisation auto|edf|input] [--measures-out JSON]
     python benchmarks/bench_deepz.py --speed-only [--deepz-model M]   # CPU speed, tiles 512 and 1024
 
 Parts 1, 3 and 4 need ``--deepz-data`` (held-out wide-field stacks), part 2 ``--deepzplus-data`` (held-out
@@ -273,11 +275,13 @@ def _densest_window(mask: np.ndarray, size: int, step: int = 8) -> tuple[slice, 
     return slice(where[0], where[0] + size), slice(where[1], where[1] + size)
 
 
-def field_measures(noisy_path: Path, clean_path: Path, model, camera: Camera, crop_px: int | None = None) -> dict:
+def field_measures(noisy_path: Path, clean_path: Path, model, camera: Camera, crop_px: int | None = None,
+                   normalisation: str = "edf") -> dict:
     """PSNR gain over the model's dz = 0 output and z-variation ratio for one held-out field.
 
     The plane at z = 0 (the middle plane) is refocused to every plane of the stack, with the EDF normalisation of
-    the noisy stack (as the training data). The clean stack is put into the same scale (expected camera counts,
+    the noisy stack (as the paper's training data; ``normalisation="input"``: the plane's own, as ``refocus``
+    normalises a single image). The clean stack is put into the same scale (expected camera counts,
     then that normalisation) for the z-variation ratio; the PSNR gain fits its own gain and offset. The same
     measures of the noisy scanned stack itself (``scanned``) show what a perfect but noisy refocusing scores.
     ``crop_px``: measure only the square of that size holding the most foreground.
@@ -288,8 +292,8 @@ def field_measures(noisy_path: Path, clean_path: Path, model, camera: Camera, cr
         ys, xs = _densest_window(foreground_mask(extended_depth_of_field(raw)), crop_px)
         raw, clean_photons = raw[:, ys, xs], clean_photons[:, ys, xs]
     edf = extended_depth_of_field(raw)
-    norm = triangle_normalisation(edf)
     middle = len(raw) // 2
+    norm = triangle_normalisation(edf if normalisation == "edf" else raw[middle])
     z = np.round((np.arange(len(raw)) - middle) * dz, 6)
     keep = np.abs(z) <= model.range_um + 1e-6
     virtual = deepz.refocus(raw[middle], z[keep], model=model, normalisation=norm, denormalise=False,
@@ -399,19 +403,22 @@ def model_bead_depths(model, image: np.ndarray, centres_yx_px: np.ndarray) -> np
 
 
 def measures(model, heldout: Path, *, fields: int, crop_px: int | None, bead_planes: int, bead_px: int,
-             references: bool = True) -> dict:
+             references: bool = True, normalisation: str = "auto") -> dict:
     """Refocusing measures of a Deep-Z model on held-out fields and bead planes (see the module docstring).
 
     ``references``: also the scanned stacks' scores and the classical PSF-library fit of the bead depths.
+    ``normalisation`` of the fields: ``edf``, ``input`` or ``auto`` (the model's ``data.normalise_against``).
     """
+    if normalisation == "auto":
+        normalisation = model.config.data.normalise_against
     data = heldout_dataset(fields, heldout)
     camera = dataset_preset("deepz-20x075").camera
     m = preset("deepz-20x075")
-    per_field = [field_measures(noisy, data / "widefield_clean" / noisy.name, model, camera, crop_px)
+    per_field = [field_measures(noisy, data / "widefield_clean" / noisy.name, model, camera, crop_px, normalisation)
                  for noisy, _ in find_stacks(data, "widefield")[:fields]]
     z = per_field[0]["z_um"]
     gain = np.mean([f["gain_db"] for f in per_field], axis=0)
-    out = {"heldout": heldout.name, "heldout_seed": HELDOUT_SEED, "fields": per_field,
+    out = {"heldout": heldout.name, "heldout_seed": HELDOUT_SEED, "normalisation": normalisation, "fields": per_field,
            "gain_db_per_dz": dict(zip((f"{v:+.1f}" for v in z), gain.tolist())),
            "gain_db_mean": float(gain.mean()), "gain_db_min": float(gain.min()),
            "zvar_ratio": float(np.median([f["zvar_ratio"] for f in per_field]))}
@@ -502,6 +509,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="part 5 on one 128 px field and one bead plane")
     parser.add_argument("--heldout", type=Path, default=HELDOUT, help="held-out stacks (simulated if missing)")
     parser.add_argument("--bead-planes", type=int, default=4)
+    parser.add_argument("--measures-out", type=Path, help="JSON of part 5 (default results/deepz_measures[_quick].json)")
+    parser.add_argument("--measures-normalisation", choices=("auto", "edf", "input"), default="auto",
+                        help="fields of part 5 normalised against the stack's EDF or the input plane itself "
+                             "(auto: as the model was trained)")
     parser.add_argument("--speed-only", action="store_true",
                         help="only the CPU speed of --deepz-model (41 planes of 512 x 512, tiles 512 and 1024)")
     args = parser.parse_args()
@@ -522,9 +533,10 @@ def main() -> None:
         settings = QUICK if args.quick else {"fields": args.fields, "crop_px": None, "bead_planes": args.bead_planes,
                                               "bead_px": 256}
         res = {**stamp, "model": model_label(args.deepz_model), "settings": settings,
-               **measures(deepz.load(args.deepz_model), args.heldout, **settings)}
+               **measures(deepz.load(args.deepz_model), args.heldout, **settings,
+                          normalisation=args.measures_normalisation)}
         print_measures(res)
-        path = MEASURES.with_name(MEASURES.stem + "_quick.json") if args.quick else MEASURES
+        path = args.measures_out or (MEASURES.with_name(MEASURES.stem + "_quick.json") if args.quick else MEASURES)
         with io.atomic_output(path) as tmp:
             tmp.write_text(json.dumps(res, indent=1))
         print(f"wrote {path}")

@@ -7,6 +7,9 @@
 (b) Fig. 4: beads on a plane tilted by 1.5 degrees and on a cylinder of 7.2 mm diameter (the paper's glass
     tube). One image is recorded at the middle focal plane; Deep-Z refocuses it onto the true surface
     (DPM = surface z - focal plane, per pixel). Lateral FWHM of the beads in the raw and the refocused image.
+    The image is normalised against itself (the paper's test-time rule) or, for the "reference" rows, against an
+    in-focus image of another bead slide at the same exposure (`refocus --reference`; docs/deepz.md,
+    "Normalisation").
 
 (c) Accuracy of the preparation layer on the same kind of data (widefield3d.prep): rigid alignment of a stack
     with known rotations/shifts, SSIM focus zero of a bead layer between planes, triangle normalisation, patch
@@ -16,6 +19,7 @@ The scanned/raw halves need no model, so the script runs (and reports them) even
 the Deep-Z columns are then marked pending.
 
     OMP_NUM_THREADS=2 nice python benchmarks/deepz_beads.py [--model deepz-20x075] [--fields 4] [--quick]
+        [--only fig4] [--name NAME]
 
 Prints a table and writes benchmarks/results/deepz_beads.json, deepz_beads_fig1.png, deepz_beads_fig4_tilted.png
 and deepz_beads_fig4_curved.png (--quick: the same under deepz_beads_quick*, a smoke run).
@@ -113,9 +117,21 @@ def _surface_sample(kind: str, args, microscope):
 
 
 VIAS = {"dpm": ("deepz", "Deep-Z onto the surface"), "planes": ("deepz_planes", "Deep-Z, flat planes interpolated"),
-        "calibrated": ("deepz_calibrated", "Deep-Z onto the surface, depth-calibrated")}
-"""Ways onto a surface: the paper's (the DPM map into the network), flat planes interpolated, and the DPM map through
-the model's depth calibration (only for a model that has one)."""
+        "calibrated": ("deepz_calibrated", "Deep-Z onto the surface, depth-calibrated"),
+        "reference": ("deepz_reference", "Deep-Z onto the surface, in-focus reference")}
+"""Ways onto a surface: the paper's (the DPM map into the network), flat planes interpolated, the DPM map through
+the model's depth calibration (only for a model that has one), and the DPM map with the image normalised against an
+in-focus bead image (:func:`_reference_image`) instead of itself."""
+
+
+def _reference_image(args, camera, microscope) -> np.ndarray:
+    """An in-focus image of another slide of beads (flat, same density and exposure): what a user records once to
+    normalise against (``refocus --reference``)."""
+    dz, n = microscope.z_step_um, args.surface_px * OVERSAMPLE
+    fine = microscope.pixel_um / OVERSAMPLE
+    sample = make_sample("tilted-beads", (3, n, n), (dz, fine, fine), seed=args.seed + 1000, angle_deg=0.0, z0_um=dz,
+                         density_per_100um2=BEADS_PER_100UM2)
+    return fluorescence_plane(sample, microscope, dz, camera=camera, seed=args.seed + 1000).noisy.astype(np.float32)
 
 
 def _width_by_depth(rows, surface_um: np.ndarray, spacing_um) -> dict[str, dict]:
@@ -135,10 +151,11 @@ def _width_by_depth(rows, surface_um: np.ndarray, spacing_um) -> dict[str, dict]
 
 def fig4(model, args, camera, microscope, *, kinds=("tilted-beads", "curved-beads"), vias=tuple(VIAS)) -> dict:
     """Raw image at the middle focal plane vs Deep-Z refocused onto the true surface."""
-    from widefield3d.methods.deepz import refocus
+    from widefield3d.methods.deepz import reference_normalisation, refocus
 
     if model is None or model.depth_calibration is None:
         vias = tuple(v for v in vias if v != "calibrated")
+    reference = None if model is None else reference_normalisation(_reference_image(args, camera, microscope), model)
     out = {}
     for kind in kinds:
         tables = {}
@@ -159,7 +176,8 @@ def fig4(model, args, camera, microscope, *, kinds=("tilted-beads", "curved-bead
                 start = time.perf_counter()
                 refocused = refocus(image, model=model, dpm=dpm, pixel_um=raw.spacing_um[2], device=args.device,
                                     progress=False, surface_via="planes" if via == "planes" else "dpm",
-                                    calibrated=via == "calibrated").data
+                                    calibrated=via == "calibrated",
+                                    normalisation=reference if via == "reference" else None).data
                 entry[f"{key}_seconds"] = time.perf_counter() - start
                 rows = measure_beads(refocused, raw.spacing_um[1:])
                 entry[key] = summarise(rows)
@@ -280,10 +298,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-model", action="store_true", help="only the scanned / raw halves")
     parser.add_argument("--quick", action="store_true", help="1 small field each (a smoke run, too few beads)")
+    parser.add_argument("--only", choices=("fig4",), help="only the Fig. 4 surfaces")
+    parser.add_argument("--name", help="stem of the result files (default deepz_beads[_quick])")
     args = parser.parse_args(argv)
     if args.quick:
         args.fields, args.field_px, args.surface_px = 1, 256, 512
-    args.name = "deepz_beads_quick" if args.quick else "deepz_beads"
+    args.name = args.name or ("deepz_beads_quick" if args.quick else "deepz_beads")
     microscope = preset(MICROSCOPE)
     camera = dataset_preset("deepz-20x075").camera
     model = None if args.no_model else _load_model(args.model)
@@ -293,8 +313,8 @@ def main(argv: list[str] | None = None) -> None:
         "date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": platform.platform(), "processor": platform.processor(),
         "model": None if model is None else model_label(model.path), "microscope": MICROSCOPE,
         "camera_photons": camera.photons, "beads_per_100um2": BEADS_PER_100UM2,
-        "prep": prep_checks(args, camera, microscope),
-        "fig1": fig1(model, args, camera, microscope),
+        "prep": None if args.only else prep_checks(args, camera, microscope),
+        "fig1": None if args.only else fig1(model, args, camera, microscope),
         "fig4": fig4(model, args, camera, microscope),
     }
     results["seconds"] = time.perf_counter() - start
@@ -302,14 +322,17 @@ def main(argv: list[str] | None = None) -> None:
     with atomic_output(RESULTS / f"{args.name}.json") as tmp:
         tmp.write_text(json.dumps(json_safe(results), indent=2, allow_nan=False))
     print(f"{'':<30} {'beads':>6} {'lat med':>8} {'lat std':>8} {'ax med':>8}   (FWHM, µm)")
-    print(summary_row("Fig.1 scanned stack", results["fig1"]["scanned"]))
-    print(summary_row("Fig.1 Deep-Z virtual stack", results["fig1"]["deepz"]))
+    if results["fig1"] is not None:
+        print(summary_row("Fig.1 scanned stack", results["fig1"]["scanned"]))
+        print(summary_row("Fig.1 Deep-Z virtual stack", results["fig1"]["deepz"]))
     for kind, entry in results["fig4"].items():
         print(summary_row(f"Fig.4 {kind} raw", entry["raw"], axial=False))
         print(summary_row(f"Fig.4 {kind} Deep-Z", entry["deepz"], axial=False))
         print(summary_row(f"Fig.4 {kind} Deep-Z planes", entry.get("deepz_planes"), axial=False))
         print(summary_row(f"Fig.4 {kind} Deep-Z calibrated", entry.get("deepz_calibrated"), axial=False))
-    print(json.dumps(results["prep"], indent=1))
+        print(summary_row(f"Fig.4 {kind} Deep-Z reference", entry.get("deepz_reference"), axial=False))
+    if results["prep"] is not None:
+        print(json.dumps(results["prep"], indent=1))
     print(f"wrote {RESULTS / (args.name + '.json')} ({results['seconds']:.0f} s)")
 
 
