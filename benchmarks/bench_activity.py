@@ -36,7 +36,8 @@ def analyse_seed(args, seed: int, model) -> tuple:
                                  seed=seed, scanned=True)
     simulate_s = time.perf_counter() - t0
     z = tuple(np.arange(-10.0, 10.0 + args.z_step / 2, args.z_step).tolist())
-    runs = {"deepz": (sim.video, ActivityConfig(z_um=z, calibrated=args.calibrated), False, None),
+    runs = {"deepz": (sim.video, ActivityConfig(z_um=z, calibrated=args.calibrated,
+                                                normalisation=args.normalisation), False, None),
             "2d_raw": (sim.video, ActivityConfig(refocus=False), True, None),
             "scanned": (sim.stacks, ActivityConfig(), False, sim.z_um)}
     analyses = {}
@@ -83,6 +84,8 @@ def video_arguments(parser: argparse.ArgumentParser) -> None:
                         help="simulation seed(s); with several, each video is scored and the means reported")
     parser.add_argument("--model", default="deepz-20x075")
     parser.add_argument("--calibrated", action="store_true", help="Deep-Z through the model's depth calibration")
+    parser.add_argument("--normalisation", choices=("frame", "video"), default="frame",
+                        help="Deep-Z input: each frame against itself (paper) or against the median frame")
     parser.add_argument("--device", default="auto")
 
 

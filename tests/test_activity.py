@@ -218,3 +218,23 @@ def test_cli_writes_all_outputs(tmp_path, tiny_video):
     assert run(["activity", tiny_video, "-o", tmp_path / "cal", "--model", calibrated, "--calibrated", "--z-range",
                 "-1", "1", "--z-step", "1", "--no-progress"]) == 0
     assert io.read(tmp_path / "cal" / "labels.ome.tif").data.shape == (3, 32, 32)
+
+
+def test_video_normalisation_uses_one_scale_for_all_frames(tmp_path):
+    """normalisation='video': every frame of a channel is refocused with the median frame's normalisation (per-frame
+    normalisation rescales each frame by its own statistics)."""
+    from widefield3d.methods.activity import refocus_video
+    from widefield3d.methods.deepz import load, reference_normalisation, refocus
+
+    model = load(write_tiny_deepz(tmp_path / "tiny"))
+    rng = np.random.default_rng(1)
+    frame = (100 + 400 * rng.random((24, 24)) ** 8).astype(np.float32)
+    video = np.stack([frame, 100 + 2 * (frame - 100), frame])[:, None]  # (T, C=1, Y, X)
+    z = [-1.0, 1.0]
+    out = refocus_video(video, z, model=model, progress=False, device="cpu", normalisation="video")
+    norm = reference_normalisation(np.median(video[:, 0], axis=0), model)
+    expected = refocus(video[1, 0], z, model=model, normalisation=norm, progress=False, device="cpu").data
+    np.testing.assert_allclose(out[1, 0], expected, rtol=1e-5, atol=1e-4)
+    per_frame = refocus_video(video, z, model=model, progress=False, device="cpu")
+    assert not np.allclose(per_frame[1, 0], out[1, 0], rtol=1e-3, atol=1e-2)
+    np.testing.assert_allclose(out[0], out[2])  # equal frames, equal outputs

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -38,6 +39,9 @@ class ActivityConfig(BaseModel):
     refocus: bool = Field(True, description="False: analyse the raw planes (2D analysis, or stacks as given)")
     calibrated: bool = Field(False, description="refocus through the model's depth calibration (ours, not in the "
                                                 "paper; methods/deepz_calibration.py)")
+    normalisation: Literal["frame", "video"] = Field(
+        "frame", description="refocus each frame normalised against itself (the paper's rule for single images), or "
+                             "every frame of a channel against its median frame (ours: one intensity scale in time)")
     min_distance_um: tuple[float, float] = Field((2.0, 1.2), description="(axial, lateral) local-maximum radius")
     max_radius_um: float = Field(2.5, gt=0, description="largest distance of a mask voxel from its centroid")
     smooth_um: tuple[float, float] = Field((0.5, 0.3), description="(axial, lateral) Gaussian sigma before segmenting")
@@ -102,20 +106,24 @@ def paper_sigma(n_frames: int) -> float:
 
 
 def refocus_video(video: np.ndarray, z_um, *, model, device: str = "auto", progress: bool = True,
-                  pixel_um: float | None = None, calibrated: bool = False) -> np.ndarray:
+                  pixel_um: float | None = None, calibrated: bool = False,
+                  normalisation: Literal["frame", "video"] = "frame") -> np.ndarray:
     """Deep-Z virtual stacks of every frame and channel: ``(T, C, Y, X)`` -> ``(T, C, Z, Y, X)`` float32.
 
     Each channel's frames go through :func:`widefield3d.methods.deepz.refocus` (tiled, all planes of a group in one
-    batch), each frame normalised on its own and mapped back to its units; ``calibrated``: through the model's depth
-    calibration.
+    batch), each frame normalised on its own (``normalisation="frame"``) or every frame against the channel's
+    median frame (``"video"``), and mapped back to its units; ``calibrated``: through the model's depth calibration.
     """
-    from widefield3d.methods.deepz import refocus
+    from widefield3d.methods.deepz import DeepZModel, load, reference_normalisation, refocus
 
+    model = model if isinstance(model, DeepZModel) else load(model)
     video = np.asarray(video)
     out = np.empty((video.shape[0], video.shape[1], len(z_um), *video.shape[2:]), np.float32)
     for c in range(video.shape[1]):
+        norm = (reference_normalisation(np.median(video[:, c], axis=0), model) if normalisation == "video"
+                else None)
         out[:, c] = refocus(video[:, c], list(z_um), model=model, device=device, progress=progress, axes="TYX",
-                            pixel_um=pixel_um, calibrated=calibrated).data
+                            pixel_um=pixel_um, calibrated=calibrated, normalisation=norm).data
     return out
 
 
@@ -175,7 +183,7 @@ def analyse_activity(video: np.ndarray, spacing_um, config: ActivityConfig | Non
             raise InputError("activity: refocusing needs a Deep-Z model (or refocus=False)")
         z = np.asarray(config.z_um, float)
         stacks = refocus_video(video, z, model=model, device=device, progress=progress, pixel_um=dx,
-                               calibrated=config.calibrated)
+                               calibrated=config.calibrated, normalisation=config.normalisation)
         dz = float(np.diff(z).mean()) if len(z) > 1 else 1.0
     elif video.ndim == 4:
         stacks, z = video[:, :, None].astype(np.float32), np.zeros(1)

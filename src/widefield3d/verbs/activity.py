@@ -41,6 +41,9 @@ def activity_cmd(
                           ] = False,
     calibrated: Annotated[bool, typer.Option("--calibrated", help="refocus through the model's depth calibration "
                                              "(not in the paper)")] = False,
+    normalise_video: Annotated[bool, typer.Option(
+        "--normalise-video", help="normalise every frame against the channel's median frame instead of itself "
+                                  "(not in the paper: one intensity scale over time)")] = False,
     green: Annotated[int, typer.Option(help="index of the activity (calcium) channel")] = 0,
     red: Annotated[int, typer.Option(help="index of the nuclear channel")] = 1,
     no_register: Annotated[bool, typer.Option("--no-register", help="skip the frame-to-frame registration")
@@ -94,6 +97,7 @@ def activity_cmd(
     try:
         config = ActivityConfig(green=green, red=red, register_frames=not no_register, refocus=not no_refocus,
                                 calibrated=calibrated, z_um=tuple(z_um.tolist()), n_brightest=n_brightest,
+                                normalisation="video" if normalise_video else "frame",
                                 active_threshold=active_threshold, sigma=sigma, n_clusters=clusters)
     except pydantic.ValidationError as err:
         first = err.errors()[0]
