@@ -156,6 +156,17 @@ def test_deepz_plus_pairs_keep_the_stacks_own_z_without_axial_registration(tmp_p
     _, i, t = pairs.pairs.T
     np.testing.assert_allclose(pairs.dpm_um, (t - i) * 0.5)
     assert np.any(t == i)
+    # normalise_against="input": the wide-field input takes its plane's own normalisation, the confocal target
+    # keeps its background (0 after its EDF normalisation) and takes the input plane's scale
+    own = build_pairs(root, _config(target="confocal", registration="none", axial="none", normalise_against="input"),
+                      progress=False)
+    k = 5
+    r, i, t = own.pairs[k]
+    x_background, scale, y_background = own.pair_norm[k]
+    assert y_background == 0 and scale > 0
+    x, y = (a[0, 0].numpy() for a in own.batch([k]))
+    np.testing.assert_allclose(x, (own.inputs[r][i] - x_background) / scale, rtol=1e-6)
+    np.testing.assert_allclose(y, own.targets[r][t] / scale, rtol=1e-6)
 
 
 def test_bad_data_dirs(tmp_path):
