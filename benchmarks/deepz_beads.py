@@ -155,7 +155,8 @@ def fig4(model, args, camera, microscope, *, kinds=("tilted-beads", "curved-bead
 
     if model is None or model.depth_calibration is None:
         vias = tuple(v for v in vias if v != "calibrated")
-    reference = None if model is None else reference_normalisation(_reference_image(args, camera, microscope), model)
+    reference = (reference_normalisation(_reference_image(args, camera, microscope), model)
+                 if model is not None and "reference" in vias else None)
     out = {}
     for kind in kinds:
         tables = {}
