@@ -85,7 +85,7 @@ from widefield3d.optics.microscope import Microscope, preset
 from widefield3d.optics.psf import psf_planes
 from widefield3d.prep.edf import extended_depth_of_field
 from widefield3d.prep.mask import foreground_mask
-from widefield3d.prep.normalise import triangle_normalisation
+from widefield3d.prep.normalise import edf_normalisation, triangle_normalisation
 from widefield3d.sim.camera import Camera, expose
 from widefield3d.sim.dataset import dataset_preset, simulate_dataset
 from widefield3d.zoo import model_label
@@ -111,7 +111,7 @@ def _stack(path: Path) -> tuple[np.ndarray, float, float]:
 
 
 def _normalised(stack: np.ndarray):
-    norm = triangle_normalisation(extended_depth_of_field(stack))
+    norm, _ = edf_normalisation(stack)
     return norm, norm.apply(stack)
 
 
@@ -291,9 +291,10 @@ def field_measures(noisy_path: Path, clean_path: Path, model, camera: Camera, cr
     if crop_px is not None and crop_px < min(raw.shape[1:]):
         ys, xs = _densest_window(foreground_mask(extended_depth_of_field(raw)), crop_px)
         raw, clean_photons = raw[:, ys, xs], clean_photons[:, ys, xs]
-    edf = extended_depth_of_field(raw)
     middle = len(raw) // 2
-    norm = triangle_normalisation(edf if normalisation == "edf" else raw[middle])
+    norm, edf = edf_normalisation(raw)
+    if normalisation == "input":
+        norm = triangle_normalisation(raw[middle])
     z = np.round((np.arange(len(raw)) - middle) * dz, 6)
     keep = np.abs(z) <= model.range_um + 1e-6
     virtual = deepz.refocus(raw[middle], z[keep], model=model, normalisation=norm, denormalise=False,

@@ -23,15 +23,14 @@ from widefield3d import io
 from widefield3d.errors import InputError
 from widefield3d.methods.deepz_data import find_stacks
 from widefield3d.optics.microscope import preset
-from widefield3d.prep.edf import extended_depth_of_field
-from widefield3d.prep.normalise import triangle_normalisation
+from widefield3d.prep.normalise import edf_normalisation, triangle_normalisation
 from widefield3d.sim.acquisition import fluorescence_plane
 from widefield3d.sim.dataset import dataset_preset
 
 
 def plane_scale_ratios(stack: np.ndarray) -> np.ndarray:
     """Own-normalisation scale of each plane over the EDF normalisation's scale (NaN: no foreground)."""
-    reference = triangle_normalisation(extended_depth_of_field(stack)).scale
+    reference = edf_normalisation(stack)[0].scale
     out = np.full(len(stack), np.nan)
     for i, plane in enumerate(stack):
         try:

@@ -16,7 +16,7 @@ from widefield3d.prep.cover import patch_cover
 from widefield3d.prep.edf import extended_depth_of_field
 from widefield3d.prep.focus import focus_curve, focus_zero, sharpest_plane
 from widefield3d.prep.mask import foreground_mask
-from widefield3d.prep.normalise import Normalisation, triangle_normalisation
+from widefield3d.prep.normalise import Normalisation, edf_normalisation, triangle_normalisation
 from widefield3d.prep.projective import register_projective, register_translation, warp_projective
 from widefield3d.sim.acquisition import fluorescence_stack
 from widefield3d.sim.samples import make_sample
@@ -100,6 +100,15 @@ def test_triangle_normalisation_saturates_one_percent_of_foreground(layer):
     assert Normalisation(2.0, 4.0).apply(np.array([2, 6])).tolist() == [0.0, 1.0]
     with pytest.raises(InputError):
         triangle_normalisation(np.ones((8, 8)))
+
+
+def test_edf_normalisation_is_the_triangle_normalisation_of_the_stacks_edf(layer):
+    _, stack = layer
+    norm, edf = edf_normalisation(stack, 0.02)
+    assert np.array_equal(edf, extended_depth_of_field(stack))
+    assert norm == triangle_normalisation(edf, 0.02)
+    # a defocused plane's own normalisation is dimmer than the in-focus EDF's (the depth cue training sees)
+    assert triangle_normalisation(stack[0]).scale < norm.scale
 
 
 def test_foreground_mask_holds_every_bead(layer):

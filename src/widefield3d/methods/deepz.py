@@ -297,15 +297,15 @@ def reference_normalisation(reference, model: DeepZModel):
     sample removes that mismatch (docs/deepz.md, "Normalisation"). Returns a
     :class:`widefield3d.prep.normalise.Normalisation` for :func:`refocus`'s ``normalisation``.
     """
-    from widefield3d.prep.edf import extended_depth_of_field
-    from widefield3d.prep.normalise import triangle_normalisation
+    from widefield3d.prep.normalise import edf_normalisation, triangle_normalisation
 
     data = np.asarray(reference.data if isinstance(reference, io.Image) else reference)
     if data.ndim not in (2, 3) or data.size == 0:
         raise InputError(f"reference: expected one plane (YX) or a stack (ZYX), got shape {data.shape}")
+    fraction = model.config.data.saturate_fraction
     if data.ndim == 3:
-        data = extended_depth_of_field(data.astype(np.float32))
-    return triangle_normalisation(data, model.config.data.saturate_fraction)
+        return edf_normalisation(data.astype(np.float32), fraction)[0]
+    return triangle_normalisation(data, fraction)
 
 
 def refocus(image, z=None, *, model, dpm=None, tilt_deg: float | None = None, tilt_axis: Literal["x", "y"] = "x",

@@ -245,8 +245,7 @@ def _prepared(stack: np.ndarray, config: DeepZDataConfig, clean: np.ndarray | No
     """Aligned and EDF-normalised stack, its normalised EDF image (steps 1-3), and the clean stack (if given)
     moved and normalised like the measured one."""
     from widefield3d.prep.align import align_stack, rigid_warp
-    from widefield3d.prep.edf import extended_depth_of_field
-    from widefield3d.prep.normalise import triangle_normalisation
+    from widefield3d.prep.normalise import edf_normalisation
 
     aligned = stack
     if clean is not None:
@@ -255,8 +254,7 @@ def _prepared(stack: np.ndarray, config: DeepZDataConfig, clean: np.ndarray | No
         aligned, transforms = align_stack(stack, method=config.align)
         if clean is not None:
             clean = np.stack([rigid_warp(plane, *t) for plane, t in zip(clean, transforms)])
-    edf = extended_depth_of_field(aligned)
-    norm = triangle_normalisation(edf, saturate_fraction=config.saturate_fraction)
+    norm, edf = edf_normalisation(aligned, saturate_fraction=config.saturate_fraction)
     return norm.apply(aligned), norm.apply(edf), None if clean is None else norm.apply(clean)
 
 

@@ -90,3 +90,14 @@ def triangle_normalisation(reference, saturate_fraction: float = 0.01) -> Normal
     if not scale > 0:
         raise InputError("reference: the foreground is not brighter than the background")
     return Normalisation(background=background, scale=scale)
+
+
+def edf_normalisation(stack, saturate_fraction: float = 0.01) -> tuple[Normalisation, np.ndarray]:
+    """The paper's normalisation of a ``ZYX`` stack: :func:`triangle_normalisation` of its EDF image.
+
+    Returns the normalisation and the (unnormalised) EDF image, float32, camera units of the stack.
+    """
+    from widefield3d.prep.edf import extended_depth_of_field
+
+    edf = extended_depth_of_field(stack)
+    return triangle_normalisation(edf, saturate_fraction=saturate_fraction), edf
