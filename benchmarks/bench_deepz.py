@@ -50,7 +50,7 @@ Usage::
         [--deepzplus-model deepzplus-63x14-confocal] [--deepzplus-reference measured|clean] [--fields N]
         [--periods 2,4,8] [--skip-speed] [--out JSON] [--measures | --quick] [--heldout DIR] [--bead-planes N]
         [--measures-normalisation auto|edf|input] [--measures-out JSON]
-    python benchmarks/bench_deepz.py --speed-only [--deepz-model M]   # CPU speed, tiles 512 and 1024
+    python benchmarks/bench_deepz.py --speed-only [--deepz-model M]   # CPU speed and memory per tiling
 
 Parts 1, 3 and 4 need ``--deepz-data`` (held-out wide-field stacks), part 2 ``--deepzplus-data`` (held-out
 ``widefield/`` + ``confocal/`` stacks); they print tables and write ``benchmarks/results/deepz.json`` (or
@@ -66,6 +66,7 @@ import datetime
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -215,9 +216,9 @@ def sinusoid_limit(data: Path, model, periods_um, fields: int) -> dict:
     return {"periods_um": list(periods_um), "per_period": table, "shortest_followed_um": followed}
 
 
-def speed(model, size: int = 512, planes: int = 41, tile: int = 512) -> dict:
-    """Seconds and GFLOP/s of a virtual stack (tiling window ``tile``), and the matmul rate measured in the same
-    run."""
+def speed(model, size: int = 512, planes: int = 41, tile: int = 768, batch_size: int = 1) -> dict:
+    """Seconds and GFLOP/s of a virtual stack (tiling window ``tile``, ``batch_size`` windows per pass), and the
+    matmul rate measured in the same run."""
     from unittest import mock
 
     from torch.utils.flop_counter import FlopCounterMode
@@ -228,15 +229,16 @@ def speed(model, size: int = 512, planes: int = 41, tile: int = 512) -> dict:
     image = rng.poisson(50, (size, size)).astype(np.float32)
     image[size // 4: size // 4 + 20, size // 3: size // 3 + 20] += 2000
     z = np.linspace(-10, 10, planes)
-    deepz.refocus(image, z[:2], model=model, progress=False, device="cpu", tile=tile)  # warm-up
+    tiling = {"tile": tile, "batch_size": batch_size}
+    deepz.refocus(image, z[:2], model=model, progress=False, device="cpu", **tiling)  # warm-up
     # the network's own FLOPs: counted through nn.Conv2d's replicate-padded path, so that the border strips that
     # the inference path recomputes (nets.deepz._ReplicateConv3x3) do not count as work done
     with FlopCounterMode(display=False) as counter, \
             mock.patch.object(_ReplicateConv3x3, "forward", torch.nn.Conv2d.forward):
-        deepz.refocus(image, z[:8], model=model, progress=False, device="cpu", planes_per_pass=8, tile=tile)
+        deepz.refocus(image, z[:8], model=model, progress=False, device="cpu", planes_per_pass=8, **tiling)
     flops_per_8 = counter.get_total_flops()
     start = time.perf_counter()
-    deepz.refocus(image, z, model=model, progress=False, device="cpu", planes_per_pass=8, tile=tile)
+    deepz.refocus(image, z, model=model, progress=False, device="cpu", planes_per_pass=8, **tiling)
     seconds = time.perf_counter() - start
     flops = flops_per_8 * planes / 8
     a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
@@ -246,7 +248,7 @@ def speed(model, size: int = 512, planes: int = 41, tile: int = 512) -> dict:
         torch.matmul(a, b)
         n += 1
     matmul = 2 * 2048**3 * n / (time.perf_counter() - start) / 1e9
-    return {"image": [size, size], "planes": planes, "tile": tile, "seconds": seconds, "network_gflop": flops / 1e9,
+    return {"image": [size, size], "planes": planes, **tiling, "seconds": seconds, "network_gflop": flops / 1e9,
             "gflops_per_s": flops / seconds / 1e9, "matmul_gflops_per_s": matmul,
             "fraction_of_matmul": flops / seconds / 1e9 / matmul, "torch_threads": torch.get_num_threads()}
 
@@ -488,8 +490,19 @@ def print_measures(res: dict) -> None:
                   f"{b['fraction_within_1um']:>12.2f} {b['peak_at_zero_fraction']:>10.2f}")
 
 
+def speed_in_subprocess(model: str, **kwargs) -> dict:
+    """:func:`speed` in a fresh Python process, with that process's peak resident memory (``peak_rss_gb``)."""
+    code = ("import json, resource, sys; from bench_deepz import speed; from widefield3d.methods import deepz; "
+            f"out = speed(deepz.load({model!r}), **{kwargs!r}); "
+            "out['peak_rss_gb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20; print(json.dumps(out))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def _speed_line(sp: dict) -> str:
-    return (f"speed: {sp['planes']} planes of {sp['image']} (tile {sp['tile']}) in {sp['seconds']:.1f} s, "
+    return (f"speed: {sp['planes']} planes of {sp['image']} (tile {sp['tile']} x {sp['batch_size']}) in "
+            f"{sp['seconds']:.1f} s, peak {sp.get('peak_rss_gb', float('nan')):.1f} GB, "
             f"{sp['network_gflop']:.0f} GFLOP, {sp['gflops_per_s']:.1f} GFLOP/s = {100 * sp['fraction_of_matmul']:.0f}% "
             f"of matmul ({sp['matmul_gflops_per_s']:.1f} GFLOP/s, {sp['torch_threads']} threads)")
 
@@ -515,15 +528,17 @@ def main() -> None:
                         help="fields of part 5 normalised against the stack's EDF or the input plane itself "
                              "(auto: as the model was trained)")
     parser.add_argument("--speed-only", action="store_true",
-                        help="only the CPU speed of --deepz-model (41 planes of 512 x 512, tiles 512 and 1024)")
+                        help="only the CPU speed and peak memory of --deepz-model per tiling (41 planes of 512 x 512 "
+                             "and 8 of 1024 x 1024), each in a fresh process")
     args = parser.parse_args()
 
     stamp = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "machine": platform.processor() or
              platform.machine(), "cpus": torch.get_num_threads(), "load_average": list(os.getloadavg())}
     if args.speed_only:
-        model = deepz.load(args.deepz_model)
+        runs = [{"tile": 512, "batch_size": 2}, {"tile": 768, "batch_size": 1}, {"tile": 1024, "batch_size": 1}]
+        runs += [{"size": 1024, "planes": 8, **r} for r in runs[:2]]  # memory and halo work on a larger image
         res = {**stamp, "model": model_label(args.deepz_model), "command": "python benchmarks/bench_deepz.py "
-               + " ".join(sys.argv[1:]), "runs": [speed(model, tile=tile) for tile in (512, 1024)]}
+               + " ".join(sys.argv[1:]), "runs": [speed_in_subprocess(str(args.deepz_model), **r) for r in runs]}
         for sp in res["runs"]:
             print(_speed_line(sp))
         with io.atomic_output(RESULTS.with_name("deepz_speed.json")) as tmp:

@@ -312,7 +312,7 @@ def refocus(image, z=None, *, model, dpm=None, tilt_deg: float | None = None, ti
             cylinder_radius_um: float | None = None, cylinder_axis: Literal["x", "y"] = "y",
             sinusoid: tuple[float, float] | None = None, allow_extrapolation: bool = False, device: str = "auto",
             progress: bool = True, axes: str | None = None, pixel_um: float | None = None, normalisation=None,
-            denormalise: bool = True, mip: bool = False, tile: int = 512, batch_size: int = 2,
+            denormalise: bool = True, mip: bool = False, tile: int = 768, batch_size: int = 1,
             planes_per_pass: int = 8, surface_via: Literal["dpm", "planes"] = "dpm",
             surface_step_um: float | None = None, calibrated: bool = False) -> io.Image:
     """Refocus a wide-field image onto a plane, a virtual z-stack or a 3D surface with a Deep-Z(+) model.
@@ -346,7 +346,9 @@ def refocus(image, z=None, *, model, dpm=None, tilt_deg: float | None = None, ti
     mip : bool
         Return the maximum-intensity projection over the refocused planes instead of the planes.
     tile, batch_size, planes_per_pass : int
-        Tiling window (pixels), tiles per forward pass and refocus planes per tiling pass (memory vs speed).
+        Tiling window (pixels), tiles per forward pass and refocus planes per tiling pass (memory vs speed). The
+        default 768 px window, one per pass, holds a 512 px image and its halo whole and recomputes less halo than
+        two 512 px windows per pass on larger images, in about their memory (docs/deepz.md, "Speed").
     surface_via : {"dpm", "planes"}
         How a surface is refocused onto. ``"dpm"`` (the paper): the per-pixel DPM goes into the network.
         ``"planes"``: the network refocuses onto flat planes every ``surface_step_um`` across the surface's depth

@@ -112,7 +112,7 @@ def refocus_cmd(
     calibrated: Annotated[bool, typer.Option("--calibrated", help="feed the DPM that the model's depth calibration "
                                              "says focuses each requested depth (not in the paper)")] = False,
     tile: Annotated[int, typer.Option(help="tiling window side, input pixels: larger is faster (less halo "
-                                           "recomputed) and needs more memory")] = 512,
+                                           "recomputed) and needs more memory")] = 768,
     reference: Annotated[Optional[Path], typer.Option(
         help="normalise intensities against this image (YX) or the EDF of this stack (ZYX), taken with the same "
              "exposure, instead of against the input itself (docs/deepz.md, Normalisation)")] = None,
