@@ -22,7 +22,9 @@ the Deep-Z columns are then marked pending.
         [--only fig4] [--name NAME]
 
 Prints a table and writes benchmarks/results/deepz_beads.json, deepz_beads_fig1.png, deepz_beads_fig4_tilted.png
-and deepz_beads_fig4_curved.png (--quick: the same under deepz_beads_quick*, a smoke run).
+and deepz_beads_fig4_curved.png (histograms), deepz_beads_fig4_{tilted,curved}_by_depth.png (median width per 1 µm
+of surface depth; ``--replot`` redraws these from the JSON alone) (--quick: the same under deepz_beads_quick*, a
+smoke run).
 """
 
 from __future__ import annotations
@@ -147,6 +149,48 @@ def _width_by_depth(rows, surface_um: np.ndarray, spacing_um) -> dict[str, dict]
             out[f"{lo:+.0f}..{lo + 1:+.0f}"] = {"n": int(sel.sum()),
                                                 "fwhm_lateral_median_um": float(np.median(width[sel]))}
     return out
+
+
+def depth_profile_figure(entry: dict, path: Path, title: str, in_focus_um: float | None = None) -> None:
+    """PNG of the median lateral FWHM per 1 µm of surface depth (a Fig. 4 entry's ``*_by_depth``), one line per
+    image (raw, Deep-Z and its variants), with the in-focus width and the target (in focus + 15 %) if given."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    labels = {"raw": "raw image", **{key: label for key, label in VIAS.values()}}
+    fig, ax = plt.subplots(figsize=(8.6, 3.6))
+    for key, label in labels.items():
+        by_depth = entry.get(f"{key}_by_depth") or {}
+        if by_depth:
+            centre = [float(np.mean([float(v) for v in b.replace("..", " ").split()])) for b in by_depth]
+            ax.plot(centre, [v["fwhm_lateral_median_um"] for v in by_depth.values()], "o-", ms=3, label=label)
+    if in_focus_um is not None:
+        ax.axhline(in_focus_um, color="k", lw=0.8, ls=":", label=f"in-focus beads ({in_focus_um:.2f} µm)")
+        ax.axhline(1.15 * in_focus_um, color="k", lw=0.8, ls="--", label="target (in focus + 15 %)")
+    ax.set_yscale("log")
+    ticks = [0.4, 0.5, 0.6, 0.8, 1, 1.5, 2, 3, 4, 6, 8]
+    low, high = ax.get_ylim()
+    ax.set_yticks([t for t in ticks if low <= t <= high], [f"{t:g}" for t in ticks if low <= t <= high])
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlabel("surface depth relative to the focal plane (µm, 1 µm bins)")
+    ax.set_ylabel("lateral FWHM median (µm)")
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def _depth_profiles(results: dict, name: str) -> None:
+    in_focus = (results.get("prep") or {}).get("beads_vs_psf", {}).get("lateral_median_um")
+    for kind, entry in results["fig4"].items():
+        what = f"{TILT_DEG} deg tilt" if kind == "tilted-beads" else "7.2 mm cylinder"
+        depth_profile_figure(entry, RESULTS / f"{name}_fig4_{kind.split('-')[0]}_by_depth.png",
+                             f"Fig. 4: {what}, width per surface depth", in_focus)
 
 
 def fig4(model, args, camera, microscope, *, kinds=("tilted-beads", "curved-beads"), vias=tuple(VIAS)) -> dict:
@@ -301,10 +345,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="1 small field each (a smoke run, too few beads)")
     parser.add_argument("--only", choices=("fig4",), help="only the Fig. 4 surfaces")
     parser.add_argument("--name", help="stem of the result files (default deepz_beads[_quick])")
+    parser.add_argument("--replot", action="store_true",
+                        help="only redraw the per-depth Fig. 4 figures from the existing NAME.json")
     args = parser.parse_args(argv)
     if args.quick:
         args.fields, args.field_px, args.surface_px = 1, 256, 512
     args.name = args.name or ("deepz_beads_quick" if args.quick else "deepz_beads")
+    if args.replot:
+        _depth_profiles(json.loads((RESULTS / f"{args.name}.json").read_text()), args.name)
+        return
     microscope = preset(MICROSCOPE)
     camera = dataset_preset("deepz-20x075").camera
     model = None if args.no_model else _load_model(args.model)
@@ -322,6 +371,7 @@ def main(argv: list[str] | None = None) -> None:
     RESULTS.mkdir(exist_ok=True)
     with atomic_output(RESULTS / f"{args.name}.json") as tmp:
         tmp.write_text(json.dumps(json_safe(results), indent=2, allow_nan=False))
+    _depth_profiles(results, args.name)
     print(f"{'':<30} {'beads':>6} {'lat med':>8} {'lat std':>8} {'ax med':>8}   (FWHM, µm)")
     if results["fig1"] is not None:
         print(summary_row("Fig.1 scanned stack", results["fig1"]["scanned"]))

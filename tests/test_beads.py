@@ -5,7 +5,8 @@ import csv
 import numpy as np
 import pytest
 
-from widefield3d.analysis.beads import COLUMNS, detect_beads, fit_gaussian_2d, measure_beads, summarise
+from widefield3d.analysis.beads import (COLUMNS, detect_beads, fit_gaussian_2d, fwhm_histograms, measure_beads,
+                                        summarise)
 from widefield3d.analysis.resolution import FWHM_PER_SIGMA, psf_fwhm
 from widefield3d.cli import main
 from widefield3d.errors import InputError
@@ -92,6 +93,22 @@ def test_beads_command_writes_csv_and_figure(bead_layer, tmp_path):
     with pytest.raises(SystemExit) as exc:
         main(["beads", str(tmp_path / "missing.tif"), "-o", str(tmp_path / "x.csv")])
     assert exc.value.code == 2
+
+
+@pytest.mark.parametrize("tail", [False, True])
+def test_fwhm_histograms_take_log_bins_for_a_long_tail(tail, tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    scales = []
+    monkeypatch.setattr(matplotlib.axes.Axes, "set_xscale", lambda ax, value, **kw: scales.append(value))
+    rng = np.random.default_rng(0)
+    sharp = [{"fwhm_lateral_um": w, "fwhm_axial_um": np.nan} for w in rng.normal(0.5, 0.02, 200)]
+    wide = [{"fwhm_lateral_um": w, "fwhm_axial_um": np.nan} for w in rng.uniform(0.5, 6.0 if tail else 0.7, 200)]
+    fwhm_histograms({"a": sharp, "b": wide}, tmp_path / "h.png", title="t")
+    assert (tmp_path / "h.png").read_bytes()[:4] == b"\x89PNG"
+    assert scales == (["log"] if tail else [])
+    with pytest.raises(InputError):
+        fwhm_histograms({"a": [{"fwhm_lateral_um": np.nan, "fwhm_axial_um": np.nan}]}, tmp_path / "e.png")
 
 
 def test_measure_beads_rejects_bad_input():

@@ -246,15 +246,18 @@ def fwhm_histograms(tables: dict[str, Sequence[dict]], path, *, bins: int = 30, 
         values = {label: v[np.isfinite(v)] for label, v in values.items()}
         pooled = np.concatenate([v for v in values.values() if v.size] or [np.zeros(1)])
         edges: np.ndarray | int = bins
-        if np.ptp(pooled) > 0:
-            low, high = np.percentile(pooled, [0.5, 99.5])
-            edges = np.linspace(low, high, bins + 1)
+        low, high = np.percentile(pooled, [0.5, 99.5])
+        log = bool(low > 0 and high > 4 * low)  # a long tail (e.g. defocused raw beads): log-spaced bins and axis
+        if high > low:
+            edges = np.geomspace(low, high, bins + 1) if log else np.linspace(low, high, bins + 1)
         for label, v in values.items():
             if v.size:
                 ax.hist(v, bins=edges, alpha=0.55, label=f"{label}: median {np.median(v):.2f} µm, n={v.size}")
+        if log:
+            ax.set_xscale("log")
         ax.set_xlabel(("lateral" if key == "fwhm_lateral_um" else "axial") + " FWHM (µm)")
         ax.set_ylabel("beads")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7, framealpha=0.7)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
