@@ -5,8 +5,7 @@ import csv
 import numpy as np
 import pytest
 
-from widefield3d.analysis.beads import (COLUMNS, detect_beads, fit_gaussian_2d, fwhm_histograms, measure_beads,
-                                        summarise)
+from widefield3d.analysis.beads import COLUMNS, detect_beads, fit_gaussian_2d, fwhm_histograms, measure_beads, summarise
 from widefield3d.analysis.resolution import FWHM_PER_SIGMA, psf_fwhm
 from widefield3d.cli import main
 from widefield3d.errors import InputError
