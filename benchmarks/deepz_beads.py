@@ -151,6 +151,10 @@ def _width_by_depth(rows, surface_um: np.ndarray, spacing_um) -> dict[str, dict]
     return out
 
 
+def _surface_name(kind: str) -> str:
+    return f"{TILT_DEG} deg tilt" if kind == "tilted-beads" else "7.2 mm cylinder"
+
+
 def depth_profile_figure(entry: dict, path: Path, title: str, in_focus_um: float | None = None) -> None:
     """PNG of the median lateral FWHM per 1 µm of surface depth (a Fig. 4 entry's ``*_by_depth``), one line per
     image (raw, Deep-Z and its variants), with the in-focus width and the target (in focus + 15 %) if given."""
@@ -188,9 +192,8 @@ def depth_profile_figure(entry: dict, path: Path, title: str, in_focus_um: float
 def _depth_profiles(results: dict, name: str) -> None:
     in_focus = (results.get("prep") or {}).get("beads_vs_psf", {}).get("lateral_median_um")
     for kind, entry in results["fig4"].items():
-        what = f"{TILT_DEG} deg tilt" if kind == "tilted-beads" else "7.2 mm cylinder"
         depth_profile_figure(entry, RESULTS / f"{name}_fig4_{kind.split('-')[0]}_by_depth.png",
-                             f"Fig. 4: {what}, width per surface depth", in_focus)
+                             f"Fig. 4: {_surface_name(kind)}, width per surface depth", in_focus)
 
 
 def fig4(model, args, camera, microscope, *, kinds=("tilted-beads", "curved-beads"), vias=tuple(VIAS)) -> dict:
@@ -229,8 +232,8 @@ def fig4(model, args, camera, microscope, *, kinds=("tilted-beads", "curved-bead
                 entry[f"{key}_by_depth"] = _width_by_depth(rows, dpm, raw.spacing_um[1:])
                 tables[label] = rows
         out[kind] = entry
-        what = f"{TILT_DEG} deg tilt" if kind == "tilted-beads" else "7.2 mm cylinder"
-        fwhm_histograms(tables, RESULTS / f"{args.name}_fig4_{kind.split('-')[0]}.png", title=f"Fig. 4: {what}")
+        fwhm_histograms(tables, RESULTS / f"{args.name}_fig4_{kind.split('-')[0]}.png",
+                        title=f"Fig. 4: {_surface_name(kind)}")
         print(f"fig4 {kind}: {len(raw_rows)} raw beads, DPM {dpm.min():+.2f}..{dpm.max():+.2f} µm", file=sys.stderr)
     return out
 

@@ -304,7 +304,7 @@ def reference_normalisation(reference, model: DeepZModel):
         raise InputError(f"reference: expected one plane (YX) or a stack (ZYX), got shape {data.shape}")
     fraction = model.config.data.saturate_fraction
     if data.ndim == 3:
-        return edf_normalisation(data.astype(np.float32), fraction)[0]
+        return edf_normalisation(data, fraction)[0]  # the EDF converts to float32 itself
     return triangle_normalisation(data, fraction)
 
 
