@@ -55,7 +55,7 @@ TILT_DEG = 1.5
 CYLINDER_RADIUS_UM = 3600.0  # 7.2 mm diameter glass tube
 
 
-def _camera_surface(surface_fine: np.ndarray) -> np.ndarray:
+def camera_surface(surface_fine: np.ndarray) -> np.ndarray:
     """Sample surface (fine grid) averaged onto camera pixels."""
     ny, nx = (n // OVERSAMPLE for n in surface_fine.shape)
     s = surface_fine[: ny * OVERSAMPLE, : nx * OVERSAMPLE]
@@ -102,7 +102,8 @@ def fig1(model, args, camera, microscope) -> dict:
             "fields": args.fields, "field_px": args.field_px, "refocus_seconds": seconds if model is not None else None}
 
 
-def _surface_sample(kind: str, args, microscope):
+def surface_sample(kind: str, args, microscope):
+    """The Fig. 4 bead sample of ``kind`` (tilted plane or cylinder) on the fine grid, with its surface depth (µm)."""
     dz = microscope.z_step_um
     n = args.surface_px * OVERSAMPLE
     fine = microscope.pixel_um / OVERSAMPLE
@@ -123,10 +124,10 @@ VIAS = {"dpm": ("deepz", "Deep-Z onto the surface"), "planes": ("deepz_planes", 
         "reference": ("deepz_reference", "Deep-Z onto the surface, in-focus reference")}
 """Ways onto a surface: the paper's (the DPM map into the network), flat planes interpolated, the DPM map through
 the model's depth calibration (only for a model that has one), and the DPM map with the image normalised against an
-in-focus bead image (:func:`_reference_image`) instead of itself."""
+in-focus bead image (:func:`reference_image`) instead of itself."""
 
 
-def _reference_image(args, camera, microscope) -> np.ndarray:
+def reference_image(args, camera, microscope) -> np.ndarray:
     """An in-focus image of another slide of beads (flat, same density and exposure): what a user records once to
     normalise against (``refocus --reference``)."""
     dz, n = microscope.z_step_um, args.surface_px * OVERSAMPLE
@@ -137,7 +138,10 @@ def _reference_image(args, camera, microscope) -> np.ndarray:
 
 
 def _width_by_depth(rows, surface_um: np.ndarray, spacing_um) -> dict[str, dict]:
-    """Median lateral FWHM (µm) and bead count per 1 µm bin of the surface's depth (from focus) at each bead."""
+    """Median lateral FWHM (µm) and bead count per 1 µm bin of the surface's depth (from focus) at each bead.
+
+    Keyed by the bin's label (``"-5..-4"``, the rows of the tables); each value carries its bounds as ``depth_um``.
+    """
     iy = [min(int(r["y_um"] / spacing_um[0]), surface_um.shape[0] - 1) for r in rows]
     ix = [min(int(r["x_um"] / spacing_um[1]), surface_um.shape[1] - 1) for r in rows]
     depth = surface_um[iy, ix] if rows else np.zeros(0)
@@ -146,7 +150,7 @@ def _width_by_depth(rows, surface_um: np.ndarray, spacing_um) -> dict[str, dict]
     for lo in np.arange(np.floor(depth.min()), np.ceil(depth.max())) if rows else []:
         sel = (depth >= lo) & (depth < lo + 1) & np.isfinite(width)
         if sel.any():
-            out[f"{lo:+.0f}..{lo + 1:+.0f}"] = {"n": int(sel.sum()),
+            out[f"{lo:+.0f}..{lo + 1:+.0f}"] = {"depth_um": [float(lo), float(lo + 1)], "n": int(sel.sum()),
                                                 "fwhm_lateral_median_um": float(np.median(width[sel]))}
     return out
 
@@ -169,7 +173,7 @@ def depth_profile_figure(entry: dict, path: Path, title: str, in_focus_um: float
     for key, label in labels.items():
         by_depth = entry.get(f"{key}_by_depth") or {}
         if by_depth:
-            centre = [float(np.mean([float(v) for v in b.replace("..", " ").split()])) for b in by_depth]
+            centre = [float(np.mean(v["depth_um"])) for v in by_depth.values()]
             ax.plot(centre, [v["fwhm_lateral_median_um"] for v in by_depth.values()], "o-", ms=3, label=label)
     if in_focus_um is not None:
         ax.axhline(in_focus_um, color="k", lw=0.8, ls=":", label=f"in-focus beads ({in_focus_um:.2f} µm)")
@@ -202,13 +206,13 @@ def fig4(model, args, camera, microscope, *, kinds=("tilted-beads", "curved-bead
 
     if model is None or model.depth_calibration is None:
         vias = tuple(v for v in vias if v != "calibrated")
-    reference = (reference_normalisation(_reference_image(args, camera, microscope), model)
+    reference = (reference_normalisation(reference_image(args, camera, microscope), model)
                  if model is not None and "reference" in vias else None)
     out = {}
     for kind in kinds:
         tables = {}
-        sample = _surface_sample(kind, args, microscope)
-        surface = _camera_surface(sample.surface_um)
+        sample = surface_sample(kind, args, microscope)
+        surface = camera_surface(sample.surface_um)
         focus = float(0.5 * (surface.min() + surface.max()))
         raw = fluorescence_plane(sample, microscope, focus, camera=camera, seed=args.seed)
         image = raw.noisy.astype(np.float32)

@@ -51,12 +51,12 @@ def main() -> None:
               f"max {np.nanmax(ratios):.2f} over {np.isfinite(ratios).sum()} planes")
     m, camera = preset(deepz_beads.MICROSCOPE), dataset_preset("deepz-20x075").camera
     surfaces = argparse.Namespace(surface_px=1024, seed=0)
-    sample = deepz_beads._surface_sample("tilted-beads", surfaces, m)
-    surface = deepz_beads._camera_surface(sample.surface_um)
+    sample = deepz_beads.surface_sample("tilted-beads", surfaces, m)
+    surface = deepz_beads.camera_surface(sample.surface_um)
     focus = float(0.5 * (surface.min() + surface.max()))
     image = fluorescence_plane(sample, m, focus, camera=camera, seed=0).noisy.astype(np.float32)
     own = triangle_normalisation(image)
-    reference = triangle_normalisation(deepz_beads._reference_image(surfaces, camera, m))
+    reference = triangle_normalisation(deepz_beads.reference_image(surfaces, camera, m))
     print(f"Fig. 4 tilted plane: own scale {own.scale:.0f} ADU (background {own.background:.1f}); in-focus reference "
           f"image {reference.scale:.0f} ADU (background {reference.background:.1f}); "
           f"ratio {own.scale / reference.scale:.2f}")
