@@ -9,7 +9,7 @@ from conftest import run, write_tiny_deepz
 from widefield3d import io
 from widefield3d.analysis.activity.clusters import eigengap, laplacian_eigen, similarity, spectral_clusters
 from widefield3d.analysis.activity.scores import adjusted_rand_index, match_neurons, pearson_rows
-from widefield3d.analysis.activity.segment import find_centroids, watershed_masks
+from widefield3d.analysis.activity.segment import find_centroids, local_contrast, watershed_masks
 from widefield3d.analysis.activity.traces import brightest_mean, delta_f, most_active
 from widefield3d.methods.activity import ActivityConfig, cluster_active
 from widefield3d.methods.deepz_calibration import DepthCalibration, write_depth_calibration
@@ -114,6 +114,20 @@ def test_centroids_are_local_maxima_and_watershed_grows_one_mask_each():
         assert labels[tuple(p)] == i + 1
         voxels = np.argwhere(labels == i + 1) * np.array(SPACING)
         assert np.linalg.norm(voxels - p * np.array(SPACING), axis=1).max() <= 2.0 + 1e-9
+
+
+def test_local_contrast_keeps_blobs_and_drops_a_faint_maximum_on_a_glow():
+    volume, centres = _two_blobs()
+    glow = volume + 0.5  # a uniform haze: the blobs stand 1 above a background of 0.5
+    peaks = find_centroids(glow, SPACING, sigma_um=(0.0, 0.0), threshold=0.6)
+    contrast = local_contrast(glow, peaks, SPACING)
+    np.testing.assert_allclose(contrast, 1 - 0.5 / 1.5, atol=0.02)  # background: the haze; peak: blob + haze
+    bump = glow.copy()
+    bump[2, 3, 3] += 0.1  # a weak maximum on the haze, far from both blobs
+    faint = find_centroids(bump, SPACING, sigma_um=(0.0, 0.0), threshold=0.55)
+    assert len(faint) == 3
+    kept = find_centroids(bump, SPACING, sigma_um=(0.0, 0.0), threshold=0.55, min_contrast=0.2)
+    assert sorted(map(tuple, kept)) == sorted(map(tuple, peaks))
 
 
 def test_match_neurons_lateral_only_and_pearson():

@@ -48,6 +48,9 @@ def activity_cmd(
     red: Annotated[int, typer.Option(help="index of the nuclear channel")] = 1,
     no_register: Annotated[bool, typer.Option("--no-register", help="skip the frame-to-frame registration")
                            ] = False,
+    min_contrast: Annotated[float, typer.Option(
+        help="a neuron's lowest local contrast in the nuclear channel, 1 - background / peak (not in the paper; 0: "
+             "every local maximum above Otsu's threshold)")] = 0.3,
     n_brightest: Annotated[int, typer.Option(help="F = mean of this many brightest voxels per mask")] = 100,
     active_threshold: Annotated[float, typer.Option(help="active neuron: std(dF) > THRESHOLD * F0")] = 0.1,
     sigma: Annotated[Optional[float], typer.Option(
@@ -97,6 +100,7 @@ def activity_cmd(
     try:
         config = ActivityConfig(green=green, red=red, register_frames=not no_register, refocus=not no_refocus,
                                 calibrated=calibrated, z_um=tuple(z_um.tolist()), n_brightest=n_brightest,
+                                min_contrast=min_contrast,
                                 normalisation="video" if normalise_video else "frame",
                                 active_threshold=active_threshold, sigma=sigma, n_clusters=clusters)
     except pydantic.ValidationError as err:

@@ -31,8 +31,26 @@ def smooth(volume: np.ndarray, spacing_um, sigma_um: tuple[float, float] = (0.5,
     return ndimage.gaussian_filter(np.asarray(volume, np.float32), sigma)
 
 
+def local_contrast(smoothed: np.ndarray, peaks: np.ndarray, spacing_um, box_um: tuple[float, float] = (4.0, 3.0),
+                   percentile: float = 20.0) -> np.ndarray:
+    """``1 - background / peak`` at each peak ``(N, 3)`` of a ``(Z, Y, X)`` volume: ``background`` is the
+    ``percentile`` of the volume in a box of +-``box_um`` (axial, lateral; µm) around the peak (clipped at the edges).
+
+    0: the peak does not stand above its surroundings; 0.3: it is 1.43 times their ``percentile``.
+    """
+    peaks = np.asarray(peaks, int).reshape(-1, 3)
+    half = [int(_radius_px(r, s)) for r, s in zip((box_um[0], box_um[1], box_um[1]), spacing_um)]
+    out = np.empty(len(peaks))
+    for i, p in enumerate(peaks):
+        box = smoothed[tuple(slice(max(c - h, 0), c + h + 1) for c, h in zip(p, half))]
+        peak = float(smoothed[tuple(p)])
+        out[i] = 1 - float(np.percentile(box, percentile)) / peak if peak > 0 else 0.0
+    return out
+
+
 def find_centroids(volume: np.ndarray, spacing_um, *, min_distance_um: tuple[float, float] = (2.0, 1.2),
-                   threshold: float | None = None, sigma_um: tuple[float, float] = (0.5, 0.3)) -> np.ndarray:
+                   threshold: float | None = None, sigma_um: tuple[float, float] = (0.5, 0.3),
+                   min_contrast: float = 0.0) -> np.ndarray:
     """Local maxima of the smoothed volume: neuron centroids, ``(N, 3)`` voxel indices ``(z, y, x)``.
 
     Parameters
@@ -46,6 +64,8 @@ def find_centroids(volume: np.ndarray, spacing_um, *, min_distance_um: tuple[flo
         Lowest accepted peak value (smoothed units); default Otsu's threshold of the smoothed volume.
     sigma_um : (axial, lateral)
         Smoothing before the search (µm).
+    min_contrast : float
+        Lowest accepted :func:`local_contrast` (0: every maximum above ``threshold``).
     """
     volume = np.asarray(volume, np.float32)
     if volume.ndim != 3:
@@ -58,7 +78,10 @@ def find_centroids(volume: np.ndarray, spacing_um, *, min_distance_um: tuple[flo
     footprint = (zz / max(rz, 1)) ** 2 + (yy / max(ry, 1)) ** 2 + (xx / max(rx, 1)) ** 2 <= 1
     if threshold is None:
         threshold = float(threshold_otsu(smoothed)) if np.ptp(smoothed) > 0 else float(smoothed.max()) + 1
-    return peak_local_max(smoothed, footprint=footprint, threshold_abs=threshold, exclude_border=False)
+    peaks = peak_local_max(smoothed, footprint=footprint, threshold_abs=threshold, exclude_border=False)
+    if min_contrast > 0 and len(peaks):
+        peaks = peaks[local_contrast(smoothed, peaks, spacing_um) >= min_contrast]
+    return peaks
 
 
 def watershed_masks(volume: np.ndarray, centroids: np.ndarray, spacing_um, *, max_radius_um: float = 2.5,
