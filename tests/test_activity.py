@@ -203,6 +203,7 @@ def test_cli_refuses_bad_input_with_one_line(tmp_path, tiny_video, capsys):
         ([tiny_video, "--green", "1", "--red", "1"], "must be different channels"),
         ([tiny_video, "--red", "5"], "has 2 channels"),
         ([tiny_video, "--z-step", "0"], "--z-step"),
+        ([tiny_video, "--min-contrast", "1.5"], "--min-contrast"),
         ([tiny_video, "--model", model, "--z-range", "-12", "10"], "beyond the model's trained range"),
         ([tiny_video, "--model", model, "--calibrated"], "has no depth calibration"),
         ([tiny_video, "--model", calibrated, "--calibrated", "--z-range", "-1", "9.5"], "beyond the model's trained"),
