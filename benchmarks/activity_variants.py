@@ -90,8 +90,8 @@ def cached_video(args, seed: int, model) -> dict:
         np.savez(path, stacks=stacks.astype(np.float16), scanned=scanned.astype(np.float16), video=video, z=z,
                  scanned_z=sim.z_um, spacing=np.array(sim.spacing_um), centres=sim.centres_um, traces=sim.traces,
                  clusters=sim.clusters)
-    with np.load(path) as data:
-        return dict(data)
+    with np.load(path) as data:  # float32 once here, not per variant
+        return {k: (v.astype(np.float32) if v.dtype == np.float16 else v) for k, v in data.items()}
 
 
 def analysis_inputs(v: dict) -> dict:
@@ -106,7 +106,7 @@ def score_variant(v: dict, analysis: str, variant: dict) -> dict:
     """Scores of one analysis of one cached video under one variant."""
     data, z, spacing, lateral = analysis_inputs(v)[analysis]
     config = ActivityConfig(register_frames=False, **{"min_contrast": 0.0, **variant.get("config", {})})
-    res = analyse_activity(data.astype(np.float32), spacing, config, stack_z_um=z, progress=False)
+    res = analyse_activity(data, spacing, config, stack_z_um=z, progress=False)
     rule = {k: val for k, val in variant.items() if k != "config"}
     clusters = clusters_of(res.df, res.f0, **rule) if rule else res.clusters
     return score_activity(res.centroids_um, res.f, clusters, v["centres"], v["traces"], v["clusters"],
