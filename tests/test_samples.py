@@ -141,6 +141,17 @@ def test_worm_holds_150_to_300_nuclei_spread_over_depth():
     assert len(small.centres_um) < 150  # fewer nuclei when less body fits in the field
 
 
+def test_worm_nucleus_brightness_follows_brightness_range():
+    """The deepz-20x075-activity preset's worms: nuclei as bright as the activity videos' green channel."""
+    grid = (48, 160, 160)
+    for brightness in ((0.6, 1.0), (1.2, 1.8)):
+        s = worm(grid, SPACING, brightness_range=brightness, seed=3)
+        at_centres = s.density[tuple(np.rint(s.centres_um / np.asarray(SPACING)).astype(int).T)]
+        assert brightness[0] - 0.05 < np.median(at_centres) < brightness[1]
+    with pytest.raises(InputError, match="brightness_range"):
+        worm(grid, SPACING, brightness_range=(0.0, 1.0))
+
+
 def test_nuclei_sizes():
     s = nuclei((40, 160, 160), SPACING, n_nuclei=12, seed=2)
     labels, n = ndimage.label(s.density > 0.25)

@@ -76,6 +76,7 @@ def worm(
     diameter_um: float = 20.0,
     n_nuclei: int | None = None,
     nucleus_diameter_um: tuple[float, float] = (2.0, 3.0),
+    brightness_range: tuple[float, float] = (0.6, 1.0),
     autofluorescence: float = 0.05,
     edge_um: float = 0.3,
     seed: int = 0,
@@ -83,8 +84,8 @@ def worm(
     """A C. elegans-like worm: a tube of ``diameter_um`` along a smooth random curve, holding fluorescent nuclei.
 
     The body's centre line lies in the middle plane of the z extent and crosses the lateral field; the body glows
-    faintly (``autofluorescence``) and holds nuclei (diameters in ``nucleus_diameter_um``, brightness 0.6-1) at
-    uniformly random, non-overlapping positions inside it, hence at random depths.
+    faintly (``autofluorescence``) and holds nuclei (diameters in ``nucleus_diameter_um``, brightness uniform in
+    ``brightness_range``) at uniformly random, non-overlapping positions inside it, hence at random depths.
 
     Nucleus count: ``n_nuclei`` if given; otherwise a random 150-300 per 120 µm of body, scaled down in proportion
     to the body volume inside the grid when less than 120 µm of a full body fits (a small field, or a z extent
@@ -93,6 +94,7 @@ def worm(
     shape, sp = check_grid(shape, spacing_um)
     radius = check_positive("diameter_um", diameter_um) / 2
     nd_min, nd_max = check_range("nucleus_diameter_um", nucleus_diameter_um)
+    bmin, bmax = check_range("brightness_range", brightness_range)
     edge = check_positive("edge_um", edge_um)
     autofluorescence = check_non_negative("autofluorescence", autofluorescence, 1.0)
     rng = np.random.default_rng(seed)
@@ -127,5 +129,5 @@ def worm(
     centres = pick_separated("worm nuclei", draw, n_nuclei, nd_max, inner.size * float(np.prod(sp)), 3)
     semi, rot = random_ellipsoids(rng, len(centres), (nd_min, nd_max))
     nuc = np.zeros(shape, dtype=np.float32)
-    render_ellipsoids(nuc, sp, centres, semi, rot, rng.uniform(0.6, 1.0, len(centres)), edge)
+    render_ellipsoids(nuc, sp, centres, semi, rot, rng.uniform(bmin, bmax, len(centres)), edge)
     return Sample(np.maximum(body, nuc), tuple(sp), "worm", centres_um=centres)
