@@ -104,11 +104,11 @@ def _two_blobs():
 
 def test_centroids_are_local_maxima_and_watershed_grows_one_mask_each():
     volume, centres = _two_blobs()
-    peaks = find_centroids(volume, SPACING, sigma_um=(0.0, 0.0))
+    peaks = find_centroids(volume, SPACING)
     found = peaks * np.array(SPACING)
     assert len(peaks) == 2
     assert len(match_neurons(found, centres, 0.4)) == 2
-    labels = watershed_masks(volume, peaks, SPACING, max_radius_um=2.0, sigma_um=(0.0, 0.0))
+    labels = watershed_masks(volume, peaks, SPACING, max_radius_um=2.0)
     assert set(np.unique(labels)) == {0, 1, 2}
     for i, p in enumerate(peaks):
         assert labels[tuple(p)] == i + 1
@@ -119,14 +119,14 @@ def test_centroids_are_local_maxima_and_watershed_grows_one_mask_each():
 def test_local_contrast_keeps_blobs_and_drops_a_faint_maximum_on_a_glow():
     volume, centres = _two_blobs()
     glow = volume + 0.5  # a uniform haze: the blobs stand 1 above a background of 0.5
-    peaks = find_centroids(glow, SPACING, sigma_um=(0.0, 0.0), threshold=0.6)
+    peaks = find_centroids(glow, SPACING, threshold=0.6)
     contrast = local_contrast(glow, peaks, SPACING)
     np.testing.assert_allclose(contrast, 1 - 0.5 / 1.5, atol=0.02)  # background: the haze; peak: blob + haze
     bump = glow.copy()
     bump[2, 3, 3] += 0.1  # a weak maximum on the haze, far from both blobs
-    faint = find_centroids(bump, SPACING, sigma_um=(0.0, 0.0), threshold=0.55)
+    faint = find_centroids(bump, SPACING, threshold=0.55)
     assert len(faint) == 3
-    kept = find_centroids(bump, SPACING, sigma_um=(0.0, 0.0), threshold=0.55, min_contrast=0.2)
+    kept = find_centroids(bump, SPACING, threshold=0.55, min_contrast=0.2)
     assert sorted(map(tuple, kept)) == sorted(map(tuple, peaks))
 
 

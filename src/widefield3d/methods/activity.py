@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from widefield3d import io
 from widefield3d.analysis.activity.clusters import similarity, spectral_clusters
-from widefield3d.analysis.activity.segment import find_centroids, median_projection, watershed_masks
+from widefield3d.analysis.activity.segment import find_centroids, median_projection, smooth, watershed_masks
 from widefield3d.analysis.activity.traces import brightest_mean, delta_f, most_active
 from widefield3d.errors import InputError
 from widefield3d.prep.frame_registration import register_video
@@ -200,9 +200,10 @@ def analyse_activity(video: np.ndarray, spacing_um, config: ActivityConfig | Non
     t0 = time.perf_counter()
     red = median_projection(stacks[:, config.red])
     green_median = median_projection(stacks[:, config.green])
-    peaks = find_centroids(red, spacing, min_distance_um=config.min_distance_um, sigma_um=config.smooth_um,
+    red_smoothed = smooth(red, spacing, config.smooth_um)
+    peaks = find_centroids(red_smoothed, spacing, min_distance_um=config.min_distance_um,
                            min_contrast=config.min_contrast)
-    labels = watershed_masks(red, peaks, spacing, max_radius_um=config.max_radius_um, sigma_um=config.smooth_um)
+    labels = watershed_masks(red_smoothed, peaks, spacing, max_radius_um=config.max_radius_um)
     seconds["segment"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

@@ -48,31 +48,27 @@ def local_contrast(smoothed: np.ndarray, peaks: np.ndarray, spacing_um, box_um: 
     return out
 
 
-def find_centroids(volume: np.ndarray, spacing_um, *, min_distance_um: tuple[float, float] = (2.0, 1.2),
-                   threshold: float | None = None, sigma_um: tuple[float, float] = (0.5, 0.3),
-                   min_contrast: float = 0.0) -> np.ndarray:
-    """Local maxima of the smoothed volume: neuron centroids, ``(N, 3)`` voxel indices ``(z, y, x)``.
+def find_centroids(smoothed: np.ndarray, spacing_um, *, min_distance_um: tuple[float, float] = (2.0, 1.2),
+                   threshold: float | None = None, min_contrast: float = 0.0) -> np.ndarray:
+    """Local maxima of the smoothed nuclear channel: neuron centroids, ``(N, 3)`` voxel indices ``(z, y, x)``.
 
     Parameters
     ----------
-    volume : ndarray, ``(Z, Y, X)``
-        The nuclear channel (e.g. its median over time); ``Z = 1`` for a 2D analysis.
+    smoothed : ndarray, ``(Z, Y, X)``
+        The nuclear channel (e.g. its median over time) after :func:`smooth`; ``Z = 1`` for a 2D analysis.
     spacing_um : (dz, dy, dx)
     min_distance_um : (axial, lateral)
         A maximum must be the largest value within this ellipsoid (µm).
     threshold : float, optional
-        Lowest accepted peak value (smoothed units); default Otsu's threshold of the smoothed volume.
-    sigma_um : (axial, lateral)
-        Smoothing before the search (µm).
+        Lowest accepted peak value; default Otsu's threshold of ``smoothed``.
     min_contrast : float
         Lowest accepted :func:`local_contrast` (0: every maximum above ``threshold``).
     """
-    volume = np.asarray(volume, np.float32)
-    if volume.ndim != 3:
-        raise InputError(f"find_centroids: expected (Z, Y, X), got shape {volume.shape}")
-    smoothed = smooth(volume, spacing_um, sigma_um)
+    smoothed = np.asarray(smoothed, np.float32)
+    if smoothed.ndim != 3:
+        raise InputError(f"find_centroids: expected (Z, Y, X), got shape {smoothed.shape}")
     rz, ry, rx = (int(_radius_px(r, s)) for r, s in zip((min_distance_um[0], *min_distance_um[1:] * 2), spacing_um))
-    if volume.shape[0] == 1:
+    if smoothed.shape[0] == 1:
         rz = 0
     zz, yy, xx = np.ogrid[-rz:rz + 1, -ry:ry + 1, -rx:rx + 1]
     footprint = (zz / max(rz, 1)) ** 2 + (yy / max(ry, 1)) ** 2 + (xx / max(rx, 1)) ** 2 <= 1
@@ -84,9 +80,10 @@ def find_centroids(volume: np.ndarray, spacing_um, *, min_distance_um: tuple[flo
     return peaks
 
 
-def watershed_masks(volume: np.ndarray, centroids: np.ndarray, spacing_um, *, max_radius_um: float = 2.5,
-                    threshold: float | None = None, sigma_um: tuple[float, float] = (0.5, 0.3)) -> np.ndarray:
-    """3D watershed of the (smoothed, inverted) volume from the centroids: one label per neuron.
+def watershed_masks(smoothed: np.ndarray, centroids: np.ndarray, spacing_um, *, max_radius_um: float = 2.5,
+                    threshold: float | None = None) -> np.ndarray:
+    """3D watershed of the inverted smoothed nuclear channel (as :func:`find_centroids`) from the centroids: one
+    label per neuron.
 
     Label ``i + 1`` belongs to ``centroids[i]``. Voxels below ``threshold`` (default Otsu's, as
     :func:`find_centroids`) or farther than ``max_radius_um`` from every centroid belong to no neuron (0).
@@ -95,10 +92,9 @@ def watershed_masks(volume: np.ndarray, centroids: np.ndarray, spacing_um, *, ma
     -------
     ndarray of int32, ``(Z, Y, X)``
     """
-    volume = np.asarray(volume, np.float32)
+    smoothed = np.asarray(smoothed, np.float32)
     centroids = np.asarray(centroids, int).reshape(-1, 3)
-    smoothed = smooth(volume, spacing_um, sigma_um)
-    markers = np.zeros(volume.shape, np.int32)
+    markers = np.zeros(smoothed.shape, np.int32)
     if len(centroids) == 0:
         return markers
     markers[tuple(centroids.T)] = np.arange(1, len(centroids) + 1)
