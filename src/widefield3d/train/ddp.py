@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import os
+from datetime import timedelta
 from typing import Any
 
 import torch
@@ -75,9 +76,17 @@ def setup(device: torch.device) -> torch.device:
 
 
 def _shutdown() -> None:
-    """Leave the process group at exit (only the one :func:`setup` joined)."""
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    """Leave the process group at exit (only the one :func:`setup` joined). On gloo the ranks first meet at a
+    barrier with a timeout: a rank that tears its connections down while another still holds them can abort the
+    other ("terminate called without an active exception"); a rank that died already only delays the exit."""
+    if not dist.is_initialized():
+        return
+    if backend() == "gloo":
+        try:
+            dist.monitored_barrier(timeout=timedelta(seconds=30))
+        except RuntimeError:
+            pass  # a rank is gone: nothing to wait for
+    dist.destroy_process_group()
 
 
 def backend() -> str:
