@@ -216,10 +216,9 @@ def sinusoid_limit(data: Path, model, periods_um, fields: int) -> dict:
     return {"periods_um": list(periods_um), "per_period": table, "shortest_followed_um": followed}
 
 
-def speed(model, size: int = 512, planes: int = 41, tile: int | None = None, batch_size: int | None = None) -> dict:
+def speed(model, size: int = 512, planes: int = 41, tile: int = deepz.TILE_PX, batch_size: int = 1) -> dict:
     """Seconds and GFLOP/s of a virtual stack (tiling window ``tile``, ``batch_size`` windows per pass; default:
     ``deepz.refocus``'s), and the matmul rate measured in the same run."""
-    import inspect
     from unittest import mock
 
     from torch.utils.flop_counter import FlopCounterMode
@@ -230,8 +229,7 @@ def speed(model, size: int = 512, planes: int = 41, tile: int | None = None, bat
     image = rng.poisson(50, (size, size)).astype(np.float32)
     image[size // 4: size // 4 + 20, size // 3: size // 3 + 20] += 2000
     z = np.linspace(-10, 10, planes)
-    defaults = inspect.signature(deepz.refocus).parameters
-    tiling = {"tile": tile or defaults["tile"].default, "batch_size": batch_size or defaults["batch_size"].default}
+    tiling = {"tile": tile, "batch_size": batch_size}
     deepz.refocus(image, z[:2], model=model, progress=False, device="cpu", **tiling)  # warm-up
     # the network's own FLOPs: counted through nn.Conv2d's replicate-padded path, so that the border strips that
     # the inference path recomputes (nets.deepz._ReplicateConv3x3) do not count as work done

@@ -44,6 +44,8 @@ from widefield3d.progress import progress_bar
 from widefield3d.train.trainer import TrainerConfig
 
 METHOD: Final = "deepz"
+TILE_PX: Final = 768
+"""Default inference window of :func:`refocus` (px): holds a 512 px image and its halo whole."""
 
 
 class DeepZNetworkConfig(BaseModel):
@@ -312,7 +314,7 @@ def refocus(image, z=None, *, model, dpm=None, tilt_deg: float | None = None, ti
             cylinder_radius_um: float | None = None, cylinder_axis: Literal["x", "y"] = "y",
             sinusoid: tuple[float, float] | None = None, allow_extrapolation: bool = False, device: str = "auto",
             progress: bool = True, axes: str | None = None, pixel_um: float | None = None, normalisation=None,
-            denormalise: bool = True, mip: bool = False, tile: int = 768, batch_size: int = 1,
+            denormalise: bool = True, mip: bool = False, tile: int = TILE_PX, batch_size: int = 1,
             planes_per_pass: int = 8, surface_via: Literal["dpm", "planes"] = "dpm",
             surface_step_um: float | None = None, calibrated: bool = False) -> io.Image:
     """Refocus a wide-field image onto a plane, a virtual z-stack or a 3D surface with a Deep-Z(+) model.
