@@ -55,6 +55,20 @@ VARIANTS = {
     "correlation similarity": {"correlation": True},
     "local contrast >= 0.3, sigma / 2": {"config": {"min_contrast": 0.3}, "sigma_factor": 0.5},
     "local contrast >= 0.3, correlation similarity": {"config": {"min_contrast": 0.3}, "correlation": True},
+    "local contrast >= 0.3, 50 brightest voxels": {"config": {"min_contrast": 0.3, "n_brightest": 50}},
+    "local contrast >= 0.3, 25 brightest voxels": {"config": {"min_contrast": 0.3, "n_brightest": 25}},
+    "local contrast >= 0.3, F over 3 frames": {"config": {"min_contrast": 0.3, "smooth_frames": 3}},
+    "local contrast >= 0.3, F over 5 frames": {"config": {"min_contrast": 0.3, "smooth_frames": 5}},
+    "local contrast >= 0.3, F over 3 frames, threshold 0.15": {"config": {"min_contrast": 0.3, "smooth_frames": 3,
+                                                                          "active_threshold": 0.15}},
+    "local contrast >= 0.3, F over 3 frames, sigma / 2": {"config": {"min_contrast": 0.3, "smooth_frames": 3},
+                                                           "sigma_factor": 0.5},
+    "local contrast >= 0.3, F over 3 frames, correlation similarity": {
+        "config": {"min_contrast": 0.3, "smooth_frames": 3}, "correlation": True},
+    "local contrast >= 0.4, F over 3 frames": {"config": {"min_contrast": 0.4, "smooth_frames": 3}},
+    "F over 3 frames": {"config": {"smooth_frames": 3}},
+    "local contrast >= 0.3, F over 3 frames, 4 clusters (the truth's number: an oracle)": {
+        "config": {"min_contrast": 0.3, "smooth_frames": 3, "n_clusters": 4}},
 }
 """Variant name -> changes from the paper's rules (every local maximum above Otsu's threshold is a neuron, std(dF) >
 0.1 F0, the paper's sigma): ``config`` (``ActivityConfig`` fields, e.g. ``min_contrast``, the local contrast a maximum
@@ -127,14 +141,16 @@ def main(argv=None) -> dict:
     video_arguments(parser)
     parser.add_argument("--cache", required=True, help="folder for the per-video stacks (outside the repository)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "activity_variants.json"))
+    parser.add_argument("--only", nargs="+", metavar="TEXT", help="only the variants whose name contains a TEXT")
     args = parser.parse_args(argv)
+    variants = {n: v for n, v in VARIANTS.items() if not args.only or any(t in n for t in args.only)}
 
     model = load(args.model)
     videos = {seed: cached_video(args, seed, model) for seed in args.seed}
     analyses = ("deepz", "scanned", "2d_raw")
     keys = ("ari", "precision", "recall", "trace_corr_median")
-    scores = {name: {a: {k: [] for k in keys} for a in analyses} for name in VARIANTS}
-    for name, variant in VARIANTS.items():
+    scores = {name: {a: {k: [] for k in keys} for a in analyses} for name in variants}
+    for name, variant in variants.items():
         for v in videos.values():
             for a in analyses:
                 s = score_variant(v, a, variant)
@@ -142,17 +158,17 @@ def main(argv=None) -> dict:
                     scores[name][a][k].append(round(float(s[k]), 3))
         print(name, json.dumps({a: scores[name][a]["ari"] for a in analyses}), flush=True)
     print("\n| variant | " + " | ".join(f"{a}: ARI / precision / recall" for a in analyses) + " |\n|---|---|---|---|")
-    for name in VARIANTS:
+    for name in variants:
         print(f"| {name} | " + " | ".join(" / ".join(f"{np.mean(scores[name][a][k]):.2f}" for k in keys[:3])
                                           for a in analyses) + " |")
     print(f"\nARI per seed ({' / '.join(map(str, args.seed))})\n")
     print(f"| variant | {' | '.join(analyses)} |\n|---|---|---|---|")
-    for name in VARIANTS:
+    for name in variants:
         print(f"| {name} | " + " | ".join(" / ".join(f"{x:.2f}" for x in scores[name][a]["ari"]) for a in analyses)
               + " |")
     record = {"command": "python benchmarks/activity_variants.py " + " ".join(sys.argv[1:] if argv is None else argv),
               "date": time.strftime("%Y-%m-%d"), "model": args.model, "normalisation": args.normalisation,
-              "seeds": args.seed, "variants": VARIANTS, "per_seed": scores,
+              "seeds": args.seed, "variants": variants, "per_seed": scores,
               "mean": {n: {a: {k: round(float(np.mean(x)), 3) for k, x in v.items()} for a, v in s.items()}
                        for n, s in scores.items()}}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

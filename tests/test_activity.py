@@ -10,7 +10,8 @@ from widefield3d import io
 from widefield3d.analysis.activity.clusters import eigengap, laplacian_eigen, similarity, spectral_clusters
 from widefield3d.analysis.activity.scores import adjusted_rand_index, match_neurons, pearson_rows
 from widefield3d.analysis.activity.segment import find_centroids, local_contrast, watershed_masks
-from widefield3d.analysis.activity.traces import brightest_mean, delta_f, most_active
+from widefield3d.analysis.activity.traces import brightest_mean, delta_f, most_active, smooth_in_time
+from widefield3d.errors import InputError
 from widefield3d.methods.activity import ActivityConfig, cluster_active
 from widefield3d.methods.deepz_calibration import DepthCalibration, write_depth_calibration
 from widefield3d.prep.frame_registration import register_video
@@ -116,6 +117,21 @@ def test_centroids_are_local_maxima_and_watershed_grows_one_mask_each():
         assert np.linalg.norm(voxels - p * np.array(SPACING), axis=1).max() <= 2.0 + 1e-9
 
 
+def test_smoothing_in_time_damps_frame_noise_and_keeps_slow_activity():
+    rng = np.random.default_rng(0)
+    t = np.arange(400)
+    slow = 1 + 0.5 * (t >= 200)  # a step: activity much slower than a frame
+    f = np.stack([slow + rng.normal(0, 0.04, t.size) for _ in range(50)])
+    smoothed = smooth_in_time(f, 3)
+    away_from_step = np.abs(t - 199.5) > 3
+    noise = (smoothed - slow)[:, away_from_step].std(axis=1)
+    np.testing.assert_allclose(np.median(noise), 0.04 / np.sqrt(3), rtol=0.1)  # white noise: 1 / sqrt(3)
+    np.testing.assert_allclose(smoothed[:, [100, 300]].mean(axis=0), [1.0, 1.5], atol=0.01)
+    np.testing.assert_array_equal(smooth_in_time(f, 1), f)
+    with pytest.raises(InputError, match="frames"):
+        smooth_in_time(f, 0)
+
+
 def test_local_contrast_keeps_blobs_and_drops_a_faint_maximum_on_a_glow():
     volume, centres = _two_blobs()
     glow = volume + 0.5  # a uniform haze: the blobs stand 1 above a background of 0.5
@@ -204,6 +220,7 @@ def test_cli_refuses_bad_input_with_one_line(tmp_path, tiny_video, capsys):
         ([tiny_video, "--red", "5"], "has 2 channels"),
         ([tiny_video, "--z-step", "0"], "--z-step"),
         ([tiny_video, "--min-contrast", "1.5"], "--min-contrast"),
+        ([tiny_video, "--smooth-frames", "0"], "--smooth-frames"),
         ([tiny_video, "--model", model, "--z-range", "-12", "10"], "beyond the model's trained range"),
         ([tiny_video, "--model", model, "--calibrated"], "has no depth calibration"),
         ([tiny_video, "--model", calibrated, "--calibrated", "--z-range", "-1", "9.5"], "beyond the model's trained"),

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from widefield3d import io
 from widefield3d.analysis.activity.clusters import similarity, spectral_clusters
 from widefield3d.analysis.activity.segment import find_centroids, median_projection, smooth, watershed_masks
-from widefield3d.analysis.activity.traces import brightest_mean, delta_f, most_active
+from widefield3d.analysis.activity.traces import brightest_mean, delta_f, most_active, smooth_in_time
 from widefield3d.errors import InputError
 from widefield3d.prep.frame_registration import register_video
 
@@ -49,6 +49,8 @@ class ActivityConfig(BaseModel):
     max_radius_um: float = Field(2.5, gt=0, description="largest distance of a mask voxel from its centroid")
     smooth_um: tuple[float, float] = Field((0.5, 0.3), description="(axial, lateral) Gaussian sigma before segmenting")
     n_brightest: int = Field(100, ge=1, description="F_i(t) = mean of this many brightest voxels (paper: 100)")
+    smooth_frames: int = Field(3, ge=1, description="F_i(t) averaged over this many frames before dF (ours, "
+                                                    "against Deep-Z's frame-to-frame noise; 1: none, the paper)")
     background: float | None = Field(None, description="subtracted from the green channel before F; None: its "
                                                        "1st percentile over the median volume")
     active_threshold: float = Field(0.1, gt=0, description="active: std(dF) > threshold * F0")
@@ -208,7 +210,8 @@ def analyse_activity(video: np.ndarray, spacing_um, config: ActivityConfig | Non
 
     t0 = time.perf_counter()
     background = (float(np.percentile(green_median, 1)) if config.background is None else config.background)
-    f = brightest_mean(stacks[:, config.green], labels, config.n_brightest) - background
+    f = smooth_in_time(brightest_mean(stacks[:, config.green], labels, config.n_brightest) - background,
+                       config.smooth_frames)
     df, f0 = delta_f(f)
     active = most_active(df, f0, config.active_threshold)
     sigma = config.sigma or paper_sigma(df.shape[1])

@@ -52,6 +52,9 @@ def activity_cmd(
         help="a neuron's lowest local contrast in the nuclear channel, 1 - background / peak (not in the paper; 0: "
              "every local maximum above Otsu's threshold)")] = 0.3,
     n_brightest: Annotated[int, typer.Option(help="F = mean of this many brightest voxels per mask")] = 100,
+    smooth_frames: Annotated[int, typer.Option(
+        help="average F over this many frames before dF (not in the paper: damps the frame-to-frame noise of "
+             "Deep-Z's virtual stacks; 1: none)")] = 3,
     active_threshold: Annotated[float, typer.Option(help="active neuron: std(dF) > THRESHOLD * F0")] = 0.1,
     sigma: Annotated[Optional[float], typer.Option(
         help="similarity width (default: the paper's 1.5 at 126 frames, scaled by sqrt(T/126))")] = None,
@@ -100,7 +103,7 @@ def activity_cmd(
     try:
         config = ActivityConfig(green=green, red=red, register_frames=not no_register, refocus=not no_refocus,
                                 calibrated=calibrated, z_um=tuple(z_um.tolist()), n_brightest=n_brightest,
-                                min_contrast=min_contrast,
+                                min_contrast=min_contrast, smooth_frames=smooth_frames,
                                 normalisation="video" if normalise_video else "frame",
                                 active_threshold=active_threshold, sigma=sigma, n_clusters=clusters)
     except pydantic.ValidationError as err:

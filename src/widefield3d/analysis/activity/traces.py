@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy.ndimage import uniform_filter1d
 
 from widefield3d.errors import InputError
 
@@ -42,6 +43,16 @@ def brightest_mean(stacks: np.ndarray, labels: np.ndarray, n_brightest: int = 10
                 k = min(n_brightest, v.size)
                 out[i, t] = np.partition(v, v.size - k)[v.size - k:].mean()
     return out
+
+
+def smooth_in_time(f: np.ndarray, frames: int) -> np.ndarray:
+    """Each row of ``F`` ``(N, T)`` averaged over a centred window of ``frames`` frames (the ends repeat the first
+    and last frame; ``frames = 1``: unchanged). Ours, not the paper's: it damps the frame-to-frame noise that Deep-Z
+    adds to each frame's virtual stack (docs/activity.md, "Where the trace noise comes from")."""
+    if frames < 1:
+        raise InputError(f"smooth_in_time: frames must be at least 1, got {frames}")
+    f = np.asarray(f, np.float64)
+    return f if frames == 1 else uniform_filter1d(f, frames, axis=1, mode="nearest")
 
 
 def delta_f(f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
