@@ -43,6 +43,9 @@ def correlation_similarity(ratio: np.ndarray, width: float = 0.5) -> np.ndarray:
     return np.exp(-(1 - np.corrcoef(ratio)) ** 2 / width**2)
 
 
+PAPER_RULES = {"min_contrast": 0.0, "smooth_frames": 1}
+"""The ``ActivityConfig`` fields whose defaults are ours, set to the paper's rules; each variant starts from these."""
+
 VARIANTS = {
     "paper: std(dF) > 0.1 F0, sigma 1.5 scaled": {},
     "local contrast >= 0.2": {"config": {"min_contrast": 0.2}},
@@ -70,10 +73,11 @@ VARIANTS = {
     "local contrast >= 0.3, F over 3 frames, 4 clusters (the truth's number: an oracle)": {
         "config": {"min_contrast": 0.3, "smooth_frames": 3, "n_clusters": 4}},
 }
-"""Variant name -> changes from the paper's rules (every local maximum above Otsu's threshold is a neuron, std(dF) >
-0.1 F0, the paper's sigma): ``config`` (``ActivityConfig`` fields, e.g. ``min_contrast``, the local contrast a maximum
-needs to count as a neuron, the pipeline's default since 2026-12-02), and re-selection/re-clustering of the active
-neurons (``sigma_factor``, ``noise_factor``: std also above this many times the frame noise, ``correlation``)."""
+"""Variant name -> changes from the paper's rules (every local maximum above Otsu's threshold is a neuron, F of each
+frame as it is, std(dF) > 0.1 F0, the paper's sigma): ``config`` (``ActivityConfig`` fields, e.g. ``min_contrast``,
+the local contrast a maximum needs to count as a neuron, and ``smooth_frames``, F averaged over that many frames:
+0.3 and 3 are the pipeline's defaults since 2026-12-02), and re-selection/re-clustering of the active neurons
+(``sigma_factor``, ``noise_factor``: std also above this many times the frame noise, ``correlation``)."""
 
 
 def clusters_of(df, f0, *, threshold=0.1, noise_factor=None, sigma_factor=1.0, correlation=False) -> np.ndarray:
@@ -128,7 +132,7 @@ def analysis_inputs(v: dict) -> dict:
 def score_variant(v: dict, analysis: str, variant: dict) -> dict:
     """Scores of one analysis of one cached video under one variant."""
     data, z, spacing, lateral = analysis_inputs(v)[analysis]
-    config = ActivityConfig(register_frames=False, **{"min_contrast": 0.0, **variant.get("config", {})})
+    config = ActivityConfig(register_frames=False, **{**PAPER_RULES, **variant.get("config", {})})
     res = analyse_activity(data, spacing, config, stack_z_um=z, progress=False)
     rule = {k: val for k, val in variant.items() if k != "config"}
     clusters = clusters_of(res.df, res.f0, **rule) if rule else res.clusters
