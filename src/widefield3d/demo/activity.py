@@ -130,8 +130,9 @@ def demo_section(report, out_dir: str | Path, *, seed: int = 0, n_frames: int = 
                 f"{len(z)} planes ({z[0]:+g} .. {z[-1]:+g} µm); neurons are the local maxima of the red "
                 f"channel's median over time that stand out from their surroundings (local contrast >= "
                 f"{ActivityConfig().min_contrast:g}), masks a 3D watershed, F the mean of the 100 brightest green "
-                f"voxels averaged over {ActivityConfig().smooth_frames} frames, clusters from the eigen-gap of the similarity of dF/F0 (sigma 1.5). A detection counts "
-                f"within 2 µm of a true nucleus (laterally for the 2D analysis).")
+                f"voxels averaged over {ActivityConfig().smooth_frames} frames, clusters from the eigen-gap of "
+                f"the similarity of dF/F0 (sigma 1.5). A detection counts within 2 µm of a true nucleus "
+                f"(laterally for the 2D analysis).")
     report.table(rows, "Against the simulator's truth (trace r: median Pearson r over detected active neurons; "
                        "ARI: clusters of the detected neurons, silent = its own class)")
     report.figure(activity_figure(results["Deep-Z"]["result"], sim.times_s),
