@@ -97,26 +97,24 @@ def cached_video(args, seed: int, model) -> dict:
     model_key = Path(args.model).name + ("_calibrated" if args.calibrated else "")
     path = Path(args.cache) / (f"activity_stacks_seed{seed}_f{args.field}_t{args.frames}_z{args.z_step}_{model_key}_"
                                f"{args.normalisation}.npz")
-    other_models = sorted(path.parent.glob(path.name.replace(model_key, "*")))
-    if not path.exists() and other_models:  # the simulation and registration do not depend on the model
-        with np.load(other_models[0]) as data:
-            video = {k: v for k, v in data.items() if k != "stacks"}
+    if not path.exists():
+        other_models = sorted(path.parent.glob(path.name.replace(model_key, "*")))
+        if other_models:  # the simulation and registration do not depend on the model
+            with np.load(other_models[0]) as data:
+                video = {k: v for k, v in data.items() if k != "stacks"}
+        else:
+            sim = simulate_worm_activity(activity_preset("worm-activity", field_px=args.field, n_frames=args.frames),
+                                         seed=seed, scanned=True)
+            video = {"video": register_video(sim.video, channel=ActivityConfig().red)[0],
+                     "z": np.arange(-10.0, 10.0 + args.z_step / 2, args.z_step),
+                     "scanned": register_video(sim.stacks, channel=ActivityConfig().red)[0].astype(np.float16),
+                     "scanned_z": sim.z_um, "spacing": np.array(sim.spacing_um), "centres": sim.centres_um,
+                     "traces": sim.traces, "clusters": sim.clusters}
         stacks = refocus_video(video["video"], video["z"], model=model, device=args.device, progress=False,
                                pixel_um=float(video["spacing"][2]), calibrated=args.calibrated,
                                normalisation=args.normalisation)
-        np.savez(path, stacks=stacks.astype(np.float16), **video)
-    elif not path.exists():
-        sim = simulate_worm_activity(activity_preset("worm-activity", field_px=args.field, n_frames=args.frames),
-                                     seed=seed, scanned=True)
-        z = np.arange(-10.0, 10.0 + args.z_step / 2, args.z_step)
-        video = register_video(sim.video, channel=ActivityConfig().red)[0]
-        stacks = refocus_video(video, z, model=model, device=args.device, progress=False, pixel_um=sim.spacing_um[2],
-                               calibrated=args.calibrated, normalisation=args.normalisation)
-        scanned = register_video(sim.stacks, channel=ActivityConfig().red)[0]
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, stacks=stacks.astype(np.float16), scanned=scanned.astype(np.float16), video=video, z=z,
-                 scanned_z=sim.z_um, spacing=np.array(sim.spacing_um), centres=sim.centres_um, traces=sim.traces,
-                 clusters=sim.clusters)
+        np.savez(path, stacks=stacks.astype(np.float16), **video)
     with np.load(path) as data:  # float32 once here, not per variant
         return {k: (v.astype(np.float32) if v.dtype == np.float16 else v) for k, v in data.items()}
 
