@@ -30,7 +30,7 @@ from bench_activity import video_arguments
 from scipy import ndimage
 
 from widefield3d.analysis.activity.scores import match_neurons
-from widefield3d.analysis.activity.traces import brightest_mean
+from widefield3d.analysis.activity.traces import brightest_mean, delta_f, most_active, smooth_in_time
 from widefield3d.methods.activity import ActivityConfig, analyse_activity
 from widefield3d.methods.deepz import load, refocus
 
@@ -39,29 +39,21 @@ MEASURES = ("green_silent", "red", "silent_found_active", "active_missed")
 """Frame noise of F / F0 (green: silent neurons; red: all), then the activity selection's two errors."""
 
 
-def channel_noise(v: dict, analysis: str) -> dict:
-    """Median relative frame noise of ``F(t)``: green over matched silent neurons, red over all neurons."""
+def trace_measures(v: dict, analysis: str) -> dict:
+    """One analysis of one video (segmented once): the median relative frame noise of ``F(t)`` without smoothing in
+    time, green over the matched silent neurons and red over all neurons; then, with the default smoothing in time,
+    the matched silent neurons found active and the matched active neurons not found active."""
     data, z, spacing, lateral = analysis_inputs(v)[analysis]
-    with_red_as_green = np.concatenate([data, data[:, 1:2]], axis=1)  # channel 2: the red channel again
-    out = {}
-    for name, green in (("green_silent", 0), ("red", 2)):
-        config = ActivityConfig(register_frames=False, smooth_frames=1, green=green)
-        res = analyse_activity(with_red_as_green, spacing, config, stack_z_um=z, progress=False)
-        ratio = res.df / res.f0[:, None]
-        if name == "green_silent":
-            matched = match_neurons(res.centroids_um, v["centres"], lateral_only=lateral)
-            ratio = ratio[matched[v["clusters"][matched[:, 1]] == 0, 0]]
-        out[name] = float(np.median(frame_noise(ratio)))
-    return out
-
-
-def activity_errors(v: dict, analysis: str) -> dict:
-    """With the default config: matched silent neurons found active, matched active neurons not found active."""
-    data, z, spacing, lateral = analysis_inputs(v)[analysis]
-    res = analyse_activity(data, spacing, ActivityConfig(register_frames=False), stack_z_um=z, progress=False)
+    config = ActivityConfig(register_frames=False, smooth_frames=1)
+    res = analyse_activity(data, spacing, config, stack_z_um=z, progress=False)
+    red = brightest_mean(data[:, config.red], res.labels, config.n_brightest) - np.percentile(res.median_red, 1)
     matched = match_neurons(res.centroids_um, v["centres"], lateral_only=lateral)
-    found, silent = res.active[matched[:, 0]], v["clusters"][matched[:, 1]] == 0
-    return {"silent_found_active": float(found[silent].mean()) if silent.any() else float("nan"),
+    silent = v["clusters"][matched[:, 1]] == 0
+    df, f0 = delta_f(smooth_in_time(res.f, ActivityConfig().smooth_frames))
+    found = most_active(df, f0, config.active_threshold)[matched[:, 0]]
+    return {"green_silent": float(np.median(frame_noise((res.df / res.f0[:, None])[matched[silent, 0]]))),
+            "red": float(np.median(frame_noise(red / red.mean(axis=1, keepdims=True) - 1))),
+            "silent_found_active": float(found[silent].mean()) if silent.any() else float("nan"),
             "active_missed": float(1 - found[~silent].mean()) if (~silent).any() else float("nan")}
 
 
@@ -107,7 +99,7 @@ def main(argv=None) -> dict:
     per_seed = {}
     for seed in args.seed:
         v = cached_video(args, seed, model)
-        per_seed[seed] = {a: {**channel_noise(v, a), **activity_errors(v, a)} for a in ANALYSES}
+        per_seed[seed] = {a: trace_measures(v, a) for a in ANALYSES}
         print(seed, json.dumps(per_seed[seed]), flush=True)
     sources = noise_sources(cached_video(args, args.seed[0], model), model, args.source_frames)
     print("\n| mean over videos | " + " | ".join(ANALYSES) + " |\n|---|---|---|---|")

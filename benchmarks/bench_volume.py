@@ -166,10 +166,10 @@ class StoppingRules:
 
 def run(setting: dict, device: str, progress: bool, save=lambda rows: None) -> list[dict]:
     """All runs of ``setting``; ``save(rows)`` is called after each one (a killed run keeps what it finished)."""
-    methods = setting.get("methods") or list(METHODS)
+    chosen = setting.get("methods")  # --methods: these at every noise level; else all without noise
     jobs = [(shape, name, sigma, label) for shape in setting["sizes"] for name in setting["volumes"]
-            for sigma in setting["noise"] for label in (METHODS if sigma == 0 else setting["noisy_methods"])
-            if label in methods]
+            for sigma in setting["noise"]
+            for label in (chosen or (METHODS if sigma == 0 else setting["noisy_methods"]))]
     jobs.sort(key=lambda job: job[3] == "DIP + Pretr II")  # Pretr II last (stable sort keeps the rest in order)
     rows = []
     for shape, name, sigma, label in jobs:
@@ -334,7 +334,8 @@ def main(argv=None) -> None:
     parser.add_argument("--volumes", help="comma-separated subset of the 13 volumes (to split the run over processes)")
     parser.add_argument("--tag", default="", help="suffix of the result file, e.g. one per process")
     parser.add_argument("--tables", nargs="+", metavar="JSON", help="print the tables of these result files, merged")
-    parser.add_argument("--methods", help="comma-separated subset of: " + ", ".join(METHODS))
+    parser.add_argument("--methods", help="comma-separated subset of: " + ", ".join(METHODS) + " (run at every noise "
+                        "level; default: all four without noise, the setting's noisy_methods with noise)")
     parser.add_argument("--noise", help="comma-separated noise levels (default: the setting's)")
     parser.add_argument("--steps", type=int, help="steps per run (default: the setting's)")
     parser.add_argument("--es-grid", help="further ES-WMV rules evaluated on the same runs, window:patience,...")
