@@ -253,6 +253,43 @@ def es_grid_table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def start_table(rows: list[dict], checkpoints=(100, 250, 500), reach: float = 0.98) -> str:
+    """How fast each DIP start climbs, per grid size, noise level and run length: the mean PSNR at a few steps, and
+    the median step at which a run first reaches ``reach`` of the best PSNR of the constant-start DIP run on the
+    same volume (runs that never do count as their length; the count of those in brackets); over the volumes that
+    every start has run."""
+    curves = [r for r in rows if r["method"].startswith("DIP") and r.get("psnr_curve")]
+    base = {(r["size"], r["noise"], r["steps"], r["volume"]): r for r in curves if r["method"] == "DIP"}
+    out = []
+    for size, sigma, steps in dict.fromkeys((r["size"], r["noise"], r["steps"]) for r in curves):
+        sel = [r for r in curves if (r["size"], r["noise"], r["steps"]) == (size, sigma, steps)
+               and (size, sigma, steps, r["volume"]) in base]
+        labels = list(dict.fromkeys(r["method"] for r in sel))
+        common = set.intersection(*({r["volume"] for r in sel if r["method"] == m} for m in labels)) if sel else set()
+        sel = [r for r in sel if r["volume"] in common]
+        if len(labels) < 2 or not common:
+            continue
+        marks = [c for c in checkpoints if c < steps]
+        out += [f"\nDIP starts ({size}, noise {sigma:g}, {steps} steps, the volumes every start ran): mean PSNR "
+                f"(dB) at step, and the median step to {100 * reach:.0f} % of the constant start's best\n| start | "
+                "volumes | " + " | ".join(f"step {c}" for c in marks) + f" | last | step to {100 * reach:.0f} % |",
+                "|---" * (len(marks) + 4) + "|"]
+        for label in labels:
+            runs = [r for r in sel if r["method"] == label]
+            reached = []
+            for r in runs:
+                target = reach * base[(size, sigma, steps, r["volume"])]["best_psnr"]
+                hit = np.flatnonzero(np.asarray(r["psnr_curve"]) >= target)
+                reached.append(int(hit[0]) if hit.size else None)
+            never = sum(h is None for h in reached)
+            median = np.median([steps if h is None else h for h in reached])
+            out.append(f"| {label} | {len(runs)} | " + " | ".join(
+                f"{np.mean([r['psnr_curve'][c] for r in runs]):.2f}" for c in marks)
+                + f" | {np.mean([r['psnr'] for r in runs]):.2f} | {median:.0f}" + (f" ({never} never)" if never else "")
+                + " |")
+    return "\n".join(out)
+
+
 def es_figure(rows: list[dict], path: Path) -> None:
     """One panel per run with stopping rules: the PSNR curve and, per rule, the iterate it selects (a dot) and the
     step at which it stops (a dashed line; none if it never stopped)."""
@@ -319,7 +356,7 @@ def tables(rows: list[dict]) -> str:
             ratios = [100 * r["es_psnr"] / r["best_psnr"] for r in es if r["es_psnr"] is not None]
             out.append(f"| **average** | {np.mean([r['es_psnr'] for r in es if r['es_psnr'] is not None]):.2f} | | "
                        f"{np.mean(ratios):.2f} | | | |")
-    return "\n".join(out) + noise_table(rows) + es_grid_table(rows)
+    return "\n".join(out) + noise_table(rows) + es_grid_table(rows) + start_table(rows)
 
 
 def main(argv=None) -> None:
