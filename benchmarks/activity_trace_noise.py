@@ -96,12 +96,13 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
 
     model = load(args.model)
-    per_seed = {}
+    per_seed, first = {}, None
     for seed in args.seed:
         v = cached_video(args, seed, model)
+        first = v if first is None else first  # the noise-source test's video, read once
         per_seed[seed] = {a: trace_measures(v, a) for a in ANALYSES}
         print(seed, json.dumps(per_seed[seed]), flush=True)
-    sources = noise_sources(cached_video(args, args.seed[0], model), model, args.source_frames)
+    sources = noise_sources(first, model, args.source_frames)
     print("\n| mean over videos | " + " | ".join(ANALYSES) + " |\n|---|---|---|---|")
     for channel in MEASURES:
         print(f"| {channel} | " + " | ".join(f"{np.mean([s[a][channel] for s in per_seed.values()]):.3f}"

@@ -99,7 +99,7 @@ def demo_section(report, out_dir: str | Path, *, seed: int = 0, n_frames: int = 
         Scores (``deepz``, ``2d``: see :func:`widefield3d.analysis.activity.scores.score_activity`) and seconds.
     """
     from widefield3d.analysis.activity.scores import score_activity
-    from widefield3d.methods.activity import ActivityConfig, analyse_activity, write_activity
+    from widefield3d.methods.activity import ActivityConfig, analyse_activity, paper_sigma, write_activity
     from widefield3d.methods.deepz import load
     from widefield3d.sim.activity import activity_preset, simulate_worm_activity
 
@@ -131,7 +131,8 @@ def demo_section(report, out_dir: str | Path, *, seed: int = 0, n_frames: int = 
                 f"channel's median over time that stand out from their surroundings (local contrast >= "
                 f"{ActivityConfig().min_contrast:g}), masks a 3D watershed, F the mean of the 100 brightest green "
                 f"voxels averaged over {ActivityConfig().smooth_frames} frames, clusters from the eigen-gap of "
-                f"the similarity of dF/F0 (sigma 1.5). A detection counts within 2 µm of a true nucleus "
+                f"the similarity of dF/F0 (sigma {paper_sigma(n_frames):.2f}: the paper's 1.5 at 126 frames, scaled "
+                f"by sqrt(frames / 126)). A detection counts within 2 µm of a true nucleus "
                 f"(laterally for the 2D analysis).")
     report.table(rows, "Against the simulator's truth (trace r: median Pearson r over detected active neurons; "
                        "ARI: clusters of the detected neurons, silent = its own class)")
