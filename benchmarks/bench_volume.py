@@ -187,6 +187,8 @@ def run(setting: dict, device: str, progress: bool, save=lambda rows: None) -> l
         r = solve(stack, config, truth=truth, device=device, progress=progress,
                   on_iterate=rules if rules.rules else None)
         psnr = r.history["psnr"]
+        if method == "dip" and setting.get("dip_lr_given"):
+            label = f"{label} (lr {setting['dip_lr']:g})"  # its own column, beside the setting's learning rate
         row = {"size": "x".join(map(str, shape[::-1])), "volume": name, "noise": sigma, "method": label,
                "psnr": psnr[-1], "ssim": ssim(r.transmittance, truth, data_range=1.0), "best_psnr": max(psnr),
                "best_step": int(np.argmax(psnr)), "steps": r.iterations, "seconds": r.seconds, "es_stop": r.es_stop,
@@ -258,19 +260,23 @@ def start_table(rows: list[dict], checkpoints=(100, 250, 500), reach: float = 0.
     the median step at which a run first reaches ``reach`` of the best PSNR of the constant-start DIP run on the
     same volume (runs that never do count as their length; the count of those in brackets); over the volumes that
     every start has run."""
+    def variant(r):  # "DIP + Pretr II (lr 0.001)" -> " (lr 0.001)": runs are compared within one variant
+        return r["method"].partition(" (")[1] + r["method"].partition(" (")[2]
+
     curves = [r for r in rows if r["method"].startswith("DIP") and r.get("psnr_curve")]
-    base = {(r["size"], r["noise"], r["steps"], r["volume"]): r for r in curves if r["method"] == "DIP"}
+    base = {(r["size"], r["noise"], r["steps"], variant(r), r["volume"]): r for r in curves
+            if r["method"].partition(" (")[0] == "DIP"}
     out = []
-    for size, sigma, steps in dict.fromkeys((r["size"], r["noise"], r["steps"]) for r in curves):
-        sel = [r for r in curves if (r["size"], r["noise"], r["steps"]) == (size, sigma, steps)
-               and (size, sigma, steps, r["volume"]) in base]
+    for size, sigma, steps, var in dict.fromkeys((r["size"], r["noise"], r["steps"], variant(r)) for r in curves):
+        sel = [r for r in curves if (r["size"], r["noise"], r["steps"], variant(r)) == (size, sigma, steps, var)
+               and (size, sigma, steps, var, r["volume"]) in base]
         labels = list(dict.fromkeys(r["method"] for r in sel))
         common = set.intersection(*({r["volume"] for r in sel if r["method"] == m} for m in labels)) if sel else set()
         sel = [r for r in sel if r["volume"] in common]
         if len(labels) < 2 or not common:
             continue
         marks = [c for c in checkpoints if c < steps]
-        out += [f"\nDIP starts ({size}, noise {sigma:g}, {steps} steps, the volumes every start ran): mean PSNR "
+        out += [f"\nDIP starts{var} ({size}, noise {sigma:g}, {steps} steps, the volumes every start ran): mean PSNR "
                 f"(dB) at step, and the median step to {100 * reach:.0f} % of the constant start's best\n| start | "
                 "volumes | " + " | ".join(f"step {c}" for c in marks) + f" | last | step to {100 * reach:.0f} % |",
                 "|---" * (len(marks) + 4) + "|"]
@@ -278,7 +284,7 @@ def start_table(rows: list[dict], checkpoints=(100, 250, 500), reach: float = 0.
             runs = [r for r in sel if r["method"] == label]
             reached = []
             for r in runs:
-                target = reach * base[(size, sigma, steps, r["volume"])]["best_psnr"]
+                target = reach * base[(size, sigma, steps, var, r["volume"])]["best_psnr"]
                 hit = np.flatnonzero(np.asarray(r["psnr_curve"]) >= target)
                 reached.append(int(hit[0]) if hit.size else None)
             never = sum(h is None for h in reached)
@@ -375,6 +381,8 @@ def main(argv=None) -> None:
                         "level; default: all four without noise, the setting's noisy_methods with noise)")
     parser.add_argument("--noise", help="comma-separated noise levels (default: the setting's)")
     parser.add_argument("--steps", type=int, help="steps per run (default: the setting's)")
+    parser.add_argument("--dip-lr", type=float, help="DIP learning rate (default: the setting's); its runs are "
+                        "labelled with it, e.g. 'DIP (lr 0.001)'")
     parser.add_argument("--es-grid", help="further ES-WMV rules evaluated on the same runs, window:patience,...")
     parser.add_argument("--figure", type=Path, help="with --tables: plot the runs' PSNR curves and the rules' stops "
                         "to this PNG")
@@ -403,6 +411,10 @@ def main(argv=None) -> None:
         setting["noise"] = [float(v) for v in args.noise.split(",")]
     if args.steps:
         setting["steps"] = args.steps
+    if args.dip_lr is not None:
+        if not args.dip_lr > 0:
+            parser.error(f"--dip-lr must be > 0, got {args.dip_lr}")
+        setting.update(dip_lr=args.dip_lr, dip_lr_given=True)
     if args.es_grid:
         try:
             setting["es_grid"] = [tuple(int(v) for v in pair.split(":")) for pair in args.es_grid.split(",")]

@@ -108,17 +108,41 @@ def test_early_stopping_returns_the_selected_iterate(tiny):
     assert result.psnr == result.history["psnr"][result.iteration]
 
 
-def test_benchmark_stopping_rules_agree_with_the_run(tiny, tmp_path):
-    """bench_volume's extra ES rules, fed through ``on_iterate``, stop where the run's own rule stops; the figure of
-    the curves and stops is written."""
+def _bench_volume():
+    """The benchmark script ``benchmarks/bench_volume.py`` as a module."""
     import sys
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     try:
-        from bench_volume import StoppingRules, es_figure
+        import bench_volume
     finally:
         sys.path.pop(0)
+    return bench_volume
+
+
+def test_benchmark_start_table_compares_within_a_learning_rate():
+    """Runs at another DIP learning rate (``--dip-lr``, labelled "... (lr X)") are measured against the constant
+    start at the same rate, in a table of their own."""
+    def row(method, curve):
+        return {"size": "4x4x3", "noise": 0.01, "steps": 4, "volume": "v", "method": method, "psnr_curve": curve,
+                "psnr": curve[-1], "best_psnr": max(curve)}
+
+    rows = [row("DIP", [10, 20, 30, 40]), row("DIP + Pretr II", [10, 10, 10, 10]),
+            row("DIP (lr 0.001)", [10, 10, 10, 20]), row("DIP + Pretr II (lr 0.001)", [10, 20, 30, 40])]
+    lines = _bench_volume().start_table(rows, checkpoints=(1,), reach=0.98).splitlines()
+    assert sum(line.startswith("DIP starts (lr 0.001) (") for line in lines) == 1
+    assert sum(line.startswith("DIP starts (4x4x3, ") for line in lines) == 1
+    # columns: start | volumes | step 1 | last | step to 98 % of the constant start's best (never: the run's length)
+    assert "| DIP + Pretr II | 1 | 10.00 | 10.00 | 4 (1 never) |" in lines
+    assert "| DIP + Pretr II (lr 0.001) | 1 | 20.00 | 40.00 | 1 |" in lines  # 20 >= 0.98 x 20 at step 1
+
+
+def test_benchmark_stopping_rules_agree_with_the_run(tiny, tmp_path):
+    """bench_volume's extra ES rules, fed through ``on_iterate``, stop where the run's own rule stops; the figure of
+    the curves and stops is written."""
+    bench = _bench_volume()
+    StoppingRules, es_figure = bench.StoppingRules, bench.es_figure
     truth, stack = tiny
     config = VolumeConfig(solver="iterative", steps=120, early_stop=False, es_window=10, es_patience=20, **OPTICS)
     rules = StoppingRules([(10, 20), (10, 1000)])
