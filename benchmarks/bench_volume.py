@@ -261,11 +261,12 @@ def start_table(rows: list[dict], checkpoints=(100, 250, 500), reach: float = 0.
     same volume (runs that never do count as their length; the count of those in brackets); over the volumes that
     every start has run."""
     def variant(r):  # "DIP + Pretr II (lr 0.001)" -> " (lr 0.001)": runs are compared within one variant
-        return r["method"].partition(" (")[1] + r["method"].partition(" (")[2]
+        head, sep, tail = r["method"].partition(" (")
+        return sep + tail
 
     curves = [r for r in rows if r["method"].startswith("DIP") and r.get("psnr_curve")]
     base = {(r["size"], r["noise"], r["steps"], variant(r), r["volume"]): r for r in curves
-            if r["method"].partition(" (")[0] == "DIP"}
+            if r["method"] == "DIP" + variant(r)}
     out = []
     for size, sigma, steps, var in dict.fromkeys((r["size"], r["noise"], r["steps"], variant(r)) for r in curves):
         sel = [r for r in curves if (r["size"], r["noise"], r["steps"], variant(r)) == (size, sigma, steps, var)
