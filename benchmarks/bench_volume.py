@@ -261,7 +261,7 @@ def start_table(rows: list[dict], checkpoints=(100, 250, 500), reach: float = 0.
     same volume (runs that never do count as their length; the count of those in brackets); over the volumes that
     every start has run."""
     def variant(r):  # "DIP + Pretr II (lr 0.001)" -> " (lr 0.001)": runs are compared within one variant
-        head, sep, tail = r["method"].partition(" (")
+        _, sep, tail = r["method"].partition(" (")
         return sep + tail
 
     curves = [r for r in rows if r["method"].startswith("DIP") and r.get("psnr_curve")]
